@@ -1,0 +1,58 @@
+# Two commands on a fresh machine: `make dev` runs the whole service locally, `make test` runs
+# every check CI runs. Each installs what it needs first (a venv; Debian packages when missing).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+
+.PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean
+
+help:
+	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
+	@echo "make test   install what is missing, start what is needed, run every check"
+	@echo "make bench  run the benchmarks and print the tables"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@bash infra/local/install-system-deps.sh
+
+services:
+	@bash infra/local/ensure-services.sh
+
+dev: venv
+	$(BIN)/storyq dev
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv services
+	@set +e; $(BIN)/python -m pytest -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+pgtap: venv services
+	bash tests/pgtap.sh
+
+test: system-deps venv services lint typecheck pytest pgtap
+
+check: test
+
+bench: venv services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .storyq

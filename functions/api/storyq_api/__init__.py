@@ -1,0 +1,1 @@
+"""The storyq HTTP API: FastAPI routes behind API Gateway through Mangum."""

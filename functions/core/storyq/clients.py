@@ -1,0 +1,67 @@
+"""Client factories: Upstash Redis over REST and Supabase's PostgREST, built from Settings.
+
+Only the PostgREST sub-client of supabase-py is imported: it is all the functions use (RPC),
+and it keeps realtime, storage and auth out of the Lambda cold start.
+"""
+
+from __future__ import annotations
+
+from postgrest import AsyncPostgrestClient, SyncPostgrestClient
+from upstash_redis import Redis as SyncRedis
+from upstash_redis.asyncio import Redis as AsyncRedis
+
+from storyq.config import Settings
+
+
+def _postgrest_headers(settings: Settings) -> dict[str, str]:
+    key = settings.supabase_service_role_key.get_secret_value()
+    return {
+        "apikey": key,
+        "Authorization": f"Bearer {key}",
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+    }
+
+
+def _rest_url(settings: Settings) -> str:
+    return f"{settings.supabase_url.rstrip('/')}/rest/v1"
+
+
+def async_postgrest(settings: Settings) -> AsyncPostgrestClient:
+    """A service-role PostgREST client for the functions (RPC is the only path they use)."""
+    return AsyncPostgrestClient(
+        _rest_url(settings),
+        headers=_postgrest_headers(settings),
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def sync_postgrest(settings: Settings) -> SyncPostgrestClient:
+    """The same client, blocking, for the CLI."""
+    return SyncPostgrestClient(
+        _rest_url(settings),
+        headers=_postgrest_headers(settings),
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def async_redis(settings: Settings) -> AsyncRedis:
+    """An Upstash REST client; telemetry off, retries sized for a queue rather than a page."""
+    return AsyncRedis(
+        url=settings.upstash_redis_rest_url,
+        token=settings.upstash_redis_rest_token.get_secret_value(),
+        rest_retries=settings.upstash_rest_retries,
+        rest_retry_interval=settings.upstash_rest_retry_interval,
+        allow_telemetry=False,
+    )
+
+
+def sync_redis(settings: Settings) -> SyncRedis:
+    """The same client, blocking, for the CLI."""
+    return SyncRedis(
+        url=settings.upstash_redis_rest_url,
+        token=settings.upstash_redis_rest_token.get_secret_value(),
+        rest_retries=settings.upstash_rest_retries,
+        rest_retry_interval=settings.upstash_rest_retry_interval,
+        allow_telemetry=False,
+    )

@@ -1,0 +1,114 @@
+"""Settings: the one place that reads the environment.
+
+Validated once at cold start (``get_settings``). Tests build their own ``Settings(...)`` and
+pass it down; nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Local development defaults. They work out of the box with `make dev` and the `storyq` CLI,
+# and are refused when STORYQ_ENV is anything but "dev" (see `_refuse_dev_secrets`).
+DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+DEV_SERVICE_ROLE_KEY = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6InNlcnZpY2Vf"
+    "cm9sZSIsImlhdCI6MTc2NDAwMDAwMCwiZXhwIjoyMDc5NjAwMDAwfQ.z6w9YHBbFL4cwMS7vS_-Sbph4OEIudEc2aeDiI6Bpg0"
+)
+DEV_ANON_KEY = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJp"
+    "YXQiOjE3NjQwMDAwMDAsImV4cCI6MjA3OTYwMDAwMH0.aSMNYqmSRaFG4Nh1EMsjRB925f5jyPM2KY_PEEvtTg4"
+)
+DEV_UPSTASH_TOKEN = "storyq-local-upstash-token"
+DEV_UPSTASH_URL = "http://127.0.0.1:8079"
+DEV_SUPABASE_URL = "http://127.0.0.1:54321"
+
+_DEV_SECRETS = {DEV_JWT_SECRET, DEV_SERVICE_ROLE_KEY, DEV_UPSTASH_TOKEN}
+
+
+class Settings(BaseSettings):
+    """Everything the functions and the CLI are configured with, from the environment or .env."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    storyq_env: Literal["dev", "prod"] = "dev"
+
+    upstash_redis_rest_url: str = DEV_UPSTASH_URL
+    upstash_redis_rest_token: SecretStr = SecretStr(DEV_UPSTASH_TOKEN)
+    # The SDK's own default is one retry after 3 s; a queue prefers to fail fast and sweep later.
+    upstash_rest_retries: int = Field(default=1, ge=0, le=5)
+    upstash_rest_retry_interval: float = Field(default=0.2, ge=0)
+
+    supabase_url: str = DEV_SUPABASE_URL
+    supabase_service_role_key: SecretStr = SecretStr(DEV_SERVICE_ROLE_KEY)
+    supabase_anon_key: str = DEV_ANON_KEY
+    supabase_jwt_secret: SecretStr | None = SecretStr(DEV_JWT_SECRET)
+    supabase_jwt_issuer: str | None = None
+    supabase_jwks_url: str | None = None
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    max_active_jobs: int = Field(default=5, ge=1, le=1000)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    story_cost: int = Field(default=1, ge=0)
+    free_credits: int = Field(default=0, ge=0)
+
+    generator: Literal["template", "openai"] = "template"
+    generation_delay_seconds: float = Field(default=0.0, ge=0)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+
+    # Leases and time limits. A lease lapses when its worker stops heartbeating (every
+    # lease_seconds / 3); a lapsed lease is reaped by the next sweep and counts as an attempt.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    generation_timeout_seconds: float = Field(default=600.0, gt=0)
+    # A processing row whose heartbeat is this old is requeued even when Redis lost its lease.
+    stall_after_seconds: float = Field(default=180.0, gt=0)
+    retry_base_seconds: float = Field(default=5.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    worker_poll_seconds: float = Field(default=2.0, gt=0)
+    # A Lambda invocation stops claiming when less than timeout + margin remains.
+    worker_time_margin_seconds: float = Field(default=30.0, ge=0)
+
+    # Per-user limits on POST /api/generate and on reads (sliding windows).
+    generate_rate_limit: int = Field(default=10, ge=1)
+    generate_rate_window_seconds: int = Field(default=60, ge=1)
+    read_rate_limit: int = Field(default=300, ge=1)
+    read_rate_window_seconds: int = Field(default=60, ge=1)
+
+    worker_function_name: str | None = None
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets(self) -> Settings:
+        if self.storyq_env == "dev":
+            return self
+        in_use = {
+            self.upstash_redis_rest_token.get_secret_value(),
+            self.supabase_service_role_key.get_secret_value(),
+        }
+        if self.supabase_jwt_secret is not None:
+            in_use.add(self.supabase_jwt_secret.get_secret_value())
+        if in_use & _DEV_SECRETS:
+            raise ValueError(
+                f"STORYQ_ENV={self.storyq_env} refuses the local development secrets: "
+                "set UPSTASH_REDIS_REST_TOKEN, SUPABASE_SERVICE_ROLE_KEY and SUPABASE_JWT_SECRET"
+            )
+        if self.supabase_jwt_secret is None and self.supabase_jwks_url is None:
+            raise ValueError("set SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL to verify tokens")
+        return self
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the project publishes its asymmetric signing keys."""
+        return self.supabase_jwks_url or f"{self.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (at cold start in Lambda)."""
+    return Settings()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need, only when they are missing:
+# PostgreSQL (server and psql), pgTAP and pg_prove, redis-server.
+set -euo pipefail
+
+pg_major() {
+  if [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    ls /etc/postgresql | sort -n | tail -1
+  else
+    echo 15
+  fi
+}
+
+major="$(pg_major)"
+missing=()
+command -v psql >/dev/null 2>&1 || missing+=("postgresql-$major" "postgresql-client-$major")
+[ -d "/usr/lib/postgresql/$major/bin" ] || missing+=("postgresql-$major")
+ls /usr/share/postgresql/"$major"/extension/pgtap.control >/dev/null 2>&1 \
+  || missing+=("postgresql-$major-pgtap")
+command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
+command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+# De-duplicate while keeping order.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+echo "installing Debian packages: ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd=(sudo)
+  else
+    echo "need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,31 @@
+"""Settings refuse the local development secrets anywhere but dev."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from storyq.config import Settings
+
+
+def test_dev_defaults_work_with_no_configuration() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.storyq_env == "dev"
+    assert settings.max_active_jobs == 5
+    assert settings.max_attempts == 3
+
+
+def test_prod_refuses_dev_secrets() -> None:
+    with pytest.raises(ValidationError, match="refuses the local development secrets"):
+        Settings(_env_file=None, storyq_env="prod")  # type: ignore[call-arg]
+
+
+def test_prod_accepts_real_secrets() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        storyq_env="prod",
+        upstash_redis_rest_token="a-real-upstash-token",  # type: ignore[arg-type]
+        supabase_service_role_key="a-real-service-key",  # type: ignore[arg-type]
+        supabase_jwt_secret="a-real-jwt-secret-of-enough-length",  # type: ignore[arg-type]
+    )
+    assert settings.storyq_env == "prod"
