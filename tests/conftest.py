@@ -29,7 +29,9 @@ os.environ.update(
     }
 )
 
-POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_SERVER_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 UPSTASH_TOKEN = "storyq-test-upstash-token"
 JWT_SECRET = DEV_JWT_SECRET
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.support.databases import create_scratch_database, drop_database, migrations_dir
 from storyq_local.migrate import find_migrations, migrate
+from tests.support.databases import create_scratch_database, drop_database, migrations_dir
 
 
 def test_second_run_applies_nothing(postgres_server_url: str) -> None:
@@ -53,7 +53,9 @@ def test_bootstrap_recreates_what_supabase_provides(database_url: str) -> None:
                 "select set_config('request.jwt.claims', %s, true)",
                 ('{"sub":"2b7c9a52-7d43-4c8e-9a55-8a0d0b6f0c11","role":"authenticated"}',),
             )
-            row = conn.execute("select auth.uid()::text, auth.role(), auth.jwt() ->> 'sub'").fetchone()
+            row = conn.execute(
+                "select auth.uid()::text, auth.role(), auth.jwt() ->> 'sub'"
+            ).fetchone()
         assert row == (
             "2b7c9a52-7d43-4c8e-9a55-8a0d0b6f0c11",
             "authenticated",

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
+    # "dev" accepts the local defaults below; anything else refuses them (see the validator).
     storyq_env: Literal["dev", "prod"] = "dev"
 
     upstash_redis_rest_url: str = DEV_UPSTASH_URL
@@ -105,10 +106,15 @@ class Settings(BaseSettings):
     @property
     def jwks_url(self) -> str:
         """Where the project publishes its asymmetric signing keys."""
-        return self.supabase_jwks_url or f"{self.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json"
+        return (
+            self.supabase_jwks_url
+            or f"{self.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json"
+        )
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once (at cold start in Lambda)."""
-    return Settings()
+    """The process-wide settings, read once (at cold start in Lambda, secrets from SSM)."""
+    from storyq.secrets import load_secrets
+
+    return Settings(**load_secrets())  # type: ignore[arg-type]  # str values, coerced by pydantic

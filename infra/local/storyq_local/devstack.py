@@ -73,7 +73,9 @@ def start(settings: Settings, local: LocalSettings) -> DevStack:
         from storyq_api.app import create_app  # the API is what the stack exists to serve
 
         stack.servers.append(
-            serve_in_thread(create_app(settings), host="127.0.0.1", port=local.port, log_level="info")
+            serve_in_thread(
+                create_app(settings), host="127.0.0.1", port=local.port, log_level="info"
+            )
         )
     except BaseException:
         stack.stop()

@@ -60,9 +60,24 @@ def ensure_redis(url: str, state_dir: Path) -> str:
         data_dir = Path("/var/lib/redis") if Path("/var/lib/redis").is_dir() else state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", port,
-             "--save", "", "--appendonly", "no", "--dir", str(data_dir),
-             "--logfile", str(log_dir / "ci.log")],
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "-::1",
+                "--port",
+                port,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data_dir),
+                "--logfile",
+                str(log_dir / "ci.log"),
+            ],
             check=True,
         )
         _wait_for(lambda: redis_answers(url), "redis-server")

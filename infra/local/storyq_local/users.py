@@ -18,7 +18,7 @@ def ensure_user(database_url: str, user_id: uuid.UUID) -> bool:
             "insert into auth.users (id, aud, role, email, email_confirmed_at,"
             " raw_app_meta_data, raw_user_meta_data)"
             " values (%s, 'authenticated', 'authenticated', %s, now(),"
-            " '{\"provider\":\"email\",\"providers\":[\"email\"]}', '{}')"
+            ' \'{"provider":"email","providers":["email"]}\', \'{}\')'
             " on conflict (id) do nothing returning id",
             (user_id, f"{user_id}@storyq.local"),
         ).fetchone()
