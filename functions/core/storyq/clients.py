@@ -6,6 +6,7 @@ and it keeps realtime, storage and auth out of the Lambda cold start.
 
 from __future__ import annotations
 
+import httpx
 from postgrest import AsyncPostgrestClient, SyncPostgrestClient
 from upstash_redis import Redis as SyncRedis
 from upstash_redis.asyncio import Redis as AsyncRedis
@@ -29,20 +30,24 @@ def _rest_url(settings: Settings) -> str:
 
 def async_postgrest(settings: Settings) -> AsyncPostgrestClient:
     """A service-role PostgREST client for the functions (RPC is the only path they use)."""
-    return AsyncPostgrestClient(
-        _rest_url(settings),
-        headers=_postgrest_headers(settings),
+    url, headers = _rest_url(settings), _postgrest_headers(settings)
+    session = httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
         timeout=settings.http_timeout_seconds,
+        follow_redirects=True,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
     )
+    return AsyncPostgrestClient(url, headers=headers, http_client=session)
 
 
 def sync_postgrest(settings: Settings) -> SyncPostgrestClient:
     """The same client, blocking, for the CLI."""
-    return SyncPostgrestClient(
-        _rest_url(settings),
-        headers=_postgrest_headers(settings),
-        timeout=settings.http_timeout_seconds,
+    url, headers = _rest_url(settings), _postgrest_headers(settings)
+    session = httpx.Client(
+        base_url=url, headers=headers, timeout=settings.http_timeout_seconds, follow_redirects=True
     )
+    return SyncPostgrestClient(url, headers=headers, http_client=session)
 
 
 def async_redis(settings: Settings) -> AsyncRedis:

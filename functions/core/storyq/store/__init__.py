@@ -1,0 +1,106 @@
+"""The Supabase data layer as typed async Python: every call is one RPC to a SQL function.
+
+Owns nothing but the mapping: state lives in Postgres, transitions are the SQL functions in
+supabase/migrations, and this package gives them names, types and domain exceptions.
+
+    store = Store(async_postgrest(settings))
+    job = await store.jobs.enqueue(EnqueueRequest(...))
+"""
+
+from __future__ import annotations
+
+from postgrest import AsyncPostgrestClient
+
+from storyq.store.admin import AdminStore
+from storyq.store.credits import CreditStore
+from storyq.store.errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidAmount,
+    InvalidArgument,
+    InvalidStatus,
+    JobNotCancellable,
+    JobNotFound,
+    JobNotRetryable,
+    JobNotStartable,
+    StaleAttempt,
+    StoreError,
+    StoreUnavailable,
+    StoryNotFound,
+    UserNotFound,
+)
+from storyq.store.jobs import MAX_PAGE_SIZE, JobStore
+from storyq.store.models import (
+    JOB_STATUSES,
+    TERMINAL_STATUSES,
+    CleanableStatus,
+    CompletedJob,
+    DispatchableJob,
+    EnqueuedJob,
+    EnqueueRequest,
+    FailOutcome,
+    Failure,
+    Job,
+    JobCursor,
+    JobPage,
+    JobStatus,
+    QueueCounts,
+    StalledJob,
+    StartedJob,
+    Story,
+    StoryStatus,
+)
+from storyq.store.stories import StoryStore
+
+
+class Store:
+    """The four stores over one service-role PostgREST client (which the caller owns)."""
+
+    def __init__(self, db: AsyncPostgrestClient) -> None:
+        self.db = db
+        self.jobs = JobStore(db)
+        self.stories = StoryStore(db)
+        self.credits = CreditStore(db)
+        self.admin = AdminStore(db)
+
+
+__all__ = [
+    "JOB_STATUSES",
+    "MAX_PAGE_SIZE",
+    "TERMINAL_STATUSES",
+    "AdminStore",
+    "CleanableStatus",
+    "CompletedJob",
+    "CreditStore",
+    "DispatchableJob",
+    "EnqueueRequest",
+    "EnqueuedJob",
+    "FailOutcome",
+    "Failure",
+    "IdempotencyConflict",
+    "InsufficientCredits",
+    "InvalidAmount",
+    "InvalidArgument",
+    "InvalidStatus",
+    "Job",
+    "JobCursor",
+    "JobNotCancellable",
+    "JobNotFound",
+    "JobNotRetryable",
+    "JobNotStartable",
+    "JobPage",
+    "JobStatus",
+    "JobStore",
+    "QueueCounts",
+    "StaleAttempt",
+    "StalledJob",
+    "StartedJob",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Story",
+    "StoryNotFound",
+    "StoryStatus",
+    "StoryStore",
+    "UserNotFound",
+]

@@ -1,0 +1,45 @@
+"""Queue administration: the counts the admin view shows, clean, retry, empty.
+
+What the old Bull UI and the `storyq stats|clean|empty|retry` verbs do, as RPCs to the SQL
+functions of supabase/migrations/*_admin_functions.sql.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from postgrest import AsyncPostgrestClient
+from pydantic import TypeAdapter
+
+from storyq.store._rpc import call, call_int, call_model
+from storyq.store.models import CleanableStatus, Job, QueueCounts
+
+_JOB_IDS = TypeAdapter(list[UUID])
+
+
+class AdminStore:
+    """Operator actions on the whole queue, through the service-role PostgREST client."""
+
+    def __init__(self, db: AsyncPostgrestClient) -> None:
+        self._db = db
+
+    async def counts(self) -> QueueCounts:
+        """Jobs per status, the oldest pending job, the mean generation time of the last 100."""
+        return await call_model(self._db, "queue_counts", {}, QueueCounts)
+
+    async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:
+        """Delete completed or failed job rows finished before the given age (stories stay);
+        how many went. Raises InvalidStatus for any other status."""
+        params = {"p_status": status, "p_older_than_seconds": older_than_seconds}
+        return await call_int(self._db, "clean_story_jobs", params)
+
+    async def retry_failed(self, job_id: UUID) -> Job:
+        """Put a failed job back in the queue with fresh attempts; nothing is charged again.
+
+        Raises JobNotRetryable (not failed), JobNotFound.
+        """
+        return await call_model(self._db, "retry_failed_story_job", {"p_job_id": job_id}, Job)
+
+    async def empty(self) -> list[UUID]:
+        """Cancel and refund every pending job; their ids."""
+        return _JOB_IDS.validate_python(await call(self._db, "empty_story_queue", {}))

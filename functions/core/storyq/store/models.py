@@ -1,0 +1,215 @@
+"""Typed rows of the store: what goes into the SQL functions and what comes back.
+
+Owns the Python shape of the jsonb objects the functions return (snake_case keys, as in SQL),
+the job status vocabulary and the keyset cursor of a user's job list. Models ignore keys they
+do not know, so adding a column to a function's answer never breaks an older caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
+StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
+CleanableStatus = Literal["completed", "failed"]
+
+JOB_STATUSES: Final[frozenset[str]] = frozenset(
+    {"pending", "processing", "completed", "failed", "cancelled"}
+)
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EnqueueRequest(_Row):
+    """One "Generate" click, priced and limited (the API fills cost and limits from Settings)."""
+
+    user_id: UUID
+    prompt: str = Field(min_length=1)
+    title: str | None = None
+    genre: str | None = None
+    language: str = "en"
+    target_words: int = Field(gt=0)
+    cost: int = Field(ge=0)
+    max_attempts: int = Field(ge=1)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    # The one-time sign-up grant given on the user's first enqueue (FREE_CREDITS).
+    free_credits: int = Field(default=0, ge=0)
+
+
+class EnqueuedJob(_Row):
+    """The answer to an enqueue: the job (new, or the first one for a replayed key)."""
+
+    job_id: UUID
+    story_id: UUID
+    status: JobStatus
+    attempts: int
+    created_at: datetime
+    replayed: bool
+    balance: int
+
+
+class StartedJob(_Row):
+    """What a worker needs to run an attempt, returned by a successful claim."""
+
+    job_id: UUID
+    story_id: UUID
+    user_id: UUID
+    prompt: str
+    title: str | None
+    genre: str | None
+    language: str
+    target_words: int
+    attempt: int
+    max_attempts: int
+
+
+class CompletedJob(_Row):
+    job_id: UUID
+    story_id: UUID
+    status: JobStatus
+
+
+class Failure(_Row):
+    """Why an attempt failed, and whether another attempt may help."""
+
+    code: str
+    message: str
+    retryable: bool
+    retry_delay_seconds: float = Field(default=0.0, ge=0)
+
+
+class FailOutcome(_Row):
+    """After a failed attempt: back to pending (with its due time) or failed for good."""
+
+    job_id: UUID
+    status: JobStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    refunded: bool
+
+    @property
+    def will_retry(self) -> bool:
+        return self.status == "pending"
+
+
+class Job(_Row):
+    """A job row as the API shows it, with its story's title."""
+
+    job_id: UUID
+    story_id: UUID
+    user_id: UUID
+    title: str | None = None
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    priority: int = 0
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+    refunded: bool
+    progress_words: int | None = None
+    cost: int
+    created_at: datetime
+    queued_at: datetime
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_attempt_at: datetime
+    updated_at: datetime
+
+    @property
+    def cursor(self) -> JobCursor:
+        """The cursor that continues a listing after this job."""
+        return JobCursor(created_at=self.created_at, job_id=self.job_id)
+
+
+class JobCursor(_Row):
+    """Keyset position in a user's job list: the (created_at, job_id) of the last job seen."""
+
+    created_at: datetime
+    job_id: UUID
+
+    def encode(self) -> str:
+        """An opaque, URL-safe string for `nextCursor`."""
+        raw = f"{self.created_at.isoformat()}|{self.job_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> JobCursor:
+        """The cursor behind `encode`'s string; ValueError when it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            created_at, _, job_id = raw.partition("|")
+            return cls(created_at=datetime.fromisoformat(created_at), job_id=UUID(job_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError("not a job list cursor") from exc
+
+
+class JobPage(_Row):
+    """One page of a user's jobs, newest first; next_cursor is None on the last page."""
+
+    jobs: list[Job]
+    next_cursor: JobCursor | None
+
+
+class Story(_Row):
+    """A story row (exists from enqueue on; content is null until the job completes)."""
+
+    story_id: UUID
+    job_id: UUID | None
+    user_id: UUID
+    title: str | None
+    prompt: str
+    genre: str | None
+    language: str
+    target_words: int
+    status: StoryStatus
+    content: str | None
+    words: int | None
+    created_at: datetime
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+class DispatchableJob(_Row):
+    """A pending job to put (back) into the Redis queue; next_attempt_at may be in the future."""
+
+    job_id: UUID
+    user_id: UUID
+    attempts: int
+    queued_at: datetime
+    next_attempt_at: datetime
+    priority: int
+
+
+class StalledJob(_Row):
+    """A processing attempt whose worker stopped sending heartbeats."""
+
+    job_id: UUID
+    user_id: UUID
+    attempt: int
+    heartbeat_at: datetime
+
+
+class QueueCounts(_Row):
+    """Jobs per status, the oldest pending job and the mean generation time (last 100)."""
+
+    pending: int
+    processing: int
+    completed: int
+    failed: int
+    cancelled: int
+    avg_generation_seconds: float | None
+    oldest_pending_at: datetime | None
