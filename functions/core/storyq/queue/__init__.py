@@ -1,0 +1,20 @@
+"""The Redis dispatch queue: fair-share order, a global cap on leases, fenced leases, delayed
+retries with backoff, and position/ETA in O(log n). See `dispatch` for the API."""
+
+from storyq.queue.backoff import parse_retry_after, retry_delay
+from storyq.queue.dispatch import Claim, Dispatcher, PendingJob, QueueCounts
+from storyq.queue.eta import DEFAULT_GENERATION_SECONDS, Position, estimated_minutes
+from storyq.queue.keys import QueueKeys
+
+__all__ = [
+    "DEFAULT_GENERATION_SECONDS",
+    "Claim",
+    "Dispatcher",
+    "PendingJob",
+    "Position",
+    "QueueCounts",
+    "QueueKeys",
+    "estimated_minutes",
+    "parse_retry_after",
+    "retry_delay",
+]

@@ -1,0 +1,47 @@
+-- claim: lease up to N waiting jobs, never letting more than max_active leases live at once.
+-- Due retries are promoted first, so a retry does not wait for the next sweep.
+-- KEYS[1] waiting  ZSET job -> fair-share score
+-- KEYS[2] delayed  ZSET job -> due time (ms)
+-- KEYS[3] active   ZSET job -> lease expiry (ms)
+-- KEYS[4] jobs     HASH <job>:user, <job>:attempts, <job>:weight
+-- KEYS[5] finish   ZSET user -> last finish tag
+-- KEYS[6] fair     HASH vtime, seq
+-- ARGV[1] how many jobs the caller wants
+-- ARGV[2] lease length (ms)
+-- ARGV[3] max_active: the global cap on leases (every lease not yet reaped counts)
+-- ARGV[4] how many due retries to promote at most
+-- Returns a flat array {job, user, fence, job, user, fence, ...}; the fence is the job's
+-- attempt number, counted here (attempts + 1).
+local waiting, delayed, active, jobs, finish, fair =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now = now_ms()
+promote(delayed, waiting, jobs, finish, fair, now, tonumber(ARGV[4]))
+
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', active)
+local n = math.min(tonumber(ARGV[1]), free)
+if n <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', waiting, n)
+if #popped == 0 then return {} end
+
+local expiry = fmt_int(now + tonumber(ARGV[2]))
+local claims = {}
+for i = 1, #popped, 2 do
+  local job = popped[i]
+  local fence = redis.call('HINCRBY', jobs, job .. ':attempts', 1)
+  local user = redis.call('HGET', jobs, job .. ':user') or ''
+  redis.call('ZADD', active, expiry, job)
+  claims[#claims + 1] = job
+  claims[#claims + 1] = user
+  claims[#claims + 1] = fence
+end
+
+-- Virtual time advances to the tag of the last job served; tags at or below it no longer
+-- matter (max(vtime, tag) = vtime), and once nothing waits, the clock starts again at 0.
+if redis.call('ZCARD', waiting) == 0 then
+  redis.call('DEL', fair, finish)
+else
+  local vtime = math.floor(tonumber(popped[#popped]) / SEQ_SPAN)
+  redis.call('HSET', fair, 'vtime', fmt_int(vtime))
+  redis.call('ZREMRANGEBYSCORE', finish, '-inf', fmt_int(vtime))
+end
+return claims

@@ -1,0 +1,69 @@
+-- common.lua: helpers that scripts.py puts in front of every operation script.
+-- Not a script of its own: it defines local functions and touches only the keys its callers
+-- pass in (every one of which the caller received in KEYS).
+
+-- Scores in the waiting set are tag * SEQ_SPAN + arrival number, so equal fair-share tags are
+-- served first come, first served; the product stays below 2^53 (exact in a double) while
+-- tags stay below 2^33 units, and the tags restart at 0 each time the queue drains.
+local SEQ_SPAN = 1048576
+-- Virtual-time units one job of weight 1 costs its user.
+local TAG_UNITS = 1000
+-- The rolling mean follows every sample exactly at first, then weighs each new one by 1/10.
+local MEAN_MIN_ALPHA = 0.1
+
+local function fmt_int(n)
+  return string.format('%.0f', n)
+end
+
+local function now_ms()
+  -- Redis 5+ replicates script effects by default; on older servers this makes TIME safe.
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The position reply shared by enqueue and position: rank, queue length, active count and
+-- the rolling mean generation time ('' while there is no sample yet).
+local function position_reply(waiting, active, stats, rank)
+  local mean = redis.call('HGET', stats, 'mean_seconds') or ''
+  return {rank, redis.call('ZCARD', waiting), redis.call('ZCARD', active), mean}
+end
+
+-- Add `job` to the waiting set with a start-time-fair-queuing score:
+-- tag = max(virtual time, the user's last tag) + TAG_UNITS / weight.
+local function add_waiting(waiting, finish, fair, job, user, weight)
+  local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
+  local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
+  local cost = math.max(1, math.floor(TAG_UNITS / weight + 0.5))
+  local tag = math.max(vtime, last) + cost
+  local seq = redis.call('HINCRBY', fair, 'seq', 1) % SEQ_SPAN
+  redis.call('ZADD', waiting, fmt_int(tag * SEQ_SPAN + seq), job)
+  redis.call('ZADD', finish, fmt_int(tag), user)
+end
+
+-- Move up to `limit` delayed jobs whose due time has come into the waiting set.
+local function promote(delayed, waiting, jobs, finish, fair, now, limit)
+  if limit <= 0 then return 0 end
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
+  for _, job in ipairs(due) do
+    local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
+    redis.call('ZREM', delayed, job)
+    add_waiting(waiting, finish, fair, job, info[1] or '', tonumber(info[2] or '1'))
+  end
+  return #due
+end
+
+-- The lease of `job` is live and its fence is `fence`: the caller may act on it.
+local function holds_lease(active, jobs, job, fence)
+  if not redis.call('ZSCORE', active, job) then return false end
+  return redis.call('HGET', jobs, job .. ':attempts') == fence
+end
+
+local function forget(jobs, job)
+  redis.call('HDEL', jobs, job .. ':user', job .. ':attempts', job .. ':weight')
+end
+
+local function is_queued(waiting, delayed, active, job)
+  return redis.call('ZSCORE', waiting, job) or redis.call('ZSCORE', delayed, job)
+    or redis.call('ZSCORE', active, job)
+end

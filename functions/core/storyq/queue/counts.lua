@@ -1,0 +1,8 @@
+-- counts: the sizes of the queue for the admin view. Read-only.
+-- KEYS[1] waiting  ZSET
+-- KEYS[2] active   ZSET
+-- KEYS[3] delayed  ZSET
+-- KEYS[4] stats    HASH mean_seconds
+-- Returns {waiting count, active count, delayed count, mean seconds or ''}.
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('HGET', KEYS[4], 'mean_seconds') or ''}

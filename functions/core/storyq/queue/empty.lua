@@ -1,0 +1,13 @@
+-- empty: remove every waiting and delayed job (leases stay) and return their ids.
+-- KEYS[1] waiting  ZSET job -> fair-share score
+-- KEYS[2] delayed  ZSET job -> due time (ms)
+-- KEYS[3] jobs     HASH <job>:user, <job>:attempts, <job>:weight
+-- KEYS[4] finish   ZSET user -> last finish tag
+-- KEYS[5] fair     HASH vtime, seq
+-- Returns the removed job ids, waiting ones first (in queue order), then delayed ones.
+local waiting, delayed, jobs, finish, fair = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ids = redis.call('ZRANGE', waiting, 0, -1)
+for _, job in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do ids[#ids + 1] = job end
+for _, job in ipairs(ids) do forget(jobs, job) end
+redis.call('DEL', waiting, delayed, finish, fair)
+return ids

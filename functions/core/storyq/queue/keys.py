@@ -1,0 +1,51 @@
+"""Redis key names of the dispatch queue (names only; what each holds is documented here once).
+
+Every key is fixed for a prefix and passed to the Lua scripts in KEYS: no script builds a key
+name from data, so every key a script touches is declared by its caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue, all under `prefix`."""
+
+    prefix: str = "storyq"
+
+    @property
+    def waiting(self) -> str:
+        """ZSET job id → fair-share score (finish tag * 2^20 + arrival number)."""
+        return f"{self.prefix}:waiting"
+
+    @property
+    def delayed(self) -> str:
+        """ZSET job id → when it is due again (Unix ms, Redis clock)."""
+        return f"{self.prefix}:delayed"
+
+    @property
+    def active(self) -> str:
+        """ZSET job id → when its lease expires (Unix ms, Redis clock)."""
+        return f"{self.prefix}:active"
+
+    @property
+    def jobs(self) -> str:
+        """HASH `<job id>:user`, `<job id>:attempts`, `<job id>:weight` → the job's bookkeeping."""
+        return f"{self.prefix}:jobs"
+
+    @property
+    def finish(self) -> str:
+        """ZSET user id → the finish tag of that user's last queued job (fair share)."""
+        return f"{self.prefix}:finish"
+
+    @property
+    def fair(self) -> str:
+        """HASH `vtime` (the queue's virtual time) and `seq` (arrival counter)."""
+        return f"{self.prefix}:fair"
+
+    @property
+    def stats(self) -> str:
+        """HASH `mean_seconds`, `samples`: the rolling mean generation time behind the ETA."""
+        return f"{self.prefix}:stats"

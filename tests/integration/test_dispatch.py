@@ -1,0 +1,400 @@
+"""The dispatch queue's behaviour, through the Upstash emulator with the real upstash_redis
+async client over a real redis-server: fair share, leases and fences, retries, cancel, empty,
+counts, the rolling mean, and rebuild after FLUSHALL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+from upstash_redis.asyncio import Redis
+
+from storyq.clients import async_redis
+from storyq.config import Settings
+from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts
+from storyq_local.servers import ThreadedServer
+from tests.conftest import UPSTASH_TOKEN
+from tests.support.processes import RedisProcess
+
+T = TypeVar("T")
+LEASE = 30.0
+SHORT_LEASE = 0.2
+
+
+@pytest.fixture(autouse=True)
+def _empty_redis(redis_process: RedisProcess) -> None:
+    redis_process.client().flushall()
+
+
+@pytest.fixture
+async def upstash(upstash_emulator: ThreadedServer) -> AsyncIterator[Redis]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
+        upstash_redis_rest_url=upstash_emulator.url,
+        upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # coerced to SecretStr
+        upstash_rest_retries=0,
+    )
+    client = async_redis(settings)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def queue(upstash: Redis) -> Dispatcher:
+    return Dispatcher(upstash, max_active=5)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
+    """Poll `check` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (result := await check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+    return result
+
+
+async def claim_round(queue: Dispatcher) -> list[Claim]:
+    """One round of the worker: fill every free slot, then finish every claimed job."""
+    claims = await queue.claim(queue.max_active, lease_seconds=LEASE)
+    for claim in claims:
+        assert await queue.ack(claim.job_id, claim.fence, generation_seconds=None)
+    return claims
+
+
+async def lapsed_claim(queue: Dispatcher, job_id: str, user_id: str) -> Claim:
+    """Given `job_id` claimed with a short lease that has lapsed and been reaped."""
+    await queue.enqueue(job_id, user_id=user_id)
+    (claim,) = await queue.claim(1, lease_seconds=SHORT_LEASE)
+    reaped = await eventually(queue.reap_expired)
+    assert reaped == [claim]
+    return claim
+
+
+# Fair share -------------------------------------------------------------------------------
+
+
+async def test_a_late_user_is_served_within_two_rounds_not_after_fifty_jobs(
+    queue: Dispatcher,
+) -> None:
+    # Given user A queued fifty jobs, then users B and C one each
+    for n in range(50):
+        await queue.enqueue(f"a-{n}", user_id="A")
+    await queue.enqueue("b-0", user_id="B")
+    await queue.enqueue("c-0", user_id="C")
+
+    # When the workers run two rounds of five slots
+    served = [claim.job_id for _ in range(2) for claim in await claim_round(queue)]
+
+    # Then B's and C's jobs were among them
+    assert {"b-0", "c-0"} <= set(served)
+    assert len(served) == 10
+
+
+async def test_a_lone_user_is_served_first_in_first_out_and_gets_every_slot(
+    queue: Dispatcher,
+) -> None:
+    # Given one user queued twenty jobs
+    jobs = [f"job-{n:02}" for n in range(20)]
+    for job_id in jobs:
+        await queue.enqueue(job_id, user_id="solo")
+
+    # When the workers drain the queue
+    first_round = await queue.claim(10, lease_seconds=LEASE)
+    served = [claim.job_id for claim in first_round]
+    for claim in first_round:
+        await queue.ack(claim.job_id, claim.fence, generation_seconds=None)
+    while claims := await claim_round(queue):
+        served += [claim.job_id for claim in claims]
+
+    # Then all five slots went to that user at once, in the order the jobs were queued
+    assert len(first_round) == 5
+    assert served == jobs
+
+
+async def test_weight_two_gets_twice_the_slots_of_weight_one(queue: Dispatcher) -> None:
+    # Given a weight-2 user and a weight-1 user each keep a hundred jobs queued
+    for n in range(100):
+        await queue.enqueue(f"pro-{n}", user_id="pro", weight=2.0)
+        await queue.enqueue(f"free-{n}", user_id="free")
+
+    # When ninety slots are served
+    served = [claim.user_id for _ in range(18) for claim in await claim_round(queue)]
+
+    # Then the weight-2 user got two thirds of them
+    assert served.count("pro") == 60
+    assert served.count("free") == 30
+
+
+# Enqueue, position, remove, empty, counts -------------------------------------------------
+
+
+async def test_enqueue_is_idempotent(queue: Dispatcher) -> None:
+    # Given a waiting job, a leased job and a delayed job
+    await queue.enqueue("leased", user_id="u")
+    (claim,) = await queue.claim(1, lease_seconds=LEASE)
+    await queue.enqueue("waiting", user_id="u")
+    await queue.enqueue("delayed", user_id="u")
+    await queue.retry_later("delayed", user_id="u", attempts=1, delay_seconds=600)
+
+    # When each is enqueued again
+    again = [await queue.enqueue(job, user_id="u") for job in ("waiting", "leased", "delayed")]
+
+    # Then the waiting one reports its place, the others are left as they were
+    waiting_position, leased, delayed = again
+    assert waiting_position is not None
+    assert (waiting_position.position, waiting_position.queue_length) == (0, 1)
+    assert leased is None
+    assert delayed is None
+    assert await queue.counts() == QueueCounts(
+        waiting=1, active=1, delayed=1, avg_generation_seconds=270.0
+    )
+    assert await queue.heartbeat("leased", claim.fence, lease_seconds=LEASE)
+
+
+async def test_cancel_removes_waiting_and_delayed_jobs_but_not_leased_ones(
+    queue: Dispatcher,
+) -> None:
+    # Given a waiting, a delayed and a leased job
+    for job_id in ("running", "waiting", "delayed"):
+        await queue.enqueue(job_id, user_id="u")
+    await queue.claim(1, lease_seconds=LEASE)
+    await queue.retry_later("delayed", user_id="u", attempts=1, delay_seconds=600)
+
+    # When each is cancelled
+    removed = {job: await queue.remove(job) for job in ("running", "waiting", "delayed")}
+
+    # Then only the leased one stays
+    assert removed == {"running": False, "waiting": True, "delayed": True}
+    assert await queue.position("waiting") is None
+    assert await queue.active_job_ids() == {"running"}
+    assert (await queue.counts()).waiting == 0
+
+
+async def test_empty_removes_every_waiting_and_delayed_job(queue: Dispatcher) -> None:
+    # Given one leased, three waiting and one delayed job
+    for n in range(5):
+        await queue.enqueue(f"job-{n}", user_id="u")
+    await queue.claim(1, lease_seconds=LEASE)
+    await queue.retry_later("job-4", user_id="u", attempts=1, delay_seconds=600)
+
+    # When the queue is emptied
+    removed = await queue.empty()
+
+    # Then it names the four it removed, in queue order, and leaves the lease
+    assert removed == ["job-1", "job-2", "job-3", "job-4"]
+    assert await queue.counts() == QueueCounts(
+        waiting=0, active=1, delayed=0, avg_generation_seconds=270.0
+    )
+
+
+async def test_the_mean_generation_time_follows_finished_jobs(queue: Dispatcher) -> None:
+    # Given ten waiting jobs and no finished job yet: the mean is the 4.5-minute seed
+    for n in range(10):
+        await queue.enqueue(f"job-{n}", user_id="u")
+    assert (await queue.counts()).avg_generation_seconds == 270.0
+
+    # When two jobs finish in 120 s and 180 s, and one fails for good without a time
+    claims = await queue.claim(3, lease_seconds=LEASE)
+    for claim, seconds in zip(claims, (120.0, 180.0, None), strict=True):
+        assert await queue.ack(claim.job_id, claim.fence, generation_seconds=seconds)
+
+    # Then the mean is theirs, and the ETA uses it: rank 6 waits 2 rounds x 150 s = 5 min
+    assert (await queue.counts()).avg_generation_seconds == 150.0
+    position = await queue.position("job-9")
+    assert position is not None
+    assert (position.position, position.queue_length, position.active_jobs) == (6, 7, 0)
+    assert position.estimated_minutes == 5
+
+
+# Leases, fences, reaping, retries ----------------------------------------------------------
+
+
+async def test_never_more_than_max_active_leases(queue: Dispatcher) -> None:
+    # Given twenty waiting jobs
+    for n in range(20):
+        await queue.enqueue(f"job-{n}", user_id=f"user-{n % 3}")
+
+    # When workers ask for more than the free slots, twice
+    first = await queue.claim(8, lease_seconds=LEASE)
+    second = await queue.claim(8, lease_seconds=LEASE)
+
+    # Then only five leases exist, each the first attempt
+    assert len(first) == 5
+    assert second == []
+    assert {claim.fence for claim in first} == {1}
+    assert await queue.active_job_ids() == {claim.job_id for claim in first}
+
+
+async def test_a_heartbeat_keeps_a_lease_from_lapsing(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given a job leased for 0.2 s
+    await queue.enqueue("job", user_id="u")
+    (claim,) = await queue.claim(1, lease_seconds=SHORT_LEASE)
+    expiry = redis_process.client().zscore(queue.keys.active, "job")
+
+    # When its worker heartbeats for another 30 s
+    assert await queue.heartbeat("job", claim.fence, lease_seconds=LEASE)
+
+    # Then the lease runs 30 s from now, and the reaper leaves it
+    extended = redis_process.client().zscore(queue.keys.active, "job")
+    assert expiry is not None
+    assert extended is not None
+    assert extended - expiry > 29_000
+    assert await queue.reap_expired() == []
+
+
+async def test_a_stale_fence_can_neither_heartbeat_nor_ack(queue: Dispatcher) -> None:
+    # Given a lease that lapsed and was reaped, and the job claimed again
+    stale = await lapsed_claim(queue, "job", "u")
+    assert await queue.retry_later("job", user_id="u", attempts=stale.fence, delay_seconds=0)
+    (fresh,) = await queue.claim(1, lease_seconds=LEASE)
+    assert (stale.fence, fresh.fence) == (1, 2)
+
+    # When the first worker, back from a stall, heartbeats, retries and acks
+    stale_answers = (
+        await queue.heartbeat("job", stale.fence, lease_seconds=LEASE),
+        await queue.retry_later("job", user_id="u", attempts=1, delay_seconds=0, fence=stale.fence),
+        await queue.ack("job", stale.fence, generation_seconds=1.0),
+    )
+
+    # Then all three are refused, and the new holder's lease is intact
+    assert stale_answers == (False, False, False)
+    assert await queue.active_job_ids() == {"job"}
+    assert await queue.heartbeat("job", fresh.fence, lease_seconds=LEASE)
+    assert await queue.ack("job", fresh.fence, generation_seconds=None)
+    assert await queue.active_job_ids() == set()
+
+
+async def test_an_unclaimed_retry_without_fence_waits_for_no_lease(queue: Dispatcher) -> None:
+    # Given a job whose lease is live
+    await queue.enqueue("job", user_id="u")
+    (claim,) = await queue.claim(1, lease_seconds=LEASE)
+
+    # When a sweeper tries to retry it without the fence
+    retried = await queue.retry_later("job", user_id="u", attempts=1, delay_seconds=0)
+
+    # Then it is refused: the lease holder decides
+    assert retried is False
+    assert await queue.heartbeat("job", claim.fence, lease_seconds=LEASE)
+
+
+async def test_a_failed_attempt_comes_back_after_its_backoff(queue: Dispatcher) -> None:
+    # Given a claimed job whose first attempt failed
+    await queue.enqueue("job", user_id="u")
+    (claim,) = await queue.claim(1, lease_seconds=LEASE)
+
+    # When its worker puts it back with a 0.5 s backoff
+    assert await queue.retry_later(
+        "job", user_id="u", attempts=claim.fence, delay_seconds=0.5, fence=claim.fence
+    )
+
+    # Then it waits in the delayed set, not the queue, until due; then a claim takes it
+    assert await queue.counts() == QueueCounts(
+        waiting=0, active=0, delayed=1, avg_generation_seconds=270.0
+    )
+    assert await queue.position("job") is None
+    assert await queue.claim(1, lease_seconds=LEASE) == []
+    second = await eventually(lambda: queue.claim(1, lease_seconds=LEASE))
+    assert second == [Claim(job_id="job", user_id="u", fence=2)]
+
+
+async def test_promote_due_moves_due_retries_to_the_queue(queue: Dispatcher) -> None:
+    # Given two jobs retried with a short backoff and one with a long one
+    for job_id, delay in (("soon-1", 0.05), ("soon-2", 0.05), ("later", 600.0)):
+        await queue.enqueue(job_id, user_id="u")
+        await queue.retry_later(job_id, user_id="u", attempts=1, delay_seconds=delay)
+
+    # When the sweeper keeps promoting due retries until both short ones are due
+    promoted = 0
+
+    async def sweep() -> bool:
+        nonlocal promoted
+        promoted += await queue.promote_due()
+        return promoted >= 2
+
+    await eventually(sweep)
+
+    # Then the two due ones wait in the queue and the other is still delayed
+    assert promoted == 2
+    counts = await queue.counts()
+    assert (counts.waiting, counts.delayed) == (2, 1)
+
+
+async def test_a_script_cache_flush_is_survived(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given Redis forgot every script (a restart or failover)
+    await queue.enqueue("job-0", user_id="u")
+    redis_process.client().script_flush()
+
+    # When the queue is used again
+    position = await queue.enqueue("job-1", user_id="u")
+
+    # Then the call falls back to EVAL and works
+    assert position is not None
+    assert position.position == 1
+
+
+# Rebuild ----------------------------------------------------------------------------------
+
+
+async def test_rebuild_after_flushall_restores_the_queue_in_order(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given a queue of twelve jobs from three users, as Postgres also records them
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    pending = [
+        PendingJob(f"job-{n:02}", f"user-{n % 3}", attempts=0, queued_at=start + timedelta(s))
+        for n, s in enumerate(range(0, 120, 10))
+    ]
+    for job in pending:
+        await queue.enqueue(job.job_id, user_id=job.user_id)
+    order = redis_process.client().zrange(queue.keys.waiting, 0, -1)
+
+    # When Redis loses everything and the sweeper rebuilds from Postgres's pending jobs
+    redis_process.client().flushall()
+    added = await queue.rebuild(random.Random(4).sample(pending, k=len(pending)))
+
+    # Then the queue is back, in the same order
+    assert added == 12
+    assert redis_process.client().zrange(queue.keys.waiting, 0, -1) == order
+
+
+async def test_rebuild_adds_only_what_redis_lacks(queue: Dispatcher) -> None:
+    # Given Redis holds one leased, one waiting and one delayed job of five pending ones
+    now = datetime.now(UTC)
+    pending = [
+        PendingJob("leased", "u", attempts=0, queued_at=now - timedelta(minutes=5)),
+        PendingJob("waiting", "u", attempts=0, queued_at=now - timedelta(minutes=4)),
+        PendingJob("delayed", "u", attempts=1, queued_at=now - timedelta(minutes=3)),
+        PendingJob("lost", "v", attempts=1, queued_at=now - timedelta(minutes=2)),
+        PendingJob(
+            "lost-retry",
+            "v",
+            attempts=2,
+            queued_at=now - timedelta(minutes=1),
+            next_attempt_at=now + timedelta(minutes=10),
+        ),
+    ]
+    for job in pending[:3]:
+        await queue.enqueue(job.job_id, user_id=job.user_id)
+    await queue.claim(1, lease_seconds=LEASE)
+    await queue.retry_later("delayed", user_id="u", attempts=1, delay_seconds=600)
+
+    # When the sweeper rebuilds, twice
+    added = [await queue.rebuild(pending), await queue.rebuild(pending)]
+
+    # Then the two lost jobs came back once (the future retry as delayed), nothing doubled
+    assert added == [2, 0]
+    assert await queue.counts() == QueueCounts(
+        waiting=2, active=1, delayed=2, avg_generation_seconds=270.0
+    )
+    claimed = await queue.claim(5, lease_seconds=LEASE)
+    assert [(claim.job_id, claim.fence) for claim in claimed] == [("waiting", 1), ("lost", 2)]
