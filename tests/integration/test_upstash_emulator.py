@@ -19,13 +19,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
-from storyq_local.upstash_emulator import create_app, strip_shebang
 from upstash_ratelimit import FixedWindow, Ratelimit, SlidingWindow, TokenBucket
 from upstash_ratelimit.asyncio import Ratelimit as AsyncRatelimit
 from upstash_redis import Redis as UpstashRedis
 from upstash_redis.asyncio import Redis as AsyncUpstashRedis
 from upstash_redis.errors import UpstashError
+
+from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
+from storyq_local.upstash_emulator import create_app, strip_shebang
 
 TOKEN = "emulator-test-token"
 SHEBANG_SCRIPT = "#!lua flags=allow-key-locking\nreturn 1"
