@@ -1,0 +1,103 @@
+"""What every generator takes and returns, and how its result is judged.
+
+A generator is anything with ``async generate(request, on_progress) -> GenerationResult``.
+It reports the words written so far through ``on_progress`` (a cheap, synchronous callback:
+the worker keeps the latest count and writes it with the next heartbeat), and raises a
+`GenerationError` subclass when it fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ProgressCallback = Callable[[int], None]
+Quality = Literal["high", "medium", "low"]
+
+# Providers name a natural end "stop"; some compatible servers say "end_turn" or "eos".
+_NATURAL_ENDS = frozenset({"stop", "end_turn", "eos"})
+
+
+def count_words(text: str) -> int:
+    """Words as the database counts them (runs of non-space characters)."""
+    return len(text.split())
+
+
+def seed_from_job_id(job_id: str) -> int:
+    """A stable 64-bit seed for a job, so a retried job writes the same story."""
+    return int.from_bytes(hashlib.sha256(job_id.encode("utf-8")).digest()[:8], "big")
+
+
+def quality_label(*, words: int, target_words: int, finish_reason: str) -> Quality:
+    """high: ended naturally within 80-125 % of the target; medium: within 50-160 %, or cut
+    short by a length limit after reaching 80 %; low: anything else."""
+    ratio = words / target_words if target_words > 0 else 0.0
+    if finish_reason not in _NATURAL_ENDS:
+        return "medium" if ratio >= 0.8 else "low"
+    if 0.8 <= ratio <= 1.25:
+        return "high"
+    if 0.5 <= ratio <= 1.6:
+        return "medium"
+    return "low"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """One story to write: the job's prompt and wishes."""
+
+    job_id: str
+    prompt: str
+    target_words: int
+    title: str | None = None
+    genre: str | None = None
+    language: str = "en"
+    seed: int | None = None
+
+    @property
+    def effective_seed(self) -> int:
+        """The seed given, else one derived from the job id."""
+        return self.seed if self.seed is not None else seed_from_job_id(self.job_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationResult:
+    """A finished story and what the job's `result` records about it."""
+
+    title: str
+    content: str
+    words: int
+    target_words: int
+    finish_reason: str
+    generator: str
+    model: str | None = None
+
+    @property
+    def quality(self) -> Quality:
+        return quality_label(
+            words=self.words, target_words=self.target_words, finish_reason=self.finish_reason
+        )
+
+    def summary(self, *, generation_seconds: float) -> dict[str, object]:
+        """The job row's `result` (camelCase: GET /api/job returns it as is)."""
+        return {
+            "generationTime": round(generation_seconds, 3),
+            "quality": self.quality,
+            "words": self.words,
+            "targetWords": self.target_words,
+            "finishReason": self.finish_reason,
+            "generator": self.generator,
+            "model": self.model,
+        }
+
+
+class Generator(Protocol):
+    """Writes one story; see the module docstring for the contract."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback
+    ) -> GenerationResult: ...

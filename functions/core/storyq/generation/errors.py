@@ -1,0 +1,38 @@
+"""Why a generation failed, in the two kinds the worker acts on.
+
+A transient error (a timeout, 429, a 5xx, a dropped connection) is worth another attempt,
+possibly after the `retry_after` the provider asked for; a permanent one (the content was
+refused, the request is invalid, the generator is misconfigured) fails the job at once.
+`code` is stable: it is what the job row's `error_code` and the API's `error.code` carry.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GenerationError(Exception):
+    """A generation that did not produce a story."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class TransientGenerationError(GenerationError):
+    """Worth retrying: the same request may well succeed later."""
+
+    retryable = True
+
+
+class PermanentGenerationError(GenerationError):
+    """Not worth retrying: the same request would fail the same way."""
+
+    retryable = False

@@ -1,0 +1,252 @@
+"""The `openai` generator: any OpenAI-compatible Chat Completions endpoint, streamed.
+
+It uses the official `openai` client (no retries of its own: the queue retries whole attempts
+with backoff), reports the words received so far, enforces a hard timeout on the whole call,
+and turns every failure into a transient or permanent `GenerationError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from storyq.config import Settings
+from storyq.generation.contract import (
+    GenerationRequest,
+    GenerationResult,
+    ProgressCallback,
+    count_words,
+)
+from storyq.generation.errors import (
+    GenerationError,
+    PermanentGenerationError,
+    TransientGenerationError,
+)
+
+_LANGUAGE_NAMES = {"en": "English", "uk": "Ukrainian"}
+_REFUSAL_CODES = frozenset({"content_filter", "content_policy_violation", "content_refused"})
+_MISCONFIGURED_STATUSES = frozenset({401, 403, 404})
+# OpenAI's own client retries these statuses too: the server may answer differently later.
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+_MAX_OUTPUT_TOKENS = 16_000
+_PROGRESS_INTERVAL_SECONDS = 0.5
+_TITLE_PREFIXES = ("title:", "назва:")
+_SYSTEM_PROMPT = (
+    "You are a novelist. Write one complete, original story. Reply with the title on the "
+    "first line as '# Title', then the story in paragraphs separated by blank lines. "
+    "No commentary before or after the story."
+)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a 429/503 asks for: `retry-after-ms`, or `retry-after` in seconds or as a date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_code(exc: openai.APIError) -> str | None:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and isinstance(inner.get("code"), str):
+            return str(inner["code"])
+    return exc.code
+
+
+def classify(exc: BaseException) -> GenerationError:
+    """Transient: timeouts, 408/409/429, 5xx, connection trouble, errors mid-stream.
+    Permanent: a refusal of the content, other 4xx (invalid request, bad key or model)."""
+    if isinstance(exc, GenerationError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        return TransientGenerationError("timeout", "the model did not answer in time")
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return TransientGenerationError("connection_error", f"could not reach the model: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        return _classify_status(exc)
+    if isinstance(exc, openai.APIError):
+        return TransientGenerationError("upstream_error", exc.message[:500])
+    return TransientGenerationError("generator_error", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _classify_status(exc: openai.APIStatusError) -> GenerationError:
+    status, message = exc.status_code, f"{exc.status_code}: {exc.message}"[:500]
+    retry_after = retry_after_seconds(exc.response.headers)
+    if status == 429:
+        return TransientGenerationError("rate_limited", message, retry_after=retry_after)
+    if status >= 500 or status in _RETRYABLE_STATUSES:
+        return TransientGenerationError("upstream_error", message, retry_after=retry_after)
+    if _error_code(exc) in _REFUSAL_CODES:
+        return PermanentGenerationError("content_refused", message)
+    if status in _MISCONFIGURED_STATUSES:
+        return PermanentGenerationError("generator_misconfigured", message)
+    return PermanentGenerationError("invalid_request", message)
+
+
+def _bare(line: str) -> str:
+    """A title line without its Markdown: '# **Night Tide**' -> 'Night Tide'."""
+    return line.strip().lstrip("#").strip().strip("*_").strip()
+
+
+def split_title(text: str, fallback: str) -> tuple[str, str]:
+    """('Title', body) from a reply whose first line may be '# Title' or 'Title: ...'."""
+    stripped = text.strip()
+    first, _, rest = stripped.partition("\n")
+    line = _bare(first)
+    for prefix in _TITLE_PREFIXES:
+        if line.lower().startswith(prefix):
+            line = _bare(line[len(prefix) :])
+            break
+    else:
+        if not first.lstrip().startswith("#"):
+            return fallback, stripped
+    return (line or fallback), rest.strip()
+
+
+def _messages(request: GenerationRequest) -> list[ChatCompletionMessageParam]:
+    language = _LANGUAGE_NAMES.get(request.language.lower()[:2], request.language)
+    lines = [
+        f"Write a {request.genre or 'short'} story in {language} of about "
+        f"{request.target_words} words."
+    ]
+    if request.title:
+        lines.append(f"Use this title: {request.title}")
+    lines.append(f"The story is about: {request.prompt}")
+    return [
+        {"role": "system", "content": _SYSTEM_PROMPT},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
+
+
+class _Transcript:
+    """The text received so far, with progress reports at most every half second."""
+
+    def __init__(self, on_progress: ProgressCallback) -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self._on_progress = on_progress
+        self._reported_at = time.monotonic()
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        now = time.monotonic()
+        if now - self._reported_at >= _PROGRESS_INTERVAL_SECONDS:
+            self._reported_at = now
+            self._on_progress(count_words(self.text))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class OpenAIGenerator:
+    """The `openai` generator (GENERATOR=openai)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str | None = None,
+        timeout_seconds: float = 600.0,
+    ) -> None:
+        self._api_key = api_key
+        self._model = model
+        self._base_url = base_url
+        self._timeout = timeout_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIGenerator:
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if not key and not settings.openai_base_url:
+            raise ValueError("GENERATOR=openai needs OPENAI_API_KEY (or an OPENAI_BASE_URL)")
+        return cls(
+            # Local OpenAI-compatible servers often need no key; the client insists on one.
+            api_key=key or "unused",
+            model=settings.openai_model,
+            base_url=settings.openai_base_url,
+            timeout_seconds=settings.generation_timeout_seconds,
+        )
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback
+    ) -> GenerationResult:
+        transcript = _Transcript(on_progress)
+        on_progress(0)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._stream(request, transcript)
+        except (TimeoutError, openai.OpenAIError, httpx.HTTPError) as exc:
+            raise classify(exc) from exc
+        return self._result(request, transcript)
+
+    async def _stream(self, request: GenerationRequest, transcript: _Transcript) -> None:
+        timeout = httpx.Timeout(self._timeout, connect=min(10.0, self._timeout))
+        client = AsyncOpenAI(
+            api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0
+        )
+        async with client:
+            stream = await client.chat.completions.create(
+                model=self._model,
+                messages=_messages(request),
+                stream=True,
+                max_tokens=min(_MAX_OUTPUT_TOKENS, math.ceil(request.target_words * 3) + 200),
+            )
+            async with stream:
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.delta.refusal:
+                            raise PermanentGenerationError(
+                                "content_refused", choice.delta.refusal[:500]
+                            )
+                        if choice.delta.content:
+                            transcript.add(choice.delta.content)
+                        if choice.finish_reason:
+                            transcript.finish_reason = choice.finish_reason
+
+    def _result(self, request: GenerationRequest, transcript: _Transcript) -> GenerationResult:
+        finish = transcript.finish_reason
+        if finish == "content_filter":
+            raise PermanentGenerationError("content_refused", "the model refused the content")
+        if finish is None:
+            raise TransientGenerationError("incomplete_stream", "the stream ended unfinished")
+        fallback = request.title or " ".join(request.prompt.split()[:8])
+        title, content = split_title(transcript.text, fallback)
+        if not content:
+            raise TransientGenerationError("empty_output", "the model returned no story")
+        words = count_words(content)
+        return GenerationResult(
+            title=request.title or title,
+            content=content,
+            words=words,
+            target_words=request.target_words,
+            finish_reason=finish,
+            generator=self.name,
+            model=self._model,
+        )

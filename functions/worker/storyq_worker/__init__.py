@@ -1,0 +1,1 @@
+"""The storyq worker: sweeps, claims within the global limit and generates stories."""

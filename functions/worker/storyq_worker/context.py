@@ -1,0 +1,58 @@
+"""What one worker invocation (or the local runner) works with: clients, store, dispatcher,
+generator and retry policy, built from Settings and closed when the work is done."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from storyq.clients import async_postgrest, async_redis
+from storyq.config import Settings
+from storyq.generation import Generator, build_generator
+from storyq.queue import Dispatcher
+from storyq.queue.backoff import Backoff, retry_delay
+from storyq.store import Store
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    store: Store
+    dispatcher: Dispatcher
+    generator: Generator
+    backoff: Backoff
+
+    def retry_delay(self, failed_attempts: int, *, retry_after: float | None = None) -> float:
+        """Seconds before the next attempt: exponential backoff with jitter, Retry-After as
+        a floor."""
+        return retry_delay(max(1, failed_attempts), retry_after=retry_after, policy=self.backoff)
+
+
+def backoff_policy(settings: Settings) -> Backoff:
+    return Backoff(
+        base_seconds=settings.retry_base_seconds,
+        max_seconds=max(settings.retry_base_seconds, settings.retry_max_seconds),
+    )
+
+
+@asynccontextmanager
+async def open_context(
+    settings: Settings, *, generator: Generator | None = None
+) -> AsyncIterator[WorkerContext]:
+    """Clients for one event loop (a Lambda invocation runs its own), closed on the way out.
+
+    `generator` replaces the one GENERATOR names (tests inject theirs here)."""
+    redis = async_redis(settings)
+    db = async_postgrest(settings)
+    try:
+        yield WorkerContext(
+            settings=settings,
+            store=Store(db),
+            dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
+            generator=generator or build_generator(settings),
+            backoff=backoff_policy(settings),
+        )
+    finally:
+        await redis.close()
+        await db.aclose()

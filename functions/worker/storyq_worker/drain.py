@@ -1,0 +1,115 @@
+"""The drain loop: claim up to the free slots, run the attempts concurrently, and claim again
+the moment one ends, for as long as the caller wants more work.
+
+The global limit lives in Redis (`Dispatcher.claim` never lets more than MAX_ACTIVE_JOBS
+leases exist, whoever asks); `concurrency` only bounds what this one process takes on.
+
+Two ways to run it:
+- a Lambda invocation (`poll_seconds=None`): claims while `keep_claiming()` (enough remaining
+  time), waits only on its own attempts (no polling: new jobs kick a new invocation), and
+  returns as soon as it holds nothing and a claim came back empty;
+- the local runner (`poll_seconds` set): also polls for new jobs every `poll_seconds`, and
+  returns once `stop` is set and its attempts are over (`abandon` makes them give back their
+  jobs instead of finishing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from storyq_worker.attempt import run_attempt
+from storyq_worker.context import WorkerContext
+from storyq_worker.summary import Outcome, Summary
+from storyq_worker.telemetry import logger
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass
+class DrainOptions:
+    concurrency: int
+    keep_claiming: Callable[[], bool] = _always
+    poll_seconds: float | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    abandon: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def may_claim(self) -> bool:
+        return not self.stop.is_set() and self.keep_claiming()
+
+    def done_when_idle(self) -> bool:
+        return self.poll_seconds is None or self.stop.is_set()
+
+
+async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
+    summary = Summary()
+    running: set[asyncio.Task[Outcome]] = set()
+    try:
+        while True:
+            if options.may_claim():
+                await _claim(ctx, options, running, summary)
+            if not running and options.done_when_idle():
+                return summary
+            await _wait_for_change(running, options)
+            _collect(running, summary)
+    finally:
+        # Only on an error or cancellation of the drain itself: their leases lapse.
+        for task in running:
+            task.cancel()
+
+
+async def _claim(
+    ctx: WorkerContext,
+    options: DrainOptions,
+    running: set[asyncio.Task[Outcome]],
+    summary: Summary,
+) -> None:
+    free = options.concurrency - len(running)
+    if free <= 0:
+        return
+    try:
+        claims = await ctx.dispatcher.claim(free, lease_seconds=ctx.settings.lease_seconds)
+    except Exception:  # Redis unreachable: try again after the next change or poll
+        logger.exception("claim failed")
+        return
+    summary.claimed += len(claims)
+    for claim in claims:
+        running.add(
+            asyncio.create_task(
+                run_attempt(ctx, claim, abandon=options.abandon), name=f"attempt-{claim.job_id}"
+            )
+        )
+
+
+async def _wait_for_change(running: set[asyncio.Task[Outcome]], options: DrainOptions) -> None:
+    """Until an attempt ends, or (runner) the poll interval passes or `stop` is set."""
+    waiters: set[asyncio.Future[Any]] = set(running)
+    stop_waiter = None
+    if options.poll_seconds is not None and not options.stop.is_set():
+        stop_waiter = asyncio.ensure_future(options.stop.wait())
+        waiters.add(stop_waiter)
+    if not waiters:
+        return
+    try:
+        await asyncio.wait(
+            waiters, timeout=options.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        if stop_waiter is not None:
+            stop_waiter.cancel()
+
+
+def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> None:
+    for task in [task for task in running if task.done()]:
+        running.discard(task)
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            # The store or Redis failed mid-attempt: its lease lapses and a sweep recovers it.
+            logger.error("attempt failed unexpectedly", exc_info=exc)
+            summary.count(Outcome.ERROR)
+        else:
+            summary.count(task.result())

@@ -1,0 +1,139 @@
+"""Helpers of the worker tests: enqueue as the API does, read rows, poll with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+
+from storyq.config import Settings
+from storyq.generation import Generator
+from storyq.queue import Dispatcher
+from storyq.store import EnqueueRequest, Store
+from storyq_worker.invocation import run_invocation
+from storyq_worker.summary import Summary
+from tests.support.processes import RedisProcess
+
+T = TypeVar("T")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class LambdaContextStub:
+    """The attributes Powertools and the handler read from a Lambda context."""
+
+    function_name: str = "storyq-worker"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:storyq-worker"
+    aws_request_id: str = "b1c2d3e4-0000-4000-8000-000000000001"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    database_url: str
+    redis: RedisProcess
+    upstash_url: str
+    supabase_url: str
+
+
+async def enqueue(
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    *,
+    prompt: str = "a lighthouse keeper who collects storms",
+    target_words: int = 300,
+    language: str = "en",
+    max_attempts: int = 3,
+) -> uuid.UUID:
+    """What POST /api/generate does: debit + story + job in Postgres, then queue in Redis."""
+    job = await store.jobs.enqueue(
+        EnqueueRequest(
+            user_id=user,
+            prompt=prompt,
+            target_words=target_words,
+            language=language,
+            cost=1,
+            max_attempts=max_attempts,
+        )
+    )
+    await dispatcher.enqueue(str(job.job_id), user_id=str(user))
+    return job.job_id
+
+
+def job_row(database_url: str, job_id: uuid.UUID) -> dict[str, Any]:
+    """The job row joined with its story (content, words, story status)."""
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        row = conn.execute(
+            "select j.*, s.content, s.words, s.title, s.status as story_status"
+            " from public.story_jobs j join public.stories s on s.id = j.story_id"
+            " where j.id = %s",
+            (job_id,),
+        ).fetchone()
+    assert row is not None, f"no job {job_id}"
+    return row
+
+
+def ledger(database_url: str, job_id: uuid.UUID) -> dict[str, int]:
+    """How many ledger entries of each kind the job has."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select kind, count(*) from public.credit_ledger where job_id = %s group by kind",
+            (job_id,),
+        ).fetchall()
+    return {str(kind): int(count) for kind, count in rows}
+
+
+def status_of(database_url: str, job_id: uuid.UUID) -> str:
+    return str(job_row(database_url, job_id)["status"])
+
+
+async def eventually(check: Callable[[], T], *, timeout: float = 20.0, every: float = 0.05) -> T:
+    """Poll `check()` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(every)
+    return result
+
+
+async def drive(
+    settings: Settings,
+    done: Callable[[], bool],
+    *,
+    generator: Generator | None = None,
+    timeout: float = 20.0,
+) -> Summary:
+    """Run worker invocations (sweep + drain) until `done()`, as the schedule would."""
+    total = Summary()
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not get there within {timeout} s: {total}")
+        total.merge(await run_invocation(settings, generator=generator))
+        await asyncio.sleep(0.05)
+    return total
+
+
+def all_terminal(database_url: str, job_ids: list[uuid.UUID]) -> Callable[[], bool]:
+    return lambda: all(status_of(database_url, job_id) in TERMINAL for job_id in job_ids)
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)

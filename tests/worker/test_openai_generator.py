@@ -1,0 +1,177 @@
+"""The `openai` generator against a local server speaking the Chat Completions streaming wire
+format: streamed stories with progress, and every failure classified transient or permanent."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from storyq.config import Settings
+from storyq.generation import (
+    GenerationRequest,
+    PermanentGenerationError,
+    TransientGenerationError,
+    build_generator,
+)
+from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
+from storyq.queue import Dispatcher
+from storyq.store import Store
+from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
+from tests.worker.fake_openai import create_app
+from tests.worker.helpers import StackInfo, drive, enqueue, job_row
+
+REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_words=300)
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[ThreadedServer]:
+    server = serve_in_thread(create_app())
+    yield server
+    server.stop()
+
+
+def generator(server: ThreadedServer, model: str, *, timeout: float = 10.0) -> OpenAIGenerator:
+    return OpenAIGenerator(
+        api_key="test-key", model=model, base_url=f"{server.url}/v1", timeout_seconds=timeout
+    )
+
+
+async def test_a_streamed_story_is_titled_counted_and_judged(openai_server: ThreadedServer) -> None:
+    reports: list[int] = []
+
+    result = await generator(openai_server, "slow-story").generate(REQUEST, reports.append)
+
+    assert result.title == "The Storm Collector"
+    assert not result.content.startswith("#")
+    assert result.words == 300
+    assert (result.finish_reason, result.quality) == ("stop", "high")
+    assert (result.generator, result.model) == ("openai", "slow-story")
+    # progress arrived while the stream was still running, and grew
+    assert reports[0] == 0
+    assert any(0 < words < 300 for words in reports)
+    assert reports == sorted(reports)
+
+
+async def test_a_story_cut_by_the_length_limit_is_kept_with_a_lower_quality(
+    openai_server: ThreadedServer,
+) -> None:
+    result = await generator(openai_server, "long-winded").generate(REQUEST, lambda _: None)
+    assert (result.finish_reason, result.quality) == ("length", "medium")
+
+
+async def test_429_is_transient_and_carries_retry_after(openai_server: ThreadedServer) -> None:
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "rate-limited").generate(REQUEST, lambda _: None)
+    assert (caught.value.code, caught.value.retry_after) == ("rate_limited", 7.0)
+
+
+async def test_500_is_transient(openai_server: ThreadedServer) -> None:
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "server-error").generate(REQUEST, lambda _: None)
+    assert caught.value.code == "upstream_error"
+
+
+async def test_a_stalled_stream_times_out_as_a_transient_error(
+    openai_server: ThreadedServer,
+) -> None:
+    began = time.monotonic()
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "stall", timeout=0.5).generate(REQUEST, lambda _: None)
+    assert caught.value.code == "timeout"
+    assert time.monotonic() - began < 3
+
+
+async def test_a_stream_that_ends_unfinished_is_transient(openai_server: ThreadedServer) -> None:
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "truncated").generate(REQUEST, lambda _: None)
+    assert caught.value.code == "incomplete_stream"
+
+
+async def test_a_400_content_refusal_is_permanent(openai_server: ThreadedServer) -> None:
+    with pytest.raises(PermanentGenerationError) as caught:
+        await generator(openai_server, "refuse").generate(REQUEST, lambda _: None)
+    assert caught.value.code == "content_refused"
+
+
+async def test_a_content_filter_finish_is_permanent(openai_server: ThreadedServer) -> None:
+    with pytest.raises(PermanentGenerationError) as caught:
+        await generator(openai_server, "filtered").generate(REQUEST, lambda _: None)
+    assert caught.value.code == "content_refused"
+
+
+async def test_an_invalid_request_is_permanent(openai_server: ThreadedServer) -> None:
+    with pytest.raises(PermanentGenerationError) as caught:
+        await generator(openai_server, "invalid").generate(REQUEST, lambda _: None)
+    assert caught.value.code == "invalid_request"
+
+
+async def test_a_bad_key_is_permanent(openai_server: ThreadedServer) -> None:
+    bad = OpenAIGenerator(api_key="wrong", model="story", base_url=f"{openai_server.url}/v1")
+    with pytest.raises(PermanentGenerationError) as caught:
+        await bad.generate(REQUEST, lambda _: None)
+    assert caught.value.code == "generator_misconfigured"
+
+
+async def test_an_unreachable_server_is_transient() -> None:
+    nowhere = OpenAIGenerator(
+        api_key="test-key", model="story", base_url=f"http://127.0.0.1:{free_port()}/v1"
+    )
+    with pytest.raises(TransientGenerationError) as caught:
+        await nowhere.generate(REQUEST, lambda _: None)
+    assert caught.value.code == "connection_error"
+
+
+def test_retry_after_reads_seconds_milliseconds_and_dates() -> None:
+    assert retry_after_seconds({"retry-after": "7"}) == 7.0
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({}) is None
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+
+
+def test_the_title_line_is_split_from_the_story() -> None:
+    assert split_title("# Night Tide\n\nIt rained.", "x") == ("Night Tide", "It rained.")
+    assert split_title("Title: **Night Tide**\nIt rained.", "x") == ("Night Tide", "It rained.")
+    assert split_title("It rained.\nAll night.", "Fallback") == (
+        "Fallback",
+        "It rained.\nAll night.",
+    )
+
+
+async def test_the_worker_runs_openai_jobs_and_honours_retry_after(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    openai_server: ThreadedServer,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given GENERATOR=openai pointing at the local server
+    openai = worker_settings.model_copy(
+        update={
+            "generator": "openai",
+            "openai_base_url": f"{openai_server.url}/v1",
+            "openai_api_key": SecretStr("test-key"),
+            "openai_model": "story",
+        }
+    )
+    job_id = await enqueue(store, dispatcher, user, target_words=200)
+
+    # When the worker runs, the story comes from the model
+    await drive(openai, lambda: job_row(worker_stack.database_url, job_id)["status"] == "completed")
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["title"], row["words"]) == ("The Storm Collector", 200)
+    assert row["result"]["generator"] == "openai"
+    assert row["result"]["model"] == "story"
+
+    # And when the model answers 429 with Retry-After: 7, the retry waits at least that long
+    limited = openai.model_copy(update={"openai_model": "rate-limited"})
+    job_id = await enqueue(store, dispatcher, user)
+    await drive(limited, lambda: job_row(worker_stack.database_url, job_id)["attempts"] == 1)
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["error_code"]) == ("pending", "rate_limited")
+    assert (row["next_attempt_at"] - row["updated_at"]).total_seconds() >= 6.9
+    assert build_generator(limited).name == "openai"

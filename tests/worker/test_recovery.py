@@ -1,0 +1,166 @@
+"""Recovery: late finishers change nothing, a flushed Redis loses nothing, a job whose lease
+vanished is requeued, and an invocation without time for a whole generation claims none."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from storyq.config import Settings
+from storyq.generation import TemplateGenerator
+from storyq.queue import Dispatcher
+from storyq.store import Store
+from storyq_worker.attempt import run_attempt
+from storyq_worker.context import open_context
+from storyq_worker.invocation import run_invocation
+from storyq_worker.summary import Outcome
+from tests.worker.generators import Gated
+from tests.worker.helpers import (
+    StackInfo,
+    all_terminal,
+    drive,
+    enqueue,
+    eventually,
+    job_row,
+    ledger,
+)
+
+
+async def test_a_late_finisher_with_a_stale_fence_changes_nothing(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given worker A claimed a job with a short lease, started it and hangs in its generation
+    # (its first heartbeat is far away: a long GC pause or a network partition)
+    job_id = await enqueue(store, dispatcher, user)
+    [claim] = await dispatcher.claim(1, lease_seconds=0.3)
+    slow_heartbeats = worker_settings.model_copy(update={"lease_seconds": 60.0})
+    late = Gated("The late story that must never be saved.")
+    async with open_context(slow_heartbeats, generator=late) as ctx_a:
+        attempt_a = asyncio.create_task(run_attempt(ctx_a, claim, abandon=asyncio.Event()))
+        await asyncio.wait_for(late.started.wait(), 10)
+
+        # When its lease lapses, a sweep reaps it and worker B runs attempt 2 to the end
+        await drive(
+            worker_settings,
+            lambda: job_row(worker_stack.database_url, job_id)["status"] == "completed",
+        )
+        winner = job_row(worker_stack.database_url, job_id)
+
+        # And then A finishes
+        late.gate.set()
+        outcome = await asyncio.wait_for(attempt_a, 10)
+
+    # Then A's result was dropped: the job, its story and the ledger are B's
+    assert outcome is Outcome.DROPPED
+    after = job_row(worker_stack.database_url, job_id)
+    assert (after["status"], after["attempts"]) == ("completed", 2)
+    assert after["content"] == winner["content"] != late.content
+    assert after["result"] == winner["result"]
+    assert after["finished_at"] == winner["finished_at"]
+    assert ledger(worker_stack.database_url, job_id) == {"debit": 1}
+    assert await dispatcher.active_job_ids() == set()
+
+
+async def test_after_a_redis_flush_every_pending_job_is_dispatched_again(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given three queued jobs, then Redis loses everything
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(3)]
+    worker_stack.redis.client().flushall()
+
+    # When a worker invocation runs
+    summary = await run_invocation(worker_settings)
+
+    # Then its sweep rebuilt the queue from Postgres and all three were generated
+    assert summary.rebuilt == 3
+    assert summary.completed == 3
+    for job_id in jobs:
+        assert job_row(worker_stack.database_url, job_id)["status"] == "completed"
+
+
+async def test_a_processing_job_whose_lease_vanished_is_requeued_once_it_stalls(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a job started by a worker that then died, and a Redis that lost its lease
+    job_id = await enqueue(store, dispatcher, user)
+    [claim] = await dispatcher.claim(1, lease_seconds=60)
+    await store.jobs.start(job_id, claim.fence)
+    worker_stack.redis.client().flushall()
+    stalls_fast = worker_settings.model_copy(update={"stall_after_seconds": 0.5})
+
+    # When workers sweep after its heartbeat is older than STALL_AFTER_SECONDS
+    summary = await drive(stalls_fast, all_terminal(worker_stack.database_url, [job_id]))
+
+    # Then it was requeued as a lost attempt and completed by attempt 2
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["attempts"]) == ("completed", 2)
+    assert summary.requeued == 1
+    assert ledger(worker_stack.database_url, job_id) == {"debit": 1}
+
+
+async def test_an_invocation_without_time_for_a_whole_generation_claims_nothing(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a queued job and a Lambda with less time left than a generation may take
+    job_id = await enqueue(store, dispatcher, user)
+    needed = worker_settings.generation_timeout_seconds + worker_settings.worker_time_margin_seconds
+
+    # When it runs
+    summary = await run_invocation(worker_settings, remaining_seconds=lambda: needed - 1)
+
+    # Then it swept but left the job for an invocation with time enough
+    assert summary.claimed == 0
+    assert job_row(worker_stack.database_url, job_id)["status"] == "pending"
+    assert (await dispatcher.counts()).waiting == 1
+
+    # And one with time enough takes it
+    summary = await run_invocation(worker_settings, remaining_seconds=lambda: needed + 60)
+    assert (summary.claimed, summary.completed) == (1, 1)
+
+
+async def test_progress_words_grow_in_the_job_row_while_it_generates(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a 3-second generation of a 600-word story (heartbeats every half second)
+    job_id = await enqueue(store, dispatcher, user, target_words=600)
+    worker = asyncio.create_task(
+        run_invocation(worker_settings, generator=TemplateGenerator(delay_seconds=3.0))
+    )
+
+    # When the worker is half way, GET /api/job's progress is in the row and still growing
+    def progress() -> int:
+        row = job_row(worker_stack.database_url, job_id)
+        return int(row["progress_words"] or 0) if row["status"] == "processing" else 0
+
+    first = await eventually(progress, timeout=10)
+    assert 0 < first < 600
+    await eventually(lambda: progress() > first, timeout=10)
+
+    # Then the finished job records its words and the lease is gone with the generation
+    summary = await worker
+    assert summary.completed == 1
+    row = job_row(worker_stack.database_url, job_id)
+    assert row["progress_words"] == row["words"] == row["result"]["words"]
+    assert 540 <= row["words"] <= 660
+    assert row["result"]["quality"] == "high"
+    assert await dispatcher.active_job_ids() == set()

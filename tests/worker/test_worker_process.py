@@ -1,0 +1,161 @@
+"""The worker as a real process (`python -m storyq_worker.runner`, what `storyq worker` runs):
+killed mid-generation its job still completes, and SIGTERM stops it cleanly losing nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from storyq.config import Settings
+from storyq.queue import Dispatcher
+from storyq.store import Store
+from tests.worker.helpers import (
+    StackInfo,
+    all_terminal,
+    drive,
+    enqueue,
+    eventually,
+    job_row,
+    ledger,
+)
+
+pytestmark = pytest.mark.reliability
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "storyq_worker.runner", "--poll", "0.2", *args],
+            env=env,
+            cwd=cwd,  # no .env there: the environment alone configures it
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        out, _ = self.process.communicate(timeout=10)
+        return out.decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+Spawn = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    """Start worker processes (`spawn(*args, delay=seconds)`); killed at the end if alive."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, delay: float) -> WorkerProcess:
+        env = {**worker_env, "GENERATION_DELAY_SECONDS": str(delay)}
+        worker = WorkerProcess(env, tmp_path, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def processing_with_progress(database_url: str, job_id: uuid.UUID) -> bool:
+    row = job_row(database_url, job_id)
+    return row["status"] == "processing" and (row["progress_words"] or 0) > 0
+
+
+async def test_a_worker_killed_mid_generation_loses_nothing(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    spawn: Spawn,
+) -> None:
+    # Given a worker process generating a job (a 5-second generation, 1.5 s leases)
+    job_id = await enqueue(store, dispatcher, user)
+    worker = spawn("--concurrency", "1", delay=5.0)
+    await eventually(lambda: processing_with_progress(worker_stack.database_url, job_id))
+
+    # When it is killed with SIGKILL (no chance to clean up)
+    worker.process.send_signal(signal.SIGKILL)
+    worker.process.wait(10)
+    assert job_row(worker_stack.database_url, job_id)["status"] == "processing"
+
+    # Then a later worker run reaps the lapsed lease and completes the job on attempt 2
+    summary = await drive(worker_settings, all_terminal(worker_stack.database_url, [job_id]))
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["attempts"], row["error_code"]) == ("completed", 2, None)
+    assert row["content"]
+    assert row["words"] > 0
+    assert summary.reaped == 1
+    assert summary.requeued == 1
+    # With one story and one debit, never refunded
+    assert ledger(worker_stack.database_url, job_id) == {"debit": 1}
+    assert await store.credits.balance(user) == 99
+
+
+async def test_sigterm_lets_the_running_generation_finish_and_exits_cleanly(
+    worker_stack: StackInfo,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    spawn: Spawn,
+) -> None:
+    # Given a worker in the middle of a 2-second generation, with a 30-second grace period
+    job_id = await enqueue(store, dispatcher, user)
+    worker = spawn("--grace", "30", delay=2.0)
+    await eventually(lambda: processing_with_progress(worker_stack.database_url, job_id))
+
+    # When it receives SIGTERM
+    worker.process.send_signal(signal.SIGTERM)
+
+    # Then it finishes the job, exits 0, and holds no lease any more
+    assert worker.process.wait(15) == 0, worker.output()
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["attempts"]) == ("completed", 1)
+    assert await dispatcher.active_job_ids() == set()
+    assert "stopped" in worker.output()
+
+
+async def test_sigterm_past_the_grace_period_hands_the_job_back(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    spawn: Spawn,
+) -> None:
+    # Given a worker in a long generation and no grace period
+    job_id = await enqueue(store, dispatcher, user)
+    worker = spawn("--grace", "0", delay=30.0)
+    await eventually(lambda: processing_with_progress(worker_stack.database_url, job_id))
+
+    # When it receives SIGTERM
+    worker.process.send_signal(signal.SIGTERM)
+
+    # Then it exits 0 at once, the job is pending again for another worker, not lost
+    assert worker.process.wait(15) == 0, worker.output()
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["attempts"], row["error_code"]) == (
+        "pending",
+        1,
+        "worker_shutdown",
+    )
+    counts = await dispatcher.counts()
+    assert counts.active == 0
+    assert counts.waiting + counts.delayed == 1
+
+    # And the next worker completes it
+    await drive(worker_settings, all_terminal(worker_stack.database_url, [job_id]))
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["attempts"]) == ("completed", 2)
+    assert ledger(worker_stack.database_url, job_id) == {"debit": 1}
