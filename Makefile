@@ -7,8 +7,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+# The SAM CLI pins its own dependencies, so it lives in a venv of its own.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+# CI builds for this machine's architecture so the build can be imported and invoked here.
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
-.PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean
+.PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
+	sam-validate sam-build
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -30,6 +36,18 @@ system-deps:
 services:
 	@bash infra/local/ensure-services.sh
 
+$(SAM):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.130'
+
+sam-validate: $(SAM) venv
+	AWS_DEFAULT_REGION=eu-central-1 $(SAM) validate --lint
+	$(BIN)/cfn-lint template.yaml
+
+sam-build: $(SAM)
+	$(SAM) build --parameter-overrides Architecture=$(HOST_ARCH)
+
 dev: venv
 	$(BIN)/storyq dev
 
@@ -47,7 +65,7 @@ pytest: venv services
 pgtap: venv services
 	bash tests/pgtap.sh
 
-test: system-deps venv services lint typecheck pytest pgtap
+test: system-deps venv services lint typecheck sam-validate sam-build pytest pgtap
 
 check: test
 
@@ -55,4 +73,4 @@ bench: venv services
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .storyq
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .storyq
