@@ -29,3 +29,13 @@ def test_prod_accepts_real_secrets() -> None:
         supabase_jwt_secret="a-real-jwt-secret-of-enough-length",  # type: ignore[arg-type]
     )
     assert settings.storyq_env == "prod"
+
+
+def test_cors_origins_read_as_the_template_passes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings(_env_file=None).cors_origins == [  # type: ignore[call-arg]
+        "https://a.example",
+        "https://b.example",
+    ]
+    monkeypatch.setenv("CORS_ORIGINS", '["https://c.example"]')
+    assert Settings(_env_file=None).cors_origins == ["https://c.example"]  # type: ignore[call-arg]

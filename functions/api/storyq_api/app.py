@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, middleware and shared services, built from Settings."""
+"""The FastAPI application: routers, middleware, the error map and shared services, built from
+Settings (nothing connects until the first request)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from storyq import __version__
 from storyq.config import Settings, get_settings
+from storyq_api import errors
 from storyq_api.deps import Services
-from storyq_api.routes import health
+from storyq_api.middleware import BodyLimitMiddleware, CatchAllMiddleware
+from storyq_api.openapi import install_openapi
+from storyq_api.routes import admin, generate, health, jobs, me, stories
+
+RATE_LIMIT_HEADERS = ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,13 +25,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Queue long story generations and read them back when they are ready.",
     )
     app.state.services = Services.from_settings(settings)
+    errors.install(app)
+    # Added innermost first: CORS wraps everything, so even a 413 or a 500 carries its headers.
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-        expose_headers=["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+        expose_headers=[*RATE_LIMIT_HEADERS, "Location", "Idempotent-Replayed"],
         max_age=600,
     )
-    app.include_router(health.router)
+    for module in (health, generate, jobs, stories, me, admin):
+        app.include_router(module.router)
+    install_openapi(app)
     return app

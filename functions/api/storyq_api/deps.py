@@ -11,6 +11,14 @@ from upstash_redis.asyncio import Redis
 
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
+from storyq.queue import Dispatcher
+from storyq.store import Store
+from storyq_api.kick import WorkerKicker
+from storyq_api.operations import Ops
+from storyq_api.ratelimit import UserRateLimiter
+from storyq_api.tokens import TokenVerifier
+
+REDIS_BUDGET_SECONDS = 5.0
 
 
 @dataclass
@@ -18,11 +26,52 @@ class Services:
     settings: Settings
     redis: Redis
     db: AsyncPostgrestClient
+    store: Store
+    dispatcher: Dispatcher
+    verifier: TokenVerifier
+    generate_limiter: UserRateLimiter
+    request_limiter: UserRateLimiter
+    kicker: WorkerKicker
+
+    @property
+    def redis_timeout(self) -> float:
+        """How long a Redis call may take before the answer goes without it (Redis is never
+        what a request waits for: Postgres has the truth, and the sweeper repairs Redis)."""
+        return min(self.settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+
+    @property
+    def ops(self) -> Ops:
+        return Ops(store=self.store, dispatcher=self.dispatcher, timeout=self.redis_timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         # Building the clients opens no connection; the first request does.
-        return cls(settings=settings, redis=async_redis(settings), db=async_postgrest(settings))
+        redis = async_redis(settings)
+        db = async_postgrest(settings)
+        timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+        return cls(
+            settings=settings,
+            redis=redis,
+            db=db,
+            store=Store(db),
+            dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
+            verifier=TokenVerifier(settings),
+            generate_limiter=UserRateLimiter(
+                redis,
+                name="generate",
+                max_requests=settings.generate_rate_limit,
+                window_seconds=settings.generate_rate_window_seconds,
+                timeout=timeout,
+            ),
+            request_limiter=UserRateLimiter(
+                redis,
+                name="read",
+                max_requests=settings.read_rate_limit,
+                window_seconds=settings.read_rate_window_seconds,
+                timeout=timeout,
+            ),
+            kicker=WorkerKicker(settings.worker_function_name, timeout=timeout),
+        )
 
 
 def get_services(request: Request) -> Services:

@@ -1,17 +1,67 @@
-"""The Lambda entry point: API Gateway HTTP API (payload v2) → Mangum → FastAPI."""
+"""The Lambda entry point: API Gateway HTTP API (payload v2) → Mangum → FastAPI.
+
+Thin on purpose: Powertools' decorators (logs correlated by the API Gateway request id,
+metrics flushed per invocation, a trace segment), then Mangum. The app is built on the first
+invocation, from Settings validated then, so importing this module connects to nothing.
+
+Under a named stage API Gateway puts the stage in the path (`/dev/api/...`); the base path is
+taken from the event's stage unless one is given, so `$default`, named stages and custom
+domains (no stage in the path) all route alike.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools.logging import correlation_paths
 from mangum import Mangum
 
+from storyq.config import Settings, get_settings
 from storyq_api.app import create_app
+from storyq_api.telemetry import logger, metrics, tracer
 
-_app = create_app()
-_mangum = Mangum(_app, lifespan="off")
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def stage_base_path(event: dict[str, Any]) -> str:
+    """`/<stage>` when the request path starts with the event's named stage, else `/`."""
+    context = event.get("requestContext") or {}
+    stage = context.get("stage")
+    path = event.get("rawPath") or (context.get("http") or {}).get("path") or ""
+    if not stage or stage == "$default":
+        return "/"
+    prefix = f"/{stage}"
+    return prefix if path == prefix or path.startswith(prefix + "/") else "/"
+
+
+def make_handler(settings: Settings, *, base_path: str | None = None) -> LambdaHandler:
+    """A Lambda handler over an app built from `settings` (tests call it with theirs)."""
+    app = create_app(settings)
+    adapters: dict[str, Mangum] = {}
+
+    def adapter(path: str) -> Mangum:
+        if path not in adapters:
+            adapters[path] = Mangum(app, lifespan="off", api_gateway_base_path=path)
+        return adapters[path]
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        path = base_path if base_path is not None else stage_base_path(event)
+        response: dict[str, Any] = adapter(path)(event, context)
+        return response
+
+    return handle
+
+
+_handler: LambdaHandler | None = None
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    response: dict[str, Any] = _mangum(event, context)
-    return response
+    """What template.yaml names: storyq_api.handler.handler."""
+    global _handler  # noqa: PLW0603  # one app per container, built on first use
+    if _handler is None:
+        _handler = make_handler(get_settings())
+    return _handler(event, context)

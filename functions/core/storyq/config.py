@@ -7,10 +7,10 @@ pass it down; nothing here connects to anything.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Local development defaults. They work out of the box with `make dev` and the `storyq` CLI,
 # and are refused when STORYQ_ENV is anything but "dev" (see `_refuse_dev_secrets`).
@@ -82,7 +82,22 @@ class Settings(BaseSettings):
     read_rate_window_seconds: int = Field(default=60, ge=1)
 
     worker_function_name: str | None = None
-    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+    # A comma-separated list in the environment (what the SAM template passes) or a JSON list.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets(self) -> Settings:

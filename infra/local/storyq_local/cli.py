@@ -78,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = verbs.add_parser("dev", help="run the whole service locally (what `make dev` runs)")
     dev.set_defaults(run=_cmd_dev)
 
-    from storyq_local import cli_worker
+    from storyq_local import cli_admin, cli_worker
 
     cli_worker.register(verbs)
+    cli_admin.register(verbs)
     return parser
 
 

@@ -1,0 +1,86 @@
+"""Per-user sliding-window limits (upstash-ratelimit) and their HTTP headers.
+
+Two limits from Settings: one on POST /api/generate, one on every other user request. When
+Redis cannot be reached the request is let through (and logged): credits already bound what a
+user can spend, and Postgres, not Redis, is what a story depends on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+
+from upstash_ratelimit.asyncio import Ratelimit, SlidingWindow
+from upstash_redis.asyncio import Redis
+
+from storyq_api.errors import RateLimited
+from storyq_api.telemetry import logger
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One limiter decision; `reset` is when the window turns, in Unix seconds."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float
+
+    def headers(self, *, now: float | None = None) -> dict[str, str]:
+        """`RateLimit-*` (IETF draft: Reset in seconds from now) and, when refused, Retry-After."""
+        seconds = max(1, math.ceil(self.reset - (time.time() if now is None else now)))
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(seconds)
+        return headers
+
+
+class UserRateLimiter:
+    """A sliding window of `max_requests` per `window_seconds` for each user id."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        name: str,
+        max_requests: int,
+        window_seconds: int,
+        timeout: float,
+    ) -> None:
+        self.name = name
+        self._timeout = timeout
+        self._limiter = Ratelimit(
+            redis=redis,
+            limiter=SlidingWindow(max_requests=max_requests, window=window_seconds),
+            prefix=f"storyq:ratelimit:{name}",
+        )
+
+    async def check(self, user_id: str) -> Verdict | None:
+        """The verdict for one more request; None when Redis could not say (let it through)."""
+        try:
+            response = await asyncio.wait_for(self._limiter.limit(user_id), self._timeout)
+        except Exception:  # any Redis or network failure: fail open, see the module docstring
+            logger.warning("rate limiter unavailable", extra={"limiter": self.name}, exc_info=True)
+            return None
+        return Verdict(
+            allowed=bool(response.allowed),
+            limit=int(response.limit),
+            remaining=int(response.remaining),
+            reset=float(response.reset),
+        )
+
+    async def enforce(self, user_id: str) -> Verdict | None:
+        """`check`, raising RateLimited (429 with Retry-After) when the window is full."""
+        verdict = await self.check(user_id)
+        if verdict is not None and not verdict.allowed:
+            raise RateLimited(
+                f"too many requests; try again in {verdict.headers()['Retry-After']} s",
+                headers=verdict.headers(),
+            )
+        return verdict

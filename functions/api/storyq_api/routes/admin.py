@@ -1,0 +1,95 @@
+"""Operator endpoints: queue statistics, clean, empty, retry, credits.
+
+Administrators only (app_metadata.role = admin, or the service-role key); any other valid
+token gets 403. The work itself is in `operations`, shared with the `storyq` admin verbs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from storyq_api import operations
+from storyq_api.auth import current_admin
+from storyq_api.bodies import json_body, request_body
+from storyq_api.deps import ServicesDep
+from storyq_api.errors import problem_responses
+from storyq_api.paths import JobId
+from storyq_api.schemas import (
+    CleanRequest,
+    CleanResult,
+    CreditBalance,
+    CreditGrant,
+    EmptyResult,
+    JobView,
+    QueueStats,
+)
+from storyq_api.views import job_view
+
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(current_admin)])
+
+_ERRORS = (401, 403, 503)
+
+
+@router.get(
+    "/queue",
+    response_model=QueueStats,
+    summary="Queue counts: live (Redis) and finished (Postgres)",
+    responses=problem_responses(*_ERRORS),
+)
+async def queue(services: ServicesDep) -> QueueStats:
+    return await operations.queue_stats(services.ops)
+
+
+@router.post(
+    "/queue/clean",
+    response_model=CleanResult,
+    summary="Delete finished job rows older than an age (stories stay)",
+    openapi_extra=request_body(CleanRequest),
+    responses=problem_responses(*_ERRORS, 413, 422),
+)
+async def clean(
+    body: Annotated[CleanRequest, Depends(json_body(CleanRequest))], services: ServicesDep
+) -> CleanResult:
+    deleted = await operations.clean(
+        services.ops, status=body.status, older_than_seconds=body.older_than_seconds
+    )
+    return CleanResult(status=body.status, deleted=deleted)
+
+
+@router.post(
+    "/queue/empty",
+    response_model=EmptyResult,
+    summary="Cancel and refund every waiting job",
+    responses=problem_responses(*_ERRORS),
+)
+async def empty(services: ServicesDep) -> EmptyResult:
+    cancelled = await operations.empty_queue(services.ops)
+    return EmptyResult(cancelled=len(cancelled), job_ids=cancelled)
+
+
+@router.post(
+    "/job/{jobId}/retry",
+    response_model=JobView,
+    response_model_exclude_unset=True,
+    summary="Put a failed job back in the queue (charges nothing again)",
+    responses=problem_responses(*_ERRORS, 404, 409),
+)
+async def retry(job_id: JobId, services: ServicesDep) -> JobView:
+    job, position = await operations.retry_job(services.ops, job_id)
+    return job_view(job, position=position, with_wait_time=True)
+
+
+@router.post(
+    "/credits",
+    response_model=CreditBalance,
+    summary="Grant credits to a user",
+    openapi_extra=request_body(CreditGrant),
+    responses=problem_responses(*_ERRORS, 404, 413, 422),
+)
+async def grant_credits(
+    body: Annotated[CreditGrant, Depends(json_body(CreditGrant))], services: ServicesDep
+) -> CreditBalance:
+    balance = await operations.grant_credits(services.ops, user_id=body.user_id, amount=body.amount)
+    return CreditBalance(user_id=body.user_id, credits=balance)

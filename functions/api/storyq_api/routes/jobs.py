@@ -1,0 +1,97 @@
+"""A user's jobs: GET /api/job/{jobId}, DELETE /api/job/{jobId}, GET /api/jobs.
+
+Another user's job is a 404 exactly like a missing one (the store is asked with the caller's
+id), never a 403 that would confirm it exists.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
+
+from storyq.store import MAX_PAGE_SIZE, JobCursor, JobStatus
+from storyq_api.auth import CurrentUser, within_request_limit
+from storyq_api.degrade import unless_redis_down
+from storyq_api.deps import ServicesDep
+from storyq_api.errors import problem_responses
+from storyq_api.paths import JobId
+from storyq_api.schemas import JobList, JobView
+from storyq_api.views import job_view
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(within_request_limit)])
+
+
+@router.get(
+    "/api/job/{jobId}",
+    response_model=JobView,
+    response_model_exclude_unset=True,
+    summary="A job's status, with its wait time, progress, result or error",
+    responses=problem_responses(401, 403, 404, 429, 503),
+)
+async def get_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
+    job = await services.store.jobs.get(job_id, user_id=user.id)
+    if job.status == "pending":
+        position = await unless_redis_down(
+            "position",
+            services.dispatcher.position(str(job_id)),
+            within_seconds=services.redis_timeout,
+        )
+        return job_view(job, position=position, with_wait_time=True)
+    if job.status == "processing":
+        # The job row does not carry the story's length; the percentage needs it.
+        story = await services.store.stories.get(job.story_id, user_id=user.id)
+        return job_view(job, target_words=story.target_words)
+    return job_view(job)
+
+
+@router.delete(
+    "/api/job/{jobId}",
+    response_model=JobView,
+    response_model_exclude_unset=True,
+    summary="Cancel a pending job (refunded)",
+    responses=problem_responses(401, 403, 404, 409, 429, 503),
+)
+async def cancel_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
+    job = await services.store.jobs.cancel(job_id, user_id=user.id)
+    # A copy left in Redis is harmless (starting a cancelled job is refused), only wasteful.
+    await unless_redis_down(
+        "remove", services.dispatcher.remove(str(job_id)), within_seconds=services.redis_timeout
+    )
+    return job_view(job)
+
+
+def _cursor(value: str | None) -> JobCursor | None:
+    if value is None:
+        return None
+    try:
+        return JobCursor.decode(value)
+    except ValueError as exc:
+        error = {"loc": ("query", "cursor"), "msg": "not a cursor from this API"}
+        raise RequestValidationError([{**error, "type": "value_error"}]) from exc
+
+
+@router.get(
+    "/api/jobs",
+    response_model=JobList,
+    response_model_exclude_unset=True,
+    summary="The caller's jobs, newest first",
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
+async def list_jobs(
+    user: CurrentUser,
+    services: ServicesDep,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="nextCursor of the previous page")
+    ] = None,
+) -> JobList:
+    page = await services.store.jobs.list_for_user(
+        user.id, status=status, limit=limit, cursor=_cursor(cursor)
+    )
+    return JobList(
+        jobs=[job_view(job) for job in page.jobs],
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )

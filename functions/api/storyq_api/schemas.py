@@ -1,0 +1,166 @@
+"""The JSON the API reads and writes: camelCase on the wire, snake_case in Python.
+
+Request bodies are strict (no coercion: "1200" is not a number) and refuse unknown fields.
+Response sections that only some statuses have (waitTime, progress, result, error) are left
+unset, and routes answer with `response_model_exclude_unset`, so they are absent, not null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from storyq.store import JobStatus, StoryStatus
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=False,
+        validate_by_alias=True,
+        strict=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+class GenerateRequest(_In):
+    """POST /api/generate."""
+
+    prompt: Annotated[Text, StringConstraints(min_length=1, max_length=4000)]
+    title: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    genre: Annotated[Text, StringConstraints(min_length=1, max_length=50)] | None = None
+    language: Annotated[
+        str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
+    ] = "en"
+    target_words: Annotated[int, Field(ge=100, le=5000)] = 1200
+
+
+class WaitTime(_Out):
+    """Where a waiting job stands: 0-based position, and the ETA in whole minutes."""
+
+    position: int
+    queue_length: int
+    active_jobs: int
+    estimated_minutes: int
+
+
+class GenerateAccepted(_Out):
+    job_id: UUID
+    story_id: UUID
+    status: Literal["queued"] = "queued"
+    message: str = "Story generation queued successfully"
+    # null when Redis could not be reached: the job is safe in Postgres and will be dispatched.
+    estimated_wait_time: WaitTime | None
+    credits_remaining: int
+
+
+class Progress(_Out):
+    words: int
+    percent: int
+
+
+class JobResult(_Out):
+    generation_time: float | None
+    quality: str | None  # high | medium | low (storyq.generation.contract.Quality)
+    words: int | None
+
+
+class JobError(_Out):
+    code: str
+    message: str
+
+
+class JobView(_Out):
+    job_id: UUID
+    story_id: UUID
+    title: str | None
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    wait_time: WaitTime | None = None
+    progress: Progress | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    refunded: bool | None = None
+
+
+class JobList(_Out):
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class StoryView(_Out):
+    story_id: UUID
+    job_id: UUID | None
+    title: str | None
+    prompt: str
+    genre: str | None
+    language: str
+    target_words: int
+    status: StoryStatus
+    content: str | None
+    words: int | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class Me(_Out):
+    user_id: UUID
+    credits: int
+    is_admin: bool
+
+
+class QueueStats(_Out):
+    """Counts for the admin view. waiting/active/delayed come from Redis, or from Postgres's
+    pending/processing counts when Redis cannot be reached (`source` says which)."""
+
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    cancelled: int
+    max_active: int
+    avg_generation_seconds: float
+    oldest_pending_at: datetime | None
+    source: Literal["redis", "postgres"]
+
+
+class CleanRequest(_In):
+    status: Literal["completed", "failed"]
+    older_than_seconds: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] = 0
+
+
+class CleanResult(_Out):
+    status: Literal["completed", "failed"]
+    deleted: int
+
+
+class EmptyResult(_Out):
+    cancelled: int
+    job_ids: list[UUID]
+
+
+class CreditGrant(_In):
+    user_id: UUID
+    amount: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class CreditBalance(_Out):
+    user_id: UUID
+    credits: int

@@ -1,0 +1,106 @@
+"""From store rows to the JSON of the contract (schemas), status by status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storyq.queue import Position
+from storyq.store import Job, Story
+from storyq_api.schemas import JobError, JobResult, JobView, Progress, StoryView, WaitTime
+
+# A processing job never shows 100 %: that is what `completed` is for.
+MAX_RUNNING_PERCENT = 99
+
+
+def wait_time(position: Position | None) -> WaitTime | None:
+    if position is None:
+        return None
+    return WaitTime(
+        position=position.position,
+        queue_length=position.queue_length,
+        active_jobs=position.active_jobs,
+        estimated_minutes=position.estimated_minutes,
+    )
+
+
+def job_view(
+    job: Job,
+    *,
+    position: Position | None = None,
+    target_words: int | None = None,
+    with_wait_time: bool = False,
+) -> JobView:
+    """The job as GET /api/job shows it. Sections by status: pending → waitTime (when asked
+    for: null if Redis could not say), processing → progress, completed → result, failed →
+    error and refunded, cancelled → refunded."""
+    fields: dict[str, Any] = {
+        "job_id": job.job_id,
+        "story_id": job.story_id,
+        "title": job.title,
+        "status": job.status,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+    if job.status == "pending" and with_wait_time:
+        fields["wait_time"] = wait_time(position)
+    elif job.status == "processing":
+        fields["progress"] = _progress(job.progress_words or 0, target_words)
+    elif job.status == "completed":
+        fields["result"] = _result(job)
+    elif job.status == "failed":
+        fields["error"] = JobError(
+            code=job.error_code or "generation_failed",
+            message=job.error_message or "the story could not be generated",
+        )
+        fields["refunded"] = job.refunded
+    elif job.status == "cancelled":
+        fields["refunded"] = job.refunded
+    return JobView(**fields)
+
+
+def _progress(words: int, target_words: int | None) -> Progress:
+    percent = 0
+    if target_words:
+        percent = min(MAX_RUNNING_PERCENT, words * 100 // target_words)
+    return Progress(words=words, percent=percent)
+
+
+def _result(job: Job) -> JobResult:
+    result = job.result or {}
+    # The worker writes generationTime (storyq.generation's summary); the row's own times
+    # stand in for results written without it.
+    seconds = _number(result.get("generationTime"))
+    if seconds is None and job.started_at is not None and job.finished_at is not None:
+        seconds = (job.finished_at - job.started_at).total_seconds()
+    words = _number(result.get("words"))
+    return JobResult(
+        generation_time=None if seconds is None else round(seconds, 3),
+        quality=str(result["quality"]) if result.get("quality") is not None else None,
+        words=int(words) if words is not None else job.progress_words,
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def story_view(story: Story) -> StoryView:
+    return StoryView(
+        story_id=story.story_id,
+        job_id=story.job_id,
+        title=story.title,
+        prompt=story.prompt,
+        genre=story.genre,
+        language=story.language,
+        target_words=story.target_words,
+        status=story.status,
+        content=story.content,
+        words=story.words,
+        created_at=story.created_at,
+        completed_at=story.completed_at,
+    )

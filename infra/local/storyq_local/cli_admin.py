@@ -1,0 +1,168 @@
+"""The operator verbs of `storyq`: stats, clean, empty, retry, credits add.
+
+The monitoring verbs of the old system, mirroring the admin endpoints: each runs the same code
+(`storyq_api.operations`) with Settings from the environment (then .env) and the service role,
+against Upstash and Supabase (locally: the emulators `make dev` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from storyq.clients import async_postgrest, async_redis
+from storyq.config import Settings
+from storyq.queue import Dispatcher
+from storyq.store import Store, StoreError
+from storyq_api import operations
+from storyq_api.operations import Ops
+from storyq_local.tokens import parse_duration
+
+T = TypeVar("T")
+
+# What an operator reads for the store's refusals (its own text may quote SQL).
+_REFUSALS = {
+    "job_not_found": "no such job",
+    "job_not_retryable": "only a failed job can be retried",
+    "user_not_found": "no such user (sign-up or `storyq token --user` creates one)",
+    "invalid_amount": "the amount must be a positive number of credits",
+    "store_unavailable": "the database cannot be reached (is `make dev` running? SUPABASE_URL?)",
+}
+
+
+def _run(settings: Settings, work: Callable[[Ops], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db, redis = async_postgrest(settings), async_redis(settings)
+        ops = Ops(
+            store=Store(db),
+            dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
+            timeout=settings.http_timeout_seconds,
+        )
+        try:
+            return await work(ops)
+        finally:
+            await db.aclose()
+            await redis.close()
+
+    return asyncio.run(main())
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    stats = _run(Settings(), operations.queue_stats)
+    if args.json:
+        print(stats.model_dump_json(by_alias=True, indent=2))
+        return 0
+    for name in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
+        print(f"{name:<10} {getattr(stats, name)}")
+    oldest = stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else "-"
+    print(
+        f"max active {stats.max_active} · mean generation {stats.avg_generation_seconds:.1f} s"
+        f" · oldest pending {oldest} · live counts from {stats.source}"
+    )
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    age = parse_duration(args.older_than)
+
+    async def clean(ops: Ops) -> int:
+        return await operations.clean(ops, status=args.status, older_than_seconds=age)
+
+    deleted = _run(Settings(), clean)
+    print(f"deleted {deleted} {args.status} job(s) finished more than {age} s ago")
+    return 0
+
+
+def _cmd_empty(_: argparse.Namespace) -> int:
+    cancelled = _run(Settings(), operations.empty_queue)
+    print(f"cancelled and refunded {len(cancelled)} waiting job(s)")
+    for job_id in cancelled:
+        print(f"  {job_id}")
+    return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    async def retry(ops: Ops) -> str:
+        job, position = await operations.retry_job(ops, args.job_id)
+        where = (
+            f"position {position.position}, about {position.estimated_minutes} min"
+            if position
+            else "Redis unreachable: the sweeper will queue it"
+        )
+        return f"job {job.job_id} is pending again ({where})"
+
+    print(_run(Settings(), retry))
+    return 0
+
+
+def _cmd_credits_add(args: argparse.Namespace) -> int:
+    async def grant(ops: Ops) -> int:
+        return await operations.grant_credits(ops, user_id=args.user, amount=args.amount)
+
+    balance = _run(Settings(), grant)
+    print(f"user {args.user} now has {balance} credit(s)")
+    return 0
+
+
+def _refusing_store_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except StoreError as exc:
+            print(f"storyq {args.verb}: {_REFUSALS.get(exc.code, exc.code)}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the operator verbs to the `storyq` parser's subcommands."""
+    stats = verbs.add_parser("stats", help="queue counts: waiting, active, delayed, finished")
+    stats.add_argument("--json", action="store_true", help="as the admin API answers")
+    stats.set_defaults(run=_refusing_store_errors(_cmd_stats))
+
+    clean = verbs.add_parser("clean", help="delete finished job rows (stories stay)")
+    clean.add_argument("status", choices=["completed", "failed"])
+    clean.add_argument(
+        "--older-than",
+        default="0",
+        metavar="AGE",
+        help="only rows finished at least this long ago: 3600, 1h, 7d (default: all)",
+    )
+    clean.set_defaults(run=_refusing_store_errors(_cmd_clean))
+
+    empty = verbs.add_parser("empty", help="cancel and refund every waiting job")
+    empty.set_defaults(run=_refusing_store_errors(_cmd_empty))
+
+    retry = verbs.add_parser("retry", help="put a failed job back in the queue (no new charge)")
+    retry.add_argument("job_id", type=uuid.UUID, metavar="JOB_ID")
+    retry.set_defaults(run=_refusing_store_errors(_cmd_retry))
+
+    credits = verbs.add_parser("credits", help="credit balances")
+    actions = credits.add_subparsers(dest="credits_action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="grant credits to a user")
+    add.add_argument("--user", type=uuid.UUID, required=True, metavar="UUID")
+    add.add_argument("--amount", type=int, required=True, metavar="N")
+    add.set_defaults(run=_refusing_store_errors(_cmd_credits_add))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """These verbs alone (the `storyq` command adds them to its own parser with `register`)."""
+    parser = argparse.ArgumentParser(prog="storyq", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    register(verbs)
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return command(args)
+    except ValueError as exc:
+        print(f"storyq {args.verb}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""Operator endpoints: queue counts, clean, empty, retry and credits, for admins only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from storyq.config import Settings
+from tests.api.conftest import (
+    GENERATE_BODY,
+    ApiUser,
+    Db,
+    assert_problem,
+    client_for,
+    dead_url,
+)
+from tests.support.processes import RedisProcess
+
+MakeUser = Callable[..., ApiUser]
+
+
+@pytest.fixture
+def admin(make_user: MakeUser) -> ApiUser:
+    return make_user(admin=True)
+
+
+async def _queue(client: httpx.AsyncClient, user: ApiUser) -> dict[str, Any]:
+    response = await client.post("/api/generate", json=GENERATE_BODY, headers=user.headers)
+    assert response.status_code == 202, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def test_queue_counts_merge_redis_and_postgres(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: ApiUser,
+    db: Db,
+    fresh_redis: RedisProcess,
+) -> None:
+    before = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+    user = make_user(credits=3)
+    for _ in range(2):
+        await _queue(client, user)
+    c = await _queue(client, user)
+    db.start(c["jobId"])
+    db.complete(c["jobId"], "Done.", {})
+    response = await client.get("/api/admin/queue", headers=admin.headers)
+    assert response.status_code == 200
+    stats = response.json()
+    assert set(stats) == {
+        "waiting",
+        "active",
+        "delayed",
+        "completed",
+        "failed",
+        "cancelled",
+        "maxActive",
+        "avgGenerationSeconds",
+        "oldestPendingAt",
+        "source",
+    }
+    assert stats["source"] == "redis"
+    # c was completed behind Redis's back (no worker acked it): Redis still lists three waiting
+    assert stats["waiting"] == 3
+    assert stats["active"] == 0
+    assert stats["delayed"] == 0
+    assert stats["completed"] == before["completed"] + 1
+    assert stats["maxActive"] == 5
+    assert stats["avgGenerationSeconds"] == 270.0
+
+
+async def test_queue_counts_fall_back_to_postgres_when_redis_is_down(
+    settings: Settings, admin: ApiUser, db: Db
+) -> None:
+    async with client_for(
+        settings.model_copy(update={"upstash_redis_rest_url": dead_url()})
+    ) as http:
+        response = await http.get("/api/admin/queue", headers=admin.headers)
+    assert response.status_code == 200
+    stats = response.json()
+    assert stats["source"] == "postgres"
+    assert stats["waiting"] == db.value("select count(*) from story_jobs where status = 'pending'")
+    assert stats["active"] == db.value(
+        "select count(*) from story_jobs where status = 'processing'"
+    )
+
+
+async def test_clean_deletes_finished_job_rows_but_never_stories(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    user = make_user(credits=2)
+    done, waiting = await _queue(client, user), await _queue(client, user)
+    db.start(done["jobId"])
+    db.complete(done["jobId"], "Done.", {})
+    # An age filter keeps recent rows
+    recent = await client.post(
+        "/api/admin/queue/clean",
+        json={"status": "completed", "olderThanSeconds": 3600},
+        headers=admin.headers,
+    )
+    assert recent.status_code == 200
+    assert db.value("select count(*) from story_jobs where id = %s", (done["jobId"],)) == 1
+    # Age 0 takes every completed row
+    response = await client.post(
+        "/api/admin/queue/clean", json={"status": "completed"}, headers=admin.headers
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+    assert response.json()["deleted"] >= 1
+    assert db.value("select count(*) from story_jobs where id = %s", (done["jobId"],)) == 0
+    assert db.value("select count(*) from stories where id = %s", (done["storyId"],)) == 1
+    assert db.job_status(waiting["jobId"]) == "pending"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "pending"},
+        {"status": "completed", "olderThanSeconds": -1},
+        {"status": "completed", "olderThanSeconds": "3600"},
+        {"status": "completed", "extra": 1},
+        {},
+    ],
+)
+async def test_clean_validates_its_body(
+    client: httpx.AsyncClient, admin: ApiUser, body: dict[str, Any]
+) -> None:
+    response = await client.post("/api/admin/queue/clean", json=body, headers=admin.headers)
+    assert_problem(response, 422, "validation_error")
+
+
+async def test_empty_cancels_and_refunds_every_waiting_job(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: ApiUser,
+    db: Db,
+    fresh_redis: RedisProcess,
+) -> None:
+    user = make_user(credits=2)
+    first, second = await _queue(client, user), await _queue(client, user)
+    running = make_user(credits=1)
+    busy = await _queue(client, running)
+    db.start(busy["jobId"])
+    response = await client.post("/api/admin/queue/empty", headers=admin.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert {first["jobId"], second["jobId"]} <= set(body["jobIds"])
+    assert body["cancelled"] == len(body["jobIds"])
+    assert db.job_status(first["jobId"]) == db.job_status(second["jobId"]) == "cancelled"
+    assert db.job_status(busy["jobId"]) == "processing"
+    assert db.balance(user.id) == 2
+    assert fresh_redis.client().zcard("storyq:waiting") == 0
+
+
+async def test_retry_puts_a_failed_job_back_without_charging_again(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    admin: ApiUser,
+    db: Db,
+    fresh_redis: RedisProcess,
+) -> None:
+    user = make_user(credits=1)
+    queued = await _queue(client, user)
+    db.start(queued["jobId"])
+    db.fail(queued["jobId"])
+    assert db.balance(user.id) == 1  # refunded
+    fresh_redis.client().flushall()
+    response = await client.post(f"/api/admin/job/{queued['jobId']}/retry", headers=admin.headers)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "pending"
+    assert job["attempts"] == 0
+    assert job["waitTime"]["position"] == 0
+    assert db.balance(user.id) == 1
+    assert fresh_redis.client().zscore("storyq:waiting", queued["jobId"]) is not None
+
+
+async def test_retry_refuses_a_job_that_has_not_failed(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser
+) -> None:
+    queued = await _queue(client, make_user(credits=1))
+    response = await client.post(f"/api/admin/job/{queued['jobId']}/retry", headers=admin.headers)
+    assert_problem(response, 409, "job_not_retryable")
+
+
+async def test_retry_of_unknown_or_malformed_ids_is_404(
+    client: httpx.AsyncClient, admin: ApiUser
+) -> None:
+    for job_id in (str(uuid.uuid4()), "nope"):
+        response = await client.post(f"/api/admin/job/{job_id}/retry", headers=admin.headers)
+        assert_problem(response, 404, "not_found")
+
+
+async def test_credits_are_granted_by_admins(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    user = make_user(credits=2)
+    response = await client.post(
+        "/api/admin/credits", json={"userId": str(user.id), "amount": 5}, headers=admin.headers
+    )
+    assert response.status_code == 200
+    assert response.json() == {"userId": str(user.id), "credits": 7}
+    assert db.balance(user.id) == 7
+    assert db.value("select sum(amount) from credit_ledger where user_id = %s", (user.id,)) == 7
+
+
+async def test_credits_for_an_unknown_user_are_404(
+    client: httpx.AsyncClient, admin: ApiUser
+) -> None:
+    response = await client.post(
+        "/api/admin/credits", json={"userId": str(uuid.uuid4()), "amount": 5}, headers=admin.headers
+    )
+    assert_problem(response, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": 5},
+        {"userId": "x", "amount": 5},
+        {"userId": "USER", "amount": 0},
+        {"userId": "USER", "amount": -3},
+        {"userId": "USER", "amount": 2.5},
+        {"userId": "USER", "amount": "5"},
+        {"userId": "USER", "amount": 5, "reason": "gift"},
+    ],
+)
+async def test_credit_grants_are_validated(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, body: dict[str, Any]
+) -> None:
+    user = make_user()
+    grant = {key: str(user.id) if value == "USER" else value for key, value in body.items()}
+    response = await client.post("/api/admin/credits", json=grant, headers=admin.headers)
+    assert_problem(response, 422, "validation_error")
+
+
+async def test_users_cannot_use_any_admin_endpoint(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = make_user(credits=1)
+    job = await _queue(client, user)
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", "/api/admin/queue", None),
+        ("POST", "/api/admin/queue/clean", {"status": "completed"}),
+        ("POST", "/api/admin/queue/empty", None),
+        ("POST", f"/api/admin/job/{job['jobId']}/retry", None),
+        ("POST", "/api/admin/credits", {"userId": str(user.id), "amount": 100}),
+    ]
+    for method, path, body in calls:
+        response = await client.request(method, path, json=body, headers=user.headers)
+        assert_problem(response, 403, "forbidden")
+    assert (await client.get(f"/api/job/{job['jobId']}", headers=user.headers)).json()[
+        "status"
+    ] == "pending"
+
+
+async def test_the_service_role_key_works_on_admin_endpoints(
+    client: httpx.AsyncClient, settings: Settings, make_user: MakeUser
+) -> None:
+    user = make_user()
+    key = settings.supabase_service_role_key.get_secret_value()
+    response = await client.post(
+        "/api/admin/credits",
+        json={"userId": str(user.id), "amount": 1},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200
