@@ -16,7 +16,7 @@ from upstash_redis.asyncio import Redis
 
 from storyq.clients import async_redis
 from storyq.config import Settings
-from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts
+from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, QueueNotReady, RunningJob
 from storyq_local.servers import ThreadedServer
 from tests.conftest import UPSTASH_TOKEN
 from tests.support.processes import RedisProcess
@@ -45,8 +45,10 @@ async def upstash(upstash_emulator: ThreadedServer) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def queue(upstash: Redis) -> Dispatcher:
-    return Dispatcher(upstash, max_active=5)
+async def queue(upstash: Redis) -> Dispatcher:
+    dispatcher = Dispatcher(upstash, max_active=5)
+    await dispatcher.rebuild([])  # an empty Postgres: the queue is ready for claims
+    return dispatcher
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
@@ -398,3 +400,48 @@ async def test_rebuild_adds_only_what_redis_lacks(queue: Dispatcher) -> None:
     )
     claimed = await queue.claim(5, lease_seconds=LEASE)
     assert [(claim.job_id, claim.fence) for claim in claimed] == [("waiting", 1), ("lost", 2)]
+
+
+async def test_after_a_flush_nothing_is_claimed_until_the_queue_is_rebuilt(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given a job waiting, then Redis flushed (as an eviction or an operator could)
+    await queue.enqueue("waiting-job", user_id="u")
+    redis_process.client().flushall()
+    await queue.enqueue("after-flush", user_id="u")
+
+    # Then claims are refused until a rebuild from Postgres
+    with pytest.raises(QueueNotReady):
+        await queue.claim(5, lease_seconds=LEASE)
+    await queue.rebuild([])
+    claims = await queue.claim(5, lease_seconds=LEASE)
+    assert [claim.job_id for claim in claims] == ["after-flush"]
+
+
+async def test_restored_leases_hold_their_slots_and_their_holders_keep_them(
+    upstash: Redis, redis_process: RedisProcess
+) -> None:
+    # Given two jobs running (Postgres says processing, attempts 1 and 2) when Redis was flushed
+    queue = Dispatcher(upstash, max_active=3)
+    redis_process.client().flushall()
+    for index in range(5):
+        await queue.enqueue(f"new-{index}", user_id="u")
+
+    # When the sweep rebuilds with the running jobs
+    await queue.rebuild(
+        [],
+        running=[RunningJob("run-a", "u", attempt=1), RunningJob("run-b", "v", attempt=2)],
+        lease_seconds=LEASE,
+    )
+
+    # Then they count against the cap: only one new job may start
+    claims = await queue.claim(5, lease_seconds=LEASE)
+    assert len(claims) == 1
+    assert (await queue.counts()).active == 3
+    # And their workers' fences still hold the leases
+    assert await queue.heartbeat("run-b", 2, lease_seconds=LEASE)
+    assert not await queue.heartbeat("run-b", 1, lease_seconds=LEASE)
+    assert await queue.ack("run-a", 1, generation_seconds=None)
+    # And a second rebuild does not restore what is already leased
+    await queue.rebuild([], running=[RunningJob("run-b", "v", attempt=2)], lease_seconds=LEASE)
+    assert (await queue.counts()).active == 2

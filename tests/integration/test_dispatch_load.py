@@ -28,8 +28,10 @@ LEASE = 30.0
 
 
 @pytest.fixture(autouse=True)
-def _empty_redis(redis_process: RedisProcess) -> None:
+async def _empty_redis(redis_process: RedisProcess, settings_for_queue: Settings) -> None:
     redis_process.client().flushall()
+    async with dispatcher(settings_for_queue) as queue:
+        await queue.rebuild([])  # an empty Postgres: the queue is ready for claims
 
 
 @pytest.fixture

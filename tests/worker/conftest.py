@@ -102,7 +102,9 @@ async def store(worker_settings: Settings) -> AsyncIterator[Store]:
 @pytest.fixture
 async def dispatcher(worker_settings: Settings) -> AsyncIterator[Dispatcher]:
     redis = async_redis(worker_settings)
-    yield Dispatcher(redis, max_active=worker_settings.max_active_jobs)
+    queue = Dispatcher(redis, max_active=worker_settings.max_active_jobs)
+    await queue.rebuild([])  # the emptied database: Redis mirrors it, claims may start
+    yield queue
     await redis.close()
 
 

@@ -79,6 +79,26 @@ class Counting:
                 self.finished += 1
 
 
+class Staggered:
+    """The template generator taking 0.6, 1.2, 1.8, ... seconds in turn, so generations that
+    start together end one by one (each end is a chance to claim more)."""
+
+    name = "staggered"
+
+    def __init__(self, *, step_seconds: float = 0.6, steps: int = 5) -> None:
+        self._generators = [
+            TemplateGenerator(delay_seconds=step_seconds * (index + 1)) for index in range(steps)
+        ]
+        self._turn = 0
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback
+    ) -> GenerationResult:
+        generator = self._generators[self._turn % len(self._generators)]
+        self._turn += 1
+        return await generator.generate(request, on_progress)
+
+
 class Gated:
     """Starts, reports progress, then waits until the test opens the gate; writes `content`."""
 

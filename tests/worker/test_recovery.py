@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 from storyq.config import Settings
 from storyq.generation import TemplateGenerator
@@ -14,7 +15,7 @@ from storyq_worker.attempt import run_attempt
 from storyq_worker.context import open_context
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Outcome
-from tests.worker.generators import Gated
+from tests.worker.generators import Counting, Gated, Staggered
 from tests.worker.helpers import (
     StackInfo,
     all_terminal,
@@ -84,6 +85,41 @@ async def test_after_a_redis_flush_every_pending_job_is_dispatched_again(
     assert summary.completed == 3
     for job_id in jobs:
         assert job_row(worker_stack.database_url, job_id)["status"] == "completed"
+
+
+def generations_running(generator: Counting, expected: int) -> Callable[[], bool]:
+    return lambda: generator.in_flight == expected
+
+
+async def test_a_flush_while_jobs_run_never_lets_more_than_the_cap_run_at_once(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given two workers running five generations of different lengths between them (3 + 2)
+    generator = Counting(Staggered())  # type: ignore[arg-type]  # any Generator will do
+    settings = worker_settings.model_copy(update={"lease_seconds": 5.0})
+    jobs: list[uuid.UUID] = []
+    workers = []
+    for share in (3, 2):
+        jobs += [await enqueue(store, dispatcher, user) for _ in range(share)]
+        workers.append(asyncio.create_task(run_invocation(settings, generator=generator)))
+        await eventually(generations_running(generator, len(jobs)))
+
+    # When Redis loses every lease mid-generation, and new jobs arrive right after
+    worker_stack.redis.client().flushall()
+    jobs += [await enqueue(store, dispatcher, user) for _ in range(7)]
+    await asyncio.gather(*workers)
+    await drive(settings, all_terminal(worker_stack.database_url, jobs), generator=generator)
+
+    # Then the running jobs kept their slots: never more than five generations at once,
+    # and every job completed on its first attempt
+    assert generator.most_in_flight == settings.max_active_jobs
+    for job_id in jobs:
+        row = job_row(worker_stack.database_url, job_id)
+        assert (row["status"], row["attempts"]) == ("completed", 1)
 
 
 async def test_a_processing_job_whose_lease_vanished_is_requeued_once_it_stalls(

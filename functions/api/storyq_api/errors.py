@@ -6,9 +6,6 @@ nowhere else. A body never carries a stack trace, SQL or Redis text: unexpected 
 are logged with their traceback and answered as a bare `internal_error`.
 """
 
-# The names are HTTP's words (NotFound, RateLimited, ...); an "Error" suffix would add nothing.
-# ruff: noqa: N818
-
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyq.queue import Claim, QueueNotReady
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.summary import Outcome, Summary
+from storyq_worker.sweep import sweep
 from storyq_worker.telemetry import logger
 
 
@@ -72,7 +74,7 @@ async def _claim(
     if free <= 0:
         return
     try:
-        claims = await ctx.dispatcher.claim(free, lease_seconds=ctx.settings.lease_seconds)
+        claims = await _claim_after_rebuild(ctx, free, summary)
     except Exception:  # Redis unreachable: try again after the next change or poll
         logger.exception("claim failed")
         return
@@ -83,6 +85,18 @@ async def _claim(
                 run_attempt(ctx, claim, abandon=options.abandon), name=f"attempt-{claim.job_id}"
             )
         )
+
+
+async def _claim_after_rebuild(ctx: WorkerContext, free: int, summary: Summary) -> list[Claim]:
+    """Claim; when Redis was flushed since the last sweep, sweep (it restores the leases of
+    running jobs and marks the queue ready) and claim again."""
+    lease = ctx.settings.lease_seconds
+    try:
+        return await ctx.dispatcher.claim(free, lease_seconds=lease)
+    except QueueNotReady:
+        logger.warning("the queue was not ready (Redis flushed or new): sweeping first")
+        summary.merge(await sweep(ctx))
+        return await ctx.dispatcher.claim(free, lease_seconds=lease)
 
 
 async def _wait_for_change(running: set[asyncio.Task[Outcome]], options: DrainOptions) -> None:

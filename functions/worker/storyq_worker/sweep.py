@@ -9,7 +9,8 @@ attempt was lost (failed and refunded), `rebuilt` jobs put back from Postgres, `
 2. Requeue stalled jobs: processing rows whose heartbeat is older than STALL_AFTER_SECONDS and
    that hold no lease in Redis (Redis lost it: flushed, evicted, restarted).
 3. Rebuild: every pending job Postgres has and Redis lacks goes back into the queue, so after a
-   FLUSHALL nothing is lost.
+   FLUSHALL nothing is lost; when Redis lost its state (no ready mark), the running jobs get
+   their leases back first, so they count against the global cap before anything is claimed.
 4. Promote delayed retries that are due.
 
 Each step stands alone: one failing is logged and the others still run.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from storyq.queue import PendingJob
+from storyq.queue import PendingJob, RunningJob
 from storyq.store import FailOutcome, JobNotFound, StaleAttempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.summary import Summary
@@ -116,7 +117,21 @@ def _count(summary: Summary, outcome: FailOutcome | None) -> None:
         summary.failed += 1
 
 
+async def _running_jobs_if_redis_forgot(ctx: WorkerContext) -> list[RunningJob]:
+    """The processing rows, when Redis lost its leases (and only then: a normal sweep trusts
+    Redis, so a job finishing during the sweep never gets a lease back)."""
+    if await ctx.dispatcher.is_ready():
+        return []
+    processing = await ctx.store.jobs.stalled(stalled_for_seconds=0)
+    logger.warning("redis lost its state: restoring leases", extra={"running": len(processing)})
+    return [
+        RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), attempt=job.attempt)
+        for job in processing
+    ]
+
+
 async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
+    running = await _running_jobs_if_redis_forgot(ctx)
     pending = await ctx.store.jobs.dispatchable()
     summary.rebuilt += await ctx.dispatcher.rebuild(
         [
@@ -128,7 +143,9 @@ async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
                 next_attempt_at=job.next_attempt_at,
             )
             for job in pending
-        ]
+        ],
+        running=running,
+        lease_seconds=ctx.settings.lease_seconds,
     )
 
 

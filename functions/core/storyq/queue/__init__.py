@@ -2,7 +2,14 @@
 retries with backoff, and position/ETA in O(log n). See `dispatch` for the API."""
 
 from storyq.queue.backoff import parse_retry_after, retry_delay
-from storyq.queue.dispatch import Claim, Dispatcher, PendingJob, QueueCounts
+from storyq.queue.dispatch import (
+    Claim,
+    Dispatcher,
+    PendingJob,
+    QueueCounts,
+    QueueNotReady,
+    RunningJob,
+)
 from storyq.queue.eta import DEFAULT_GENERATION_SECONDS, Position, estimated_minutes
 from storyq.queue.keys import QueueKeys
 
@@ -14,6 +21,8 @@ __all__ = [
     "Position",
     "QueueCounts",
     "QueueKeys",
+    "QueueNotReady",
+    "RunningJob",
     "estimated_minutes",
     "parse_retry_after",
     "retry_delay",

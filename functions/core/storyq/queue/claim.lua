@@ -6,14 +6,17 @@
 -- KEYS[4] jobs     HASH <job>:user, <job>:attempts, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq
+-- KEYS[7] ready    STRING present once the queue mirrors Postgres (see restore_leases.lua)
 -- ARGV[1] how many jobs the caller wants
 -- ARGV[2] lease length (ms)
 -- ARGV[3] max_active: the global cap on leases (every lease not yet reaped counts)
 -- ARGV[4] how many due retries to promote at most
 -- Returns a flat array {job, user, fence, job, user, fence, ...}; the fence is the job's
--- attempt number, counted here (attempts + 1).
-local waiting, delayed, active, jobs, finish, fair =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- attempt number, counted here (attempts + 1). Returns -1, and leases nothing, while `ready`
+-- is missing: after a flush the leases of running jobs are gone until a sweep restores them.
+local waiting, delayed, active, jobs, finish, fair, ready =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+if redis.call('EXISTS', ready) == 0 then return -1 end
 local now = now_ms()
 promote(delayed, waiting, jobs, finish, fair, now, tonumber(ARGV[4]))
 

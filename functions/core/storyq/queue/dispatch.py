@@ -17,7 +17,8 @@ API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async):
 - `claim(limit, *, lease_seconds) -> list[Claim]`: promotes due retries, then leases up to
   `limit` jobs in score order while fewer than `max_active` leases exist (a lease counts until
   it is acked, retried or reaped). `Claim.fence` is the attempt number (stored attempts + 1),
-  the number the worker's SQL calls are fenced with.
+  the number the worker's SQL calls are fenced with. Raises `QueueNotReady` when Redis has not
+  been rebuilt since it was flushed (or is new): a sweep's `rebuild` must run first.
 - `heartbeat(job_id, fence, *, lease_seconds) -> bool`: extends the lease from now; False when
   the fence is stale or the lease was reaped.
 - `ack(job_id, fence, *, generation_seconds) -> bool`: the job is finished (completed, or failed
@@ -36,9 +37,12 @@ API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async):
   bookkeeping; a leased job is left alone (False).
 - `counts() -> QueueCounts`: waiting, active, delayed, avg_generation_seconds.
 - `empty() -> list[str]`: removes every waiting and delayed job; returns their ids.
-- `rebuild(jobs) -> int`: adds the pending jobs Redis lacks (in none of waiting, delayed,
-  active) in `queued_at` order; a future `next_attempt_at` goes to the delayed set. Returns how
-  many were added. Costs about one Redis command per job already present.
+- `rebuild(jobs, *, running=(), lease_seconds=60) -> int`: adds the pending jobs Redis lacks (in
+  none of waiting, delayed, active) in `queued_at` order; a future `next_attempt_at` goes to
+  the delayed set. Then restores a lease (fenced by its attempt) for each `running` job that
+  has none, and marks the queue ready for claims. Returns how many jobs were added. Costs about
+  one Redis command per job already present.
+- `is_ready() -> bool`: whether claims are allowed (False after a FLUSHALL until `rebuild`).
 - `active_job_ids() -> set[str]`: the jobs holding a lease (live or lapsed, not yet reaped).
 
 Key layout: `keys.QueueKeys`.
@@ -66,6 +70,10 @@ REBUILD_BATCH = 200
 _T = TypeVar("_T")
 
 
+class QueueNotReady(RuntimeError):
+    """Redis lost its state (flushed, evicted, new) and has not been rebuilt from Postgres."""
+
+
 @dataclass(frozen=True)
 class Claim:
     """A lease on a job: `fence` is the attempt number that holds it."""
@@ -81,6 +89,15 @@ class QueueCounts:
     active: int
     delayed: int
     avg_generation_seconds: float
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A processing job as Postgres knows it: `attempt` is the fence of its lease."""
+
+    job_id: str
+    user_id: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -129,9 +146,11 @@ class Dispatcher:
         k = self.keys
         reply = await scripts.CLAIM.run(
             self._redis,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready],
             [str(limit), _ms(lease_seconds), str(self.max_active), str(PROMOTE_ON_CLAIM)],
         )
+        if reply == -1:
+            raise QueueNotReady("the queue must be rebuilt from Postgres before claims")
         return _claims(reply)
 
     async def heartbeat(self, job_id: str, fence: int, *, lease_seconds: float) -> bool:
@@ -211,7 +230,13 @@ class Dispatcher:
         )
         return [str(job_id) for job_id in _list(reply)]
 
-    async def rebuild(self, jobs: Sequence[PendingJob]) -> int:
+    async def rebuild(
+        self,
+        jobs: Sequence[PendingJob],
+        *,
+        running: Sequence[RunningJob] = (),
+        lease_seconds: float = 60.0,
+    ) -> int:
         ordered = sorted(_unique(jobs), key=lambda job: (_utc(job.queued_at), job.job_id))
         k = self.keys
         keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair]
@@ -219,7 +244,23 @@ class Dispatcher:
         for batch in _chunks(ordered, REBUILD_BATCH):
             args = [arg for job in batch for arg in _rebuild_args(job)]
             added += _int(await scripts.REBUILD.run(self._redis, keys, args))
+        await self._restore_leases(running, lease_seconds=lease_seconds)
         return added
+
+    async def _restore_leases(self, running: Sequence[RunningJob], *, lease_seconds: float) -> int:
+        """Leases for running jobs Redis forgot, then the ready mark (one call at the least)."""
+        k = self.keys
+        keys = [k.active, k.jobs, k.ready]
+        batches = list(_chunks(list(running), REBUILD_BATCH)) or [[]]
+        restored = 0
+        for batch in batches:
+            args = [_ms(lease_seconds)]
+            args += [a for job in batch for a in (_job(job.job_id), job.user_id, str(job.attempt))]
+            restored += _int(await scripts.RESTORE_LEASES.run(self._redis, keys, args))
+        return restored
+
+    async def is_ready(self) -> bool:
+        return bool(await self._redis.exists(self.keys.ready))
 
     async def active_job_ids(self) -> set[str]:
         reply = await self._redis.zrange(self.keys.active, 0, -1)

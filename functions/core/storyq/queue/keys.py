@@ -46,6 +46,15 @@ class QueueKeys:
         return f"{self.prefix}:fair"
 
     @property
+    def ready(self) -> str:
+        """STRING set by `rebuild` once Redis mirrors Postgres, leases of running jobs included.
+
+        A FLUSHALL (or an eviction) removes it, and `claim` then refuses to lease anything until
+        a sweep has rebuilt the queue: otherwise the jobs still running when the leases vanished
+        would not count against the global cap."""
+        return f"{self.prefix}:ready"
+
+    @property
     def stats(self) -> str:
         """HASH `mean_seconds`, `samples`: the rolling mean generation time behind the ETA."""
         return f"{self.prefix}:stats"

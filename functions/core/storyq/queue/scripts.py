@@ -57,6 +57,7 @@ REAP_EXPIRED = Script.load("reap_expired")
 REMOVE = Script.load("remove")
 EMPTY = Script.load("empty")
 REBUILD = Script.load("rebuild")
+RESTORE_LEASES = Script.load("restore_leases")
 POSITION = Script.load("position")
 COUNTS = Script.load("counts")
 
@@ -71,6 +72,7 @@ ALL: tuple[Script, ...] = (
     REMOVE,
     EMPTY,
     REBUILD,
+    RESTORE_LEASES,
     POSITION,
     COUNTS,
 )

@@ -6,10 +6,6 @@ is the stable code (`stale_attempt`, `insufficient_credits`, ...); callers catch
 below and never parse messages. Each class carries the HTTP status the API should answer with.
 """
 
-# The names are the domain's words (InsufficientCredits, StaleAttempt, ...), which the API and
-# the worker import; an "Error" suffix on each would add nothing.
-# ruff: noqa: N818
-
 from __future__ import annotations
 
 from typing import ClassVar
