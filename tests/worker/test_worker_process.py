@@ -142,14 +142,11 @@ async def test_sigterm_past_the_grace_period_hands_the_job_back(
     # When it receives SIGTERM
     worker.process.send_signal(signal.SIGTERM)
 
-    # Then it exits 0 at once, the job is pending again for another worker, not lost
+    # Then it exits 0 at once, the job is pending again for another worker, not lost, and the
+    # interrupted attempt was given back unused (a shutdown says nothing about the job)
     assert worker.process.wait(15) == 0, worker.output()
     row = job_row(worker_stack.database_url, job_id)
-    assert (row["status"], row["attempts"], row["error_code"]) == (
-        "pending",
-        1,
-        "worker_shutdown",
-    )
+    assert (row["status"], row["attempts"], row["error_code"]) == ("pending", 0, None)
     counts = await dispatcher.counts()
     assert counts.active == 0
     assert counts.waiting + counts.delayed == 1
@@ -157,5 +154,5 @@ async def test_sigterm_past_the_grace_period_hands_the_job_back(
     # And the next worker completes it
     await drive(worker_settings, all_terminal(worker_stack.database_url, [job_id]))
     row = job_row(worker_stack.database_url, job_id)
-    assert (row["status"], row["attempts"]) == ("completed", 2)
+    assert (row["status"], row["attempts"]) == ("completed", 1)
     assert ledger(worker_stack.database_url, job_id) == {"debit": 1}

@@ -1,6 +1,7 @@
 """One claimed attempt, start to finish: start it in Postgres, generate under heartbeats, then
-complete it, or fail it (retry later or fail for good), or drop it when another attempt owns
-the job. Every write is fenced by the attempt number (`Claim.fence`).
+complete it, or fail it (retry later or fail for good), or release it unused when the worker
+shuts down, or drop it when another attempt owns the job. Every write is fenced by the attempt
+number (`Claim.fence`).
 
 Order matters: the heartbeats stop before the lease is acked or handed back, and Postgres is
 written before Redis, so a crash in between leaves a lease that lapses and a sweep that
@@ -22,7 +23,14 @@ from storyq.generation import (
     TransientGenerationError,
 )
 from storyq.queue import Claim
-from storyq.store import Failure, JobNotFound, JobNotStartable, StaleAttempt, StartedJob
+from storyq.store import (
+    FailOutcome,
+    Failure,
+    JobNotFound,
+    JobNotStartable,
+    StaleAttempt,
+    StartedJob,
+)
 from storyq_worker.context import WorkerContext
 from storyq_worker.lease import LeaseKeeper
 from storyq_worker.summary import Outcome
@@ -31,6 +39,8 @@ from storyq_worker.telemetry import logger
 # Refusals meaning "this attempt has nothing (more) to do with the job".
 _NOT_OURS = (StaleAttempt, JobNotFound)
 _MESSAGE_LIMIT = 1000
+# The error a generation interrupted by the worker's shutdown ends with: released, not failed.
+SHUTDOWN = "worker_shutdown"
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ def _settle(generation: asyncio.Task[GenerationResult], *, abandoned: bool) -> _
     """The finished generation task as a result or a classified error."""
     if generation.cancelled():
         if abandoned:
-            return _Run(error=TransientGenerationError("worker_shutdown", "the worker shut down"))
+            return _Run(error=TransientGenerationError(SHUTDOWN, "the worker shut down"))
         return _Run(error=TransientGenerationError("timeout", "the generation took too long"))
     exc = generation.exception()
     if exc is None:
@@ -135,10 +145,9 @@ async def _complete(
 async def _fail(
     ctx: WorkerContext, claim: Claim, job: StartedJob, error: GenerationError
 ) -> Outcome:
-    shutdown = error.code == "worker_shutdown"
-    delay = 0.0
-    if error.retryable and not shutdown:
-        delay = ctx.retry_delay(claim.fence, retry_after=error.retry_after)
+    if error.code == SHUTDOWN:
+        return await _release(ctx, claim, job)
+    delay = ctx.retry_delay(claim.fence, retry_after=error.retry_after) if error.retryable else 0.0
     failure = Failure(
         code=error.code,
         message=error.message[:_MESSAGE_LIMIT],
@@ -156,18 +165,36 @@ async def _fail(
         await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
         logger.warning("job failed for good", extra={**extra, "refunded": outcome.refunded})
         return Outcome.FAILED
+    await _hand_back(ctx, claim, job, outcome, delay_seconds=delay)
+    logger.info("attempt failed; retrying later", extra={**extra, "delay_seconds": delay})
+    return Outcome.RETRIED
+
+
+async def _release(ctx: WorkerContext, claim: Claim, job: StartedJob) -> Outcome:
+    """Shutting down: the attempt goes back unused, and the job to the queue at once."""
+    try:
+        outcome = await ctx.store.jobs.release(UUID(claim.job_id), attempt=claim.fence)
+    except _NOT_OURS:
+        return await _drop(ctx, claim, "released after another attempt took over")
+    await _hand_back(ctx, claim, job, outcome, delay_seconds=0.0)
+    logger.info("attempt released at shutdown", extra={"job_id": claim.job_id})
+    return Outcome.RELEASED
+
+
+async def _hand_back(
+    ctx: WorkerContext, claim: Claim, job: StartedJob, outcome: FailOutcome, *, delay_seconds: float
+) -> None:
+    """Move the job from our lease to the delayed set with Postgres's attempt count."""
     hand_back = functools.partial(
         ctx.dispatcher.retry_later,
         claim.job_id,
         user_id=str(job.user_id),
         attempts=outcome.attempts,
-        delay_seconds=delay,
+        delay_seconds=delay_seconds,
     )
     if not await hand_back(fence=claim.fence):
         # The lease lapsed meanwhile (and was reaped): queue it as the sweeper would.
         await hand_back()
-    logger.info("attempt failed; retrying later", extra={**extra, "delay_seconds": delay})
-    return Outcome.RELEASED if shutdown else Outcome.RETRIED
 
 
 async def _drop(ctx: WorkerContext, claim: Claim, why: str) -> Outcome:

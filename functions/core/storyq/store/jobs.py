@@ -94,6 +94,12 @@ class JobStore:
         }
         return await call_model(self._db, "fail_story_job", params, FailOutcome)
 
+    async def release(self, job_id: UUID, *, attempt: int) -> FailOutcome:
+        """Give a running attempt back unused (the worker is shutting down): the job is pending
+        again and its next claim runs the same attempt number. Raises StaleAttempt, JobNotFound."""
+        params = {"p_job_id": job_id, "p_attempt": attempt}
+        return await call_model(self._db, "release_story_job", params, FailOutcome)
+
     async def requeue_stalled(
         self,
         job_id: UUID,
