@@ -19,11 +19,13 @@ from storyq_local.servers import free_port
 from tests.support.databases import drop_database
 from tests.support.processes import RedisProcess, wait_until
 
+STORYQ = (sys.executable, "-m", "storyq_local.cli")
+
 
 @pytest.fixture
 def dev_stack(
     postgres_server_url: str, redis_process: RedisProcess, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+) -> Iterator[tuple[subprocess.Popen[str], int, Path, dict[str, str]]]:
     api_port, upstash_port, supabase_port = free_port(), free_port(), free_port()
     database_url = make_conninfo(postgres_server_url, dbname=f"storyq_devstack_{os.getpid()}")
     env = {
@@ -34,12 +36,13 @@ def dev_stack(
         "UPSTASH_REDIS_REST_URL": f"http://127.0.0.1:{upstash_port}",
         "SUPABASE_URL": f"http://127.0.0.1:{supabase_port}",
         "STATE_DIR": str(tmp_path / "state"),
+        "GENERATION_DELAY_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "storyq_local.cli", "dev"],
+            [*STORYQ, "dev"],
             env=env,
             cwd=tmp_path,  # no .env from the checkout
             stdout=out,
@@ -47,7 +50,7 @@ def dev_stack(
             text=True,
         )
     try:
-        yield process, api_port, log
+        yield process, api_port, log, env
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -59,9 +62,9 @@ def dev_stack(
 
 
 def test_dev_prints_a_token_and_a_curl_line_that_reports_ok(
-    dev_stack: tuple[subprocess.Popen[str], int, Path],
+    dev_stack: tuple[subprocess.Popen[str], int, Path, dict[str, str]],
 ) -> None:
-    process, api_port, log = dev_stack
+    process, api_port, log, env = dev_stack
     # When the stack has printed its banner
     wait_until(lambda: "export TOKEN=" in log.read_text() or process.poll() is not None, timeout=90)
     output = log.read_text()
@@ -74,10 +77,30 @@ def test_dev_prints_a_token_and_a_curl_line_that_reports_ok(
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "redis": "ok", "database": "ok"}
 
-    # And the token it printed is a Supabase-shaped access token for the dev user
+    # And with the token it printed and credits granted as it says, a story gets written
     token = re.search(r"export TOKEN=(\S+)", output)
+    user = re.search(r"--user (\S+) --amount", output)
     assert token is not None
-    assert token.group(1).count(".") == 2
+    assert user is not None
+    granted = subprocess.run(
+        [*STORYQ, "credits", "add", "--user", user.group(1), "--amount", "2"],
+        env=env,
+        cwd=log.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert granted.returncode == 0, granted.stderr
+    api = f"http://127.0.0.1:{api_port}"
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    queued = httpx.post(
+        f"{api}/api/generate", json={"prompt": "a lighthouse in a storm"}, headers=headers
+    )
+    assert queued.status_code == 202, queued.text
+    job_url = f"{api}/api/job/{queued.json()['jobId']}"
+    wait_until(
+        lambda: httpx.get(job_url, headers=headers).json()["status"] == "completed", timeout=30
+    )
 
     # And SIGINT stops everything cleanly
     process.send_signal(signal.SIGINT)

@@ -126,6 +126,7 @@ def start(settings: Settings, local: LocalSettings) -> DevStack:
                 create_app(settings), host="127.0.0.1", port=local.port, log_level="info"
             )
         )
+        stack.worker = DevWorker(settings).start()
     except BaseException:
         stack.stop()
         raise
