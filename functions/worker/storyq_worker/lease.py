@@ -1,5 +1,6 @@
-"""Keeping a claimed attempt alive: a heartbeat every lease_seconds / 3 to Redis (the lease)
-and to Postgres (liveness and the words written so far).
+"""Keeping a claimed attempt alive: a heartbeat every lease_seconds / 3 to Redis (the lease),
+and every PROGRESS_SECONDS (or as often as the lease, if that is more often) to Postgres
+(liveness and the words written so far, which GET /api/job shows while a story is written).
 
 Redis saying the lease is gone is not fatal: the generation goes on and the SQL fence decides
 whether its result still counts. Postgres saying the attempt is no longer current is: another
@@ -18,6 +19,9 @@ from storyq.queue import Claim
 from storyq.store import StoreError
 from storyq_worker.context import WorkerContext
 from storyq_worker.telemetry import logger
+
+# Postgres is cheap to tell; Upstash bills per command, so the lease is renewed less often.
+PROGRESS_SECONDS = 5.0
 
 
 class LeaseKeeper:
@@ -43,9 +47,14 @@ class LeaseKeeper:
             await self._task
 
     async def _keep(self, on_lost: Callable[[], object]) -> None:
-        interval = self._ctx.settings.lease_seconds / 3
-        while not await self._stopped_within(interval):
-            if not await self._beat():
+        loop = asyncio.get_running_loop()
+        lease_every = self._ctx.settings.lease_seconds / 3
+        renew_at = loop.time() + lease_every
+        while not await self._stopped_within(min(lease_every, PROGRESS_SECONDS)):
+            renew = loop.time() >= renew_at - 0.01
+            if renew:
+                renew_at = loop.time() + lease_every
+            if not await self._beat(renew_lease=renew):
                 self.lost = True
                 on_lost()
                 return
@@ -57,13 +66,20 @@ class LeaseKeeper:
             return False
         return True
 
-    async def _beat(self) -> bool:
+    async def _renew_lease(self) -> bool:
+        ctx = self._ctx
+        return await ctx.dispatcher.heartbeat(
+            self._claim.job_id, self._claim.fence, lease_seconds=ctx.settings.lease_seconds
+        )
+
+    async def _nothing(self) -> None:
+        return None
+
+    async def _beat(self, *, renew_lease: bool) -> bool:
         """False only when Postgres says this attempt no longer owns the job."""
         claim, ctx = self._claim, self._ctx
         lease, row = await asyncio.gather(
-            ctx.dispatcher.heartbeat(
-                claim.job_id, claim.fence, lease_seconds=ctx.settings.lease_seconds
-            ),
+            self._renew_lease() if renew_lease else self._nothing(),
             ctx.store.jobs.heartbeat(UUID(claim.job_id), claim.fence, words=self.words),
             return_exceptions=True,
         )

@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"storyq {args.verb}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `storyq stats | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
