@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only when they are missing:
-# PostgreSQL (server and psql), pgTAP and pg_prove, redis-server.
+# PostgreSQL (server and psql), pgTAP and pg_prove, redis-server, Chromium.
 set -euo pipefail
 
 pg_major() {
@@ -19,6 +19,8 @@ ls /usr/share/postgresql/"$major"/extension/pgtap.control >/dev/null 2>&1 \
   || missing+=("postgresql-$major-pgtap")
 command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
 command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
+# The browser tests drive Debian's Chromium (Playwright never downloads one here).
+[ -x /usr/bin/chromium ] || missing+=("chromium")
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -120,11 +120,13 @@ def start(settings: Settings, local: LocalSettings) -> DevStack:
             )
         )
         from storyq_api.app import create_app  # the API is what the stack exists to serve
+        from storyq_api.static import default_web_directory, mount_web
 
+        app = create_app(settings)
+        if (web := default_web_directory()) is not None:
+            mount_web(app, web)  # the reference page at /, in dev only
         stack.servers.append(
-            serve_in_thread(
-                create_app(settings), host="127.0.0.1", port=local.port, log_level="info"
-            )
+            serve_in_thread(app, host="127.0.0.1", port=local.port, log_level="info")
         )
         stack.worker = DevWorker(settings).start()
     except BaseException:
@@ -145,6 +147,7 @@ def run(settings: Settings, local: LocalSettings) -> None:
     print(
         f"\nstoryq is up.\n"
         f"  API               {api}   (docs: {api}/docs)\n"
+        f"  web page          {api}/?token={token}\n"
         f"  Upstash emulator  {settings.upstash_redis_rest_url}\n"
         f"  Supabase emulator {settings.supabase_url}\n"
         f"  worker            {settings.generator} generator, "

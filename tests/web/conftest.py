@@ -1,0 +1,323 @@
+"""Fixtures of the browser tests: a private stack (Redis, Postgres, both emulators), the API
+serving web/ through `mount_web`, a worker loop on a thread, users with tokens and credits,
+and Debian's Chromium driven by Playwright for Python.
+
+The stack is private (as the worker tests' is) because the worker's sweep re-dispatches every
+pending job in its database: with MAX_ACTIVE_JOBS=1 the jobs other test modules leave behind
+would hold the only slot and the queue positions here would mean nothing.
+
+No browser is downloaded: Playwright launches /usr/bin/chromium (`make test` installs the
+Debian package). Screenshots go to tests/artifacts/web/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import threading
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from storyq.config import Settings
+from storyq_local.servers import ThreadedServer, serve_in_thread
+from storyq_local.users import dev_token
+from tests.conftest import JWT_SECRET, UPSTASH_TOKEN
+from tests.support.databases import create_scratch_database, drop_database
+from tests.support.processes import RedisProcess
+
+try:  # a clear failure below, not a collection error, when the package is missing
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        ConsoleMessage,
+        Page,
+        Playwright,
+        sync_playwright,
+    )
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_DIR = ROOT / "web"
+ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# One slot and a five-second "generation": the second story waits while the first is written,
+# the third waits behind it (and is cancelled), and every state lasts long enough for the
+# page's 2-5 s polls to see it. Heartbeats (lease / 3) report progress twice a second.
+WEB_TIMINGS: dict[str, Any] = {
+    "max_active_jobs": 1,
+    "generation_delay_seconds": 5.0,
+    "lease_seconds": 1.5,
+    "generation_timeout_seconds": 30.0,
+    "retry_base_seconds": 0.1,
+    "retry_max_seconds": 0.5,
+    "worker_poll_seconds": 0.2,
+    "worker_time_margin_seconds": 1.0,
+    "generate_rate_limit": 100,
+    "read_rate_limit": 5000,
+}
+
+
+@dataclass(frozen=True)
+class WebStack:
+    database_url: str
+    redis: RedisProcess
+    settings: Settings
+
+
+@dataclass
+class WebUser:
+    id: uuid.UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Users:
+    """Signs users up (auth.users) and grants credits, as Supabase Auth and an admin would."""
+
+    stack: WebStack
+    made: list[WebUser] = field(default_factory=list)
+
+    def new(self, *, credits: int = 0) -> WebUser:
+        user_id = uuid.uuid4()
+        token = dev_token(
+            self.stack.settings, database_url=self.stack.database_url, user_id=user_id
+        )
+        if credits:
+            with psycopg.connect(self.stack.database_url, autocommit=True) as conn:
+                conn.execute("select public.grant_credits(%s, %s)", (user_id, credits))
+        user = WebUser(id=user_id, token=token)
+        self.made.append(user)
+        return user
+
+    def balance(self, user: WebUser) -> int:
+        with psycopg.connect(self.stack.database_url) as conn:
+            row = conn.execute("select public.credit_balance(%s)", (user.id,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture(scope="package")
+def web_stack(postgres_server_url: str) -> Iterator[WebStack]:
+    from storyq_local.supabase_emulator import create_app as supabase_app
+    from storyq_local.upstash_emulator import create_app as upstash_app
+
+    database_url = create_scratch_database(postgres_server_url, prefix="storyq_web")
+    redis = RedisProcess().start()
+    servers: list[ThreadedServer] = []
+    try:
+        servers.append(serve_in_thread(upstash_app(redis_url=redis.url, token=UPSTASH_TOKEN)))
+        servers.append(
+            serve_in_thread(supabase_app(database_url=database_url, jwt_secret=JWT_SECRET))
+        )
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
+            storyq_env="dev",
+            upstash_redis_rest_url=servers[0].url,
+            upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # SecretStr
+            upstash_rest_retries=0,
+            supabase_url=servers[1].url,
+            supabase_jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
+            generator="template",
+        ).model_copy(update=WEB_TIMINGS)
+        yield WebStack(database_url=database_url, redis=redis, settings=settings)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        redis.stop()
+        drop_database(database_url)
+
+
+def serve_api(settings: Settings) -> ThreadedServer:
+    """The API app with the page mounted, as `make dev` serves it."""
+    from storyq_api.app import create_app
+    from storyq_api.static import mount_web
+
+    app = create_app(settings)
+    mount_web(app, WEB_DIR)
+    return serve_in_thread(app)
+
+
+@pytest.fixture(scope="package")
+def api_server(web_stack: WebStack) -> Iterator[ThreadedServer]:
+    server = serve_api(web_stack.settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def users(web_stack: WebStack) -> Users:
+    return Users(web_stack)
+
+
+def cancel_unfinished(database_url: str) -> None:
+    """Close what an earlier test left waiting or running, so no sweep picks it up."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update public.story_jobs set status = 'cancelled', finished_at = now()"
+            " where status in ('pending', 'processing')"
+        )
+
+
+class WorkerThread:
+    """`storyq worker` (storyq_worker.runner.run_worker) on its own thread and event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shutdown: Any = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="storyq-web-worker", daemon=True)
+
+    def start(self) -> WorkerThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise TimeoutError("the worker loop did not start")
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from storyq_worker.runner import RunnerOptions, Shutdown, run_worker
+
+        self._loop = asyncio.get_running_loop()
+        self._shutdown = Shutdown(grace_seconds=0.0)
+        self._ready.set()
+        options = RunnerOptions(
+            poll_seconds=self.settings.worker_poll_seconds,
+            concurrency=self.settings.max_active_jobs,
+            grace_seconds=0.0,
+        )
+        await run_worker(self.settings, options, self._shutdown)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._shutdown.request)
+        self._thread.join(30)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def worker(web_stack: WebStack) -> Iterator[WorkerThread]:
+    """A running worker (template generator, 5 s per story, one slot) on an empty queue."""
+    cancel_unfinished(web_stack.database_url)
+    web_stack.redis.client().flushall()
+    thread = WorkerThread(web_stack.settings).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def api(api_server: ThreadedServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.url, timeout=10) as client:
+        yield client
+
+
+# --- the browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    if sync_playwright is None:
+        pytest.fail(
+            "the browser tests need Playwright for Python: `.venv/bin/pip install playwright` "
+            "(never `playwright install`: the tests drive Debian's /usr/bin/chromium)"
+        )
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.fail(
+            "the browser tests need Debian's Chromium at /usr/bin/chromium: "
+            "`apt-get update && apt-get install -y chromium` (make test installs it)"
+        )
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+        args=CHROMIUM_ARGS,
+        headless=True,
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, locale="en-GB")
+    yield context
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember whether the test body failed (the page fixture screenshots failures)."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page that fails the test on any uncaught script error or console error, and leaves a
+    screenshot of how a failed test ended in tests/artifacts/web/<test>-failed.png. Chromium's
+    own "Failed to load resource" lines (the 4xx the tests provoke on purpose) are not errors."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            errors.append(f"console.error: {msg.text}")
+
+    page.on("console", on_console)
+    yield page
+    if request.node.stash.get(FAILED, False):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):  # the page may be gone; the failure matters more
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failed.png"), full_page=True)
+    assert not errors, f"the page reported errors: {errors}"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,444 @@
+"""storyq-client.js on its own, in Chromium: poll intervals, Retry-After, backoff, errors,
+Idempotency-Key, and the Supabase Realtime hook (with a stand-in supabase client; the real
+supabase-js cannot be loaded offline). Some tests speak to the real API, some to a fake fetch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from storyq_local.servers import ThreadedServer
+from tests.web.conftest import WEB_DIR, Users, cancel_unfinished
+
+IMPORT = "const m = await import('/web/storyq-client.js');"
+
+# A fetch that answers from a script of [status, body, headers] and records what was asked.
+FAKE_FETCH = """
+const script = ANSWERS;
+const calls = [];
+const fakeFetch = async (url, init) => {
+  calls.push({ url: String(url), method: init.method, headers: init.headers,
+               at: performance.now() });
+  const next = script.length > 1 ? script.shift() : script[0];
+  if (next === 'network') throw new TypeError('Failed to fetch');
+  const [status, body, headers] = next;
+  return new Response(body === null ? null : JSON.stringify(body), {
+    status, headers: { 'Content-Type': 'application/json', ...(headers || {}) },
+  });
+};
+"""
+
+JOB = {
+    "jobId": "11111111-1111-4111-8111-111111111111",
+    "storyId": "22222222-2222-4222-8222-222222222222",
+    "attempts": 0,
+    "maxAttempts": 3,
+    "createdAt": "2026-01-01T00:00:00Z",
+    "startedAt": None,
+    "finishedAt": None,
+}
+
+
+def job(status: str, **extra: Any) -> dict[str, Any]:
+    return {**JOB, "status": status, **extra}
+
+
+@pytest.fixture
+def module_page(page: Page, api_server: ThreadedServer) -> Page:
+    page.goto(f"{api_server.url}/web/")
+    page.wait_for_selector("html[data-ready='true']")
+    return page
+
+
+def run(page: Page, body: str, answers: list[Any] | None = None, arg: Any = None) -> Any:
+    """Evaluate `body` (an async function body with `m`, the module, and `arg` in scope)."""
+    fake = FAKE_FETCH.replace("ANSWERS", _js(answers)) if answers is not None else ""
+    return page.evaluate(f"async (arg) => {{ {IMPORT} {fake} {body} }}", arg)
+
+
+def _js(value: Any) -> str:
+    return json.dumps(value)
+
+
+def test_poll_delay_follows_the_job(module_page: Page) -> None:
+    delays = run(
+        module_page,
+        """
+        const now = Date.parse('2026-01-01T00:01:00Z');
+        const started = '2026-01-01T00:00:50Z';  // 10 s ago
+        const job = (status, extra) => ({ ...arg, status, ...extra });
+        return {
+          head: m.pollDelay(job('pending', { waitTime: { position: 0, estimatedMinutes: 5 } })),
+          near: m.pollDelay(job('pending', { waitTime: { position: 1, estimatedMinutes: 1 } })),
+          far: m.pollDelay(job('pending', { waitTime: { position: 40, estimatedMinutes: 45 } })),
+          unknown: m.pollDelay(job('pending', { waitTime: null })),
+          running: m.pollDelay(job('processing', {})),
+          nearlyDone: m.pollDelay(job('processing', {
+            startedAt: started, progress: { words: 900, percent: 90 } }), { now }),
+          justStarted: m.pollDelay(job('processing', {
+            startedAt: started, progress: { words: 50, percent: 5 } }), { now }),
+          halfway: m.pollDelay(job('processing', {
+            startedAt: '2026-01-01T00:00:30Z', progress: { words: 600, percent: 50 } }), { now }),
+          completed: m.pollDelay(job('completed', {})),
+          failed: m.pollDelay(job('failed', {})),
+          cancelled: m.pollDelay(job('cancelled', {})),
+        };
+        """,
+        arg=JOB,
+    )
+    assert delays == {
+        "head": 3000,  # next in line: soon
+        "near": 3000,  # a twentieth of a one-minute ETA
+        "far": 15000,  # far back: rarely (the ceiling)
+        "unknown": 5000,
+        "running": 3000,
+        "nearlyDone": 2000,  # the floor
+        "justStarted": 5000,  # the processing ceiling
+        "halfway": 3000,  # 30 s left: a tenth
+        "completed": None,
+        "failed": None,
+        "cancelled": None,
+    }
+
+
+def test_retry_after_is_read_as_seconds_or_a_date(module_page: Page) -> None:
+    parsed = run(
+        module_page,
+        """
+        const now = Date.parse('Wed, 21 Oct 2026 07:28:00 GMT');
+        return [m.parseRetryAfter('7'), m.parseRetryAfter(' 1.5 '),
+                m.parseRetryAfter('Wed, 21 Oct 2026 07:28:30 GMT', now),
+                m.parseRetryAfter('Wed, 21 Oct 2026 07:27:00 GMT', now),
+                m.parseRetryAfter('soon'), m.parseRetryAfter(''), m.parseRetryAfter(null)];
+        """,
+    )
+    assert parsed == [7000, 1500, 30000, 0, None, None, None]
+
+
+def test_idempotency_keys_are_uuids(module_page: Page) -> None:
+    keys = run(module_page, "return [m.newIdempotencyKey(), m.newIdempotencyKey()];")
+    assert keys[0] != keys[1]
+    assert all(len(key) == 36 and key[14] == "4" for key in keys)
+
+
+def test_problem_details_become_storyq_errors(module_page: Page, users: Users) -> None:
+    user = users.new()
+    errors = run(
+        module_page,
+        """
+        const out = {};
+        const anonymous = new m.StoryqClient({ getToken: () => null });
+        const signed = new m.StoryqClient({ getToken: () => arg });
+        const offline = new m.StoryqClient({ baseUrl: 'http://127.0.0.1:9', getToken: () => arg });
+        const take = async (name, promise) => {
+          try { await promise; out[name] = 'no error'; }
+          catch (e) {
+            out[name] = { isError: e instanceof m.StoryqError, status: e.status, code: e.code,
+                          transient: e.transient, detail: e.detail, errors: e.errors.length,
+                          type: e.type };
+          }
+        };
+        await take('unauthorized', anonymous.listJobs());
+        await take('notFound', signed.getJob('00000000-0000-4000-8000-000000000000'));
+        await take('invalid', signed.generate({ prompt: 'x', targetWords: 5 }));
+        await take('broke', signed.generate({ prompt: 'a story' }));
+        await take('network', offline.listJobs());
+        out.me = await signed.me();
+        return out;
+        """,
+        arg=user.token,
+    )
+    assert errors["unauthorized"]["status"] == 401
+    assert errors["unauthorized"]["code"] == "unauthorized"
+    assert errors["unauthorized"]["isError"] is True
+    assert errors["unauthorized"]["type"].startswith("urn:storyq:problem:")
+    assert errors["notFound"]["status"] == 404
+    assert errors["notFound"]["code"] == "not_found"
+    assert errors["invalid"]["status"] == 422
+    assert errors["invalid"]["errors"] >= 1
+    assert errors["broke"]["status"] == 402
+    assert errors["broke"]["code"] == "insufficient_credits"
+    assert errors["broke"]["transient"] is False
+    assert errors["network"]["status"] == 0
+    assert errors["network"]["code"] == "network_error"
+    assert errors["network"]["transient"] is True
+    assert errors["me"]["userId"] == str(user.id)
+    assert errors["me"]["credits"] == 0
+
+
+def test_me_is_null_where_the_api_has_no_such_endpoint(module_page: Page) -> None:
+    me = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        return await client.me();
+        """,
+        answers=[[404, {"status": 404, "code": "not_found", "detail": "no route"}]],
+    )
+    assert me is None
+
+
+def test_the_client_speaks_the_contract(module_page: Page, users: Users, web_stack: Any) -> None:
+    """generate (with a replayed Idempotency-Key), getJob, listJobs, getStory, cancel."""
+    cancel_unfinished(web_stack.database_url)
+    user = users.new(credits=3)
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ baseUrl: '', getToken: async () => arg });
+        const body = { prompt: 'a clockmaker who repairs hours', title: 'Hours', targetWords: 300 };
+        const key = m.newIdempotencyKey();
+        const first = await client.generate(body, { idempotencyKey: key });
+        const again = await client.generate(body, { idempotencyKey: key });
+        let conflict = null;
+        try { await client.generate({ ...body, title: 'Other' }, { idempotencyKey: key }); }
+        catch (e) { conflict = e.code; }
+        const job = await client.getJob(first.jobId);
+        const pending = await client.listJobs({ status: 'pending', limit: 5 });
+        const story = await client.getStory(first.storyId);
+        const cancelled = await client.cancel(first.jobId);
+        let late = null;
+        try { await client.cancel(first.jobId); } catch (e) { late = [e.status, e.code]; }
+        const me = await client.me();
+        return { first, again, conflict, job, pending, story, cancelled, late, me };
+        """,
+        arg=user.token,
+    )
+    first, again = out["first"], out["again"]
+    assert first["status"] == "queued"
+    assert first["replayed"] is False
+    assert again["jobId"] == first["jobId"]
+    assert again["replayed"] is True
+    assert out["conflict"] == "idempotency_conflict"
+    assert out["job"]["status"] == "pending"
+    assert out["job"]["waitTime"]["estimatedMinutes"] >= 1
+    assert [j["jobId"] for j in out["pending"]["jobs"]] == [first["jobId"]]
+    assert out["story"]["prompt"] == "a clockmaker who repairs hours"
+    assert out["story"]["content"] is None
+    assert out["cancelled"]["status"] == "cancelled"
+    assert out["cancelled"]["refunded"] is True
+    assert out["late"] == [409, "job_not_cancellable"]
+    assert out["me"]["credits"] == 3  # debited once, refunded once
+    assert users.balance(user) == 3
+
+
+def test_list_jobs_pages_with_the_cursor(module_page: Page) -> None:
+    urls = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        const page = await client.listJobs({ status: 'completed', limit: 2 });
+        await client.listJobs({ cursor: page.nextCursor });
+        return calls.map((c) => c.url);
+        """,
+        answers=[[200, {"jobs": [], "nextCursor": "abc+/="}]],
+    )
+    assert urls == ["/api/jobs?status=completed&limit=2", "/api/jobs?cursor=abc%2B%2F%3D"]
+
+
+def test_watch_honours_retry_after_backs_off_and_stops_when_done(module_page: Page) -> None:
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        const seen = [], retries = [];
+        const final = await client.watchJob(arg.id, (job) => seen.push(job.status), {
+          minIntervalMs: 50, maxIntervalMs: 100, maxBackoffMs: 400,
+          onRetry: (error, delay) => retries.push([error.status, error.code, delay]),
+        });
+        const gaps = calls.slice(1).map((c, i) => Math.round(c.at - calls[i].at));
+        return { final: final.status, seen, retries, gaps, calls: calls.length,
+                 auth: calls[0].headers.Authorization };
+        """,
+        answers=[
+            [429, {"status": 429, "code": "rate_limited"}, {"Retry-After": "1"}],
+            "network",
+            [503, {"status": 503, "code": "database_unavailable"}],
+            [200, job("pending", waitTime={"position": 0, "estimatedMinutes": 1})],
+            [200, job("processing", progress={"words": 10, "percent": 5})],
+            [200, job("completed", result={"words": 300, "generationTime": 5})],
+        ],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out["final"] == "completed"
+    assert out["seen"] == ["pending", "processing", "completed"]
+    assert out["calls"] == 6  # and no poll after the terminal status
+    assert out["auth"] == "Bearer t"
+    assert out["retries"][0] == [429, "rate_limited", 1000]  # Retry-After, as asked
+    assert [r[:2] for r in out["retries"][1:]] == [
+        [0, "network_error"],
+        [503, "database_unavailable"],
+    ]
+    # Backoff doubles with each failure in a row (±10 % jitter): 200 ms, then 400 ms.
+    assert 180 <= out["retries"][1][2] <= 220
+    assert 360 <= out["retries"][2][2] <= 440
+    assert out["gaps"][0] >= 950  # it did wait for Retry-After
+
+
+def test_watch_rejects_on_errors_that_retrying_cannot_fix(module_page: Page) -> None:
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        try { await client.watchJob(arg.id, () => {}, { minIntervalMs: 50 }); return 'resolved'; }
+        catch (e) { return [e.name, e.status, e.code, calls.length]; }
+        """,
+        answers=[[401, {"status": 401, "code": "unauthorized", "detail": "token expired"}]],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out == ["StoryqError", 401, "unauthorized", 1]
+
+
+def test_watch_stops_when_aborted(module_page: Page) -> None:
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        const controller = new AbortController();
+        const watching = client.watchJob(arg.id, () => controller.abort(),
+                                         { signal: controller.signal });
+        try { await watching; return 'resolved'; }
+        catch (e) { return [e.name, calls.length]; }
+        """,
+        answers=[[200, job("pending", waitTime=None)]],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out == ["AbortError", 1]
+
+
+REALTIME_STUB = """
+const channels = [];
+const removed = [];
+const supabase = {
+  channel(name) {
+    const ch = { name, handlers: [], status: null,
+      on(event, filter, callback) { ch.handlers.push({ event, filter, callback }); return ch; },
+      subscribe(callback) {
+        ch.statusCallback = callback;
+        setTimeout(() => callback(STATUS), 0);
+        return ch;
+      },
+      emit(payload) { for (const h of ch.handlers) h.callback(payload); } };
+    channels.push(ch);
+    return ch;
+  },
+  removeChannel(ch) { removed.push(ch.name); },
+};
+"""
+
+
+def test_subscribe_is_woken_by_realtime_changes(module_page: Page) -> None:
+    out = run(
+        module_page,
+        REALTIME_STUB.replace("STATUS", "'SUBSCRIBED'")
+        + """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch, supabase });
+        const seen = [];
+        const started = performance.now();
+        const done = client.subscribe(arg.id, (job) => seen.push(job.status), {
+          minIntervalMs: 50, realtimeIntervalMs: 60000,
+        });
+        // Without Realtime the next poll would be a minute away: a row change wakes it now.
+        await new Promise((r) => setTimeout(r, 300));
+        channels[0].emit({ eventType: 'UPDATE', new: { id: arg.id, status: 'processing' } });
+        await new Promise((r) => setTimeout(r, 300));
+        channels[0].emit({ eventType: 'UPDATE', new: { id: arg.id, status: 'completed' } });
+        const final = await done;
+        return { final: final.status, seen, ms: performance.now() - started, removed,
+                 filter: channels[0].handlers[0].filter, event: channels[0].handlers[0].event };
+        """,
+        answers=[
+            [200, job("pending", waitTime={"position": 0, "estimatedMinutes": 1})],
+            [200, job("processing", progress={"words": 10, "percent": 5})],
+            [200, job("completed", result={"words": 300, "generationTime": 5})],
+        ],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out["final"] == "completed"
+    assert out["seen"] == ["pending", "processing", "completed"]
+    assert out["ms"] < 3000
+    assert out["event"] == "postgres_changes"
+    assert out["filter"] == {
+        "event": "*",
+        "schema": "public",
+        "table": "story_jobs",
+        "filter": f"id=eq.{JOB['jobId']}",
+    }
+    assert out["removed"] == [f"storyq-job-{JOB['jobId']}"]
+
+
+def test_subscribe_falls_back_to_polling_when_the_channel_fails(module_page: Page) -> None:
+    out = run(
+        module_page,
+        REALTIME_STUB.replace("STATUS", "'CHANNEL_ERROR'")
+        + """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch, supabase });
+        const seen = [];
+        const final = await client.subscribe(arg.id, (job) => seen.push(job.status), {
+          minIntervalMs: 50, maxIntervalMs: 100, realtimeIntervalMs: 60000,
+        });
+        return { final: final.status, seen, removed: removed.length };
+        """,
+        answers=[
+            [200, job("pending", waitTime={"position": 0, "estimatedMinutes": 1})],
+            [200, job("completed", result={"words": 300, "generationTime": 5})],
+        ],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out == {"final": "completed", "seen": ["pending", "completed"], "removed": 1}
+
+
+def test_subscribe_without_supabase_is_watch(module_page: Page) -> None:
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        const final = await client.subscribe(arg.id, () => {},
+                                             { minIntervalMs: 50, maxIntervalMs: 60 });
+        return [final.status, calls.length];
+        """,
+        answers=[
+            [200, job("processing")],
+            [200, job("completed")],
+        ],
+        arg={"id": JOB["jobId"]},
+    )
+    assert out == ["completed", 2]
+
+
+def test_the_client_runs_without_a_page() -> None:
+    """The module is usable outside the browser too (Node's global fetch)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser tests above cover the module)")
+    script = """
+    import { StoryqClient, pollDelay } from './web/storyq-client.js';
+    const answers = [{ status: 'processing' }, { status: 'completed' }];
+    const client = new StoryqClient({ getToken: () => 't',
+      fetch: async () => new Response(JSON.stringify(answers.shift()), { status: 200 }) });
+    const seen = [];
+    const job = await client.watchJob('x', (j) => seen.push(j.status),
+                                      { minIntervalMs: 10, maxIntervalMs: 20 });
+    console.log(JSON.stringify({ final: job.status, seen, delay: pollDelay({ status: 'pending',
+      waitTime: { position: 3, estimatedMinutes: 9 } }) }));
+    """
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        cwd=WEB_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "final": "completed",
+        "seen": ["processing", "completed"],
+        "delay": 15000,
+    }

@@ -1,0 +1,464 @@
+"""The page in headless Chromium against the real API, worker, Redis and Postgres.
+
+The main flow: sign in by link, generate three stories, see them queue, cancel the third,
+reload while the first is being written, see both unfinished ones picked up and finished,
+read one. Then sign-in, errors (401, 402, 422, 429), the job list's "load more", and what
+localStorage resumes. Screenshots land in tests/artifacts/web/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from storyq_local.servers import ThreadedServer
+from tests.web.conftest import (
+    Users,
+    WebStack,
+    WebUser,
+    WorkerThread,
+    cancel_unfinished,
+    screenshot,
+    serve_api,
+)
+
+# Records every status each job row shows, across reloads (sessionStorage outlives them).
+RECORDER = """
+(() => {
+  const KEY = 'storyq.test.transitions';
+  const record = (id, status) => {
+    const all = JSON.parse(sessionStorage.getItem(KEY) || '{}');
+    const list = all[id] || (all[id] = []);
+    if (list[list.length - 1] !== status) list.push(status);
+    sessionStorage.setItem(KEY, JSON.stringify(all));
+  };
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      const nodes = m.type === 'attributes' ? [m.target] : [...m.addedNodes];
+      for (const el of nodes) {
+        if (el instanceof HTMLElement && el.matches('li.job[data-status]')) {
+          record(el.dataset.jobId, el.dataset.status);
+        }
+      }
+    }
+  }).observe(document, { subtree: true, childList: true, attributes: true,
+                         attributeFilter: ['data-status'] });
+})();
+"""
+
+SLOW = 30_000  # ms: a story takes 5 s here, two in a row about 11 s plus polling
+
+# The page's default poll intervals (2-15 s, derived from the ETA) could step over a whole
+# 5-second generation; polling every 1-2 s here lets the test see every state. The defaults
+# themselves are tested in test_client.py.
+FAST_POLLING = "window.STORYQ_CONFIG = { pollMinMs: 1000, pollMaxMs: 2000 };"
+
+
+def open_app(page: Page, server: ThreadedServer, user: WebUser) -> None:
+    page.goto(f"{server.url}/?token={user.token}")
+    page.wait_for_selector("html[data-ready='true']")
+    expect(page.locator("#app")).to_be_visible()
+
+
+def row(page: Page, job_id: str) -> Locator:
+    return page.locator(f"#jobs li[data-job-id='{job_id}']")
+
+
+def generate(
+    page: Page, prompt: str, *, title: str = "", words: int = 300, language: str = "en"
+) -> str:
+    """Fill the form, click Generate, return the new job's id (the list's first row)."""
+    before = page.locator("#jobs li").count()
+    page.evaluate("document.querySelector('#generate-form details').open = true")
+    page.fill("#prompt", prompt)
+    page.fill("#title", title)
+    page.fill("#language", language)
+    page.fill("#target-words", str(words))
+    page.click("#generate")
+    expect(page.locator("#jobs li")).to_have_count(before + 1)
+    job_id = page.locator("#jobs li").first.get_attribute("data-job-id")
+    assert job_id
+    return job_id
+
+
+def transitions(page: Page) -> dict[str, list[str]]:
+    raw = page.evaluate("sessionStorage.getItem('storyq.test.transitions') || '{}'")
+    result: dict[str, list[str]] = json.loads(raw)
+    return result
+
+
+def in_order(seen: list[str], expected: list[str]) -> bool:
+    """`expected` is a subsequence of `seen`."""
+    remaining = iter(seen)
+    return all(status in remaining for status in expected)
+
+
+def test_generate_watch_cancel_reload_and_read(
+    page: Page, api_server: ThreadedServer, users: Users, worker: WorkerThread
+) -> None:
+    user = users.new(credits=10)
+    page.add_init_script(FAST_POLLING)
+    page.add_init_script(RECORDER)
+    open_app(page, api_server, user)
+    assert "token=" not in page.url, "the token must leave the address bar"
+    expect(page.locator("#credits")).to_have_text("10 credits")
+
+    first = generate(
+        page, "A lighthouse keeper who collects storms in glass jars", title="The Storm Keeper"
+    )
+    second = generate(page, "Two foxes run a night bakery in a city that never wakes")
+    third = generate(page, "A map that redraws itself whenever someone lies")
+    expect(page.locator("#credits")).to_have_text("7 credits")
+
+    # The third waits behind the other two, with a position and an ETA.
+    queued = re.compile(r"Position \d+ of \d+ in the queue · about (a minute|\d+ min|\d+ h)")
+    expect(row(page, third)).to_have_attribute("data-status", "pending")
+    expect(row(page, third).locator(".job-detail")).to_have_text(queued)
+    expect(row(page, third).locator(".badge")).to_have_text("Queued")
+    screenshot(page, "1-queued")
+
+    # Cancel it: refunded at once.
+    row(page, third).get_by_role("button", name=re.compile("^Cancel")).click()
+    expect(row(page, third)).to_have_attribute("data-status", "cancelled")
+    expect(row(page, third).locator(".job-detail")).to_have_text("Cancelled · credit refunded")
+    expect(page.locator("#credits")).to_have_text("8 credits")
+    expect(row(page, third).get_by_role("button", name=re.compile("^Cancel"))).to_be_hidden()
+
+    # The first is written, with progress, while the second waits next in line.
+    expect(row(page, first)).to_have_attribute("data-status", "processing", timeout=SLOW)
+    expect(row(page, first).locator(".job-detail")).to_have_text(
+        re.compile(r"Writing… [\d,]+ words \(\d+ %\)"), timeout=SLOW
+    )
+    expect(row(page, first).locator("progress")).to_be_visible()
+    expect(row(page, second)).to_have_attribute("data-status", "pending")
+    expect(row(page, second).locator(".job-detail")).to_have_text(
+        re.compile(r"^Next in line · about")
+    )
+    screenshot(page, "2-processing")
+
+    # Reload midway: the unfinished jobs are picked up (token from localStorage, jobs from the
+    # API's pending/processing lists) and followed to the end without another click.
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']")
+    expect(page.locator("#app")).to_be_visible()
+    expect(row(page, first)).to_be_visible()
+    expect(row(page, second)).to_be_visible()
+    expect(row(page, third)).to_have_attribute("data-status", "cancelled")
+    expect(row(page, first)).to_have_attribute("data-status", "completed", timeout=SLOW)
+    expect(row(page, second)).to_have_attribute("data-status", "processing", timeout=SLOW)
+    screenshot(page, "3-after-reload")
+    expect(row(page, second)).to_have_attribute("data-status", "completed", timeout=SLOW)
+    expect(row(page, second).locator(".badge")).to_have_text("Ready")
+    expect(row(page, first).locator(".job-detail")).to_have_text(
+        re.compile(r"^[\d,]+ words · written in \d+ s · finished ")
+    )
+
+    seen = transitions(page)
+    for job_id in (first, second):
+        assert in_order(seen[job_id], ["pending", "processing", "completed"]), seen[job_id]
+    assert seen[third] == ["pending", "cancelled"]
+    watching = page.evaluate(f"localStorage.getItem('storyq.watching.{user.id}')")
+    assert json.loads(watching) == {}, "finished jobs are no longer watched"
+
+    # Read the first.
+    row(page, first).get_by_role("button", name=re.compile("^Read")).click()
+    reader = page.locator("#reader")
+    expect(reader).to_be_visible()
+    expect(page.locator("#story-title")).to_have_text("The Storm Keeper")
+    expect(page.locator("#story-title")).to_be_focused()
+    expect(page.locator("#story-meta")).to_have_text(re.compile(r"[\d,]+ words · en · written"))
+    assert page.locator("#story-content p").count() >= 3
+    text = page.locator("#story-content").inner_text()
+    assert len(text.split()) >= 150
+    expect(page.locator("#story-prompt")).to_have_text(
+        "A lighthouse keeper who collects storms in glass jars"
+    )
+    screenshot(page, "4-story")
+    page.keyboard.press("Escape")
+    expect(reader).to_be_hidden()
+    expect(row(page, first).get_by_role("button", name=re.compile("^Read"))).to_be_focused()
+
+    expect(page.locator("#credits")).to_have_text("8 credits")
+    assert users.balance(user) == 8
+
+
+def test_sign_in_by_pasting_a_token_and_sign_out(
+    page: Page, api_server: ThreadedServer, users: Users
+) -> None:
+    user = users.new(credits=2)
+    page.goto(f"{api_server.url}/")
+    page.wait_for_selector("html[data-ready='true']")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    expect(page.locator("#password-form")).to_be_hidden()  # no Supabase configured
+    screenshot(page, "0-sign-in")
+    page.get_by_label("Access token").fill(user.token)
+    page.get_by_role("button", name="Use this token").click()
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#credits")).to_have_text("2 credits")
+    expect(page.locator("#who")).to_have_text(f"Signed in as {str(user.id)[:8]}")
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('storyq.token')") == user.token
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('storyq.token')") is None
+
+
+def test_a_rejected_token_sends_back_to_sign_in_saying_why(
+    page: Page, api_server: ThreadedServer
+) -> None:
+    page.goto(f"{api_server.url}/?token=not-a-token")
+    page.wait_for_selector("html[data-ready='true']")
+    notice = page.locator("#notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_attribute("data-code", "unauthorized")
+    expect(notice).to_have_attribute("role", "alert")
+    expect(notice).to_contain_text("Please sign in again")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('storyq.token')") is None
+    screenshot(page, "error-401")
+
+
+def test_not_enough_credits_is_said_plainly(
+    page: Page, api_server: ThreadedServer, users: Users
+) -> None:
+    user = users.new(credits=0)
+    open_app(page, api_server, user)
+    expect(page.locator("#credits")).to_have_text("0 credits")
+    page.fill("#prompt", "A story I cannot afford")
+    page.click("#generate")
+    notice = page.locator("#notice")
+    expect(notice).to_have_attribute("data-code", "insufficient_credits")
+    expect(notice).to_contain_text("Not enough credits")
+    expect(notice).to_contain_text("your balance is 0")
+    expect(page.locator("#jobs li")).to_have_count(0)
+    expect(page.locator("#generate")).to_be_enabled()
+    screenshot(page, "error-402")
+    notice.get_by_role("button", name="Dismiss").click()
+    expect(notice).to_be_hidden()
+
+
+def test_invalid_input_is_shown_field_by_field(
+    page: Page, api_server: ThreadedServer, users: Users
+) -> None:
+    user = users.new(credits=1)
+    open_app(page, api_server, user)
+    page.click("#generate")  # no prompt: caught before any request
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("write a prompt first")
+    expect(page.locator("#prompt")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#prompt")).to_be_focused()
+
+    page.evaluate("document.querySelector('#generate-form details').open = true")
+    page.fill("#prompt", "A story in a language that is not a tag")
+    page.fill("#language", "English!")
+    page.click("#generate")
+    expect(notice).to_have_attribute("data-code", "validation_error")
+    expect(notice).to_contain_text("Please check the form")
+    expect(notice).to_contain_text("language:")
+    assert users.balance(user) == 1
+
+
+@pytest.fixture
+def strict_server(web_stack: WebStack) -> Iterator[ThreadedServer]:
+    """The API with one Generate a minute per user."""
+    server = serve_api(web_stack.settings.model_copy(update={"generate_rate_limit": 1}))
+    yield server
+    server.stop()
+
+
+def test_rate_limited_generate_waits_for_retry_after(
+    page: Page, strict_server: ThreadedServer, users: Users, web_stack: WebStack
+) -> None:
+    user = users.new(credits=5)
+    open_app(page, strict_server, user)
+    generate(page, "The first story of the minute")
+    page.fill("#prompt", "One story too many")
+    page.click("#generate")
+    notice = page.locator("#notice")
+    expect(notice).to_have_attribute("data-code", "rate_limited")
+    expect(notice).to_contain_text(re.compile(r"Too many requests.*try again in \d+ s"))
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#generate-hint")).to_have_text(
+        re.compile(r"You can generate again in \d+ s")
+    )
+    screenshot(page, "error-429")
+    assert users.balance(user) == 4
+    cancel_unfinished(web_stack.database_url)
+
+
+def test_the_list_loads_more_and_filters(
+    page: Page, api_server: ThreadedServer, api: httpx.Client, users: Users
+) -> None:
+    user = users.new(credits=12)
+    ids: list[str] = []
+    for n in range(12):
+        answer = api.post(
+            "/api/generate", json={"prompt": f"story number {n}"}, headers=user.headers
+        )
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["jobId"])
+    for job_id in ids[:11]:
+        assert api.delete(f"/api/job/{job_id}", headers=user.headers).status_code == 200
+
+    open_app(page, api_server, user)
+    rows = page.locator("#jobs li")
+    expect(rows).to_have_count(10)
+    assert rows.first.get_attribute("data-job-id") == ids[-1]  # newest first
+    load_more = page.get_by_role("button", name="Load more")
+    expect(load_more).to_be_visible()
+    load_more.click()
+    expect(rows).to_have_count(12)
+    expect(load_more).to_be_hidden()
+    assert [rows.nth(i).get_attribute("data-job-id") for i in range(12)] == ids[::-1]
+
+    page.get_by_label("Show").select_option("cancelled")
+    expect(rows).to_have_count(10)
+    expect(load_more).to_be_visible()
+    assert all(rows.nth(i).get_attribute("data-status") == "cancelled" for i in range(10))
+    page.get_by_label("Show").select_option("pending")
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("data-job-id") == ids[-1]
+    api.delete(f"/api/job/{ids[-1]}", headers=user.headers)
+
+
+def test_local_storage_resume_drops_finished_and_unknown_jobs(
+    page: Page, api_server: ThreadedServer, api: httpx.Client, users: Users
+) -> None:
+    user = users.new(credits=1)
+    answer = api.post("/api/generate", json={"prompt": "cancelled at once"}, headers=user.headers)
+    job_id = answer.json()["jobId"]
+    api.delete(f"/api/job/{job_id}", headers=user.headers)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    key = f"storyq.watching.{user.id}"
+    stored = json.dumps({job_id: {"prompt": "cancelled at once"}, unknown: {}})
+    page.add_init_script(f"localStorage.setItem({json.dumps(key)}, {json.dumps(stored)})")
+    open_app(page, api_server, user)
+    expect(row(page, job_id)).to_have_attribute("data-status", "cancelled")
+    expect(row(page, job_id).locator(".job-title")).to_have_text("cancelled at once")
+    page.wait_for_function(
+        f"() => localStorage.getItem({json.dumps(key)}) === '{{}}'", timeout=10_000
+    )
+    expect(row(page, unknown)).to_have_count(0)
+
+
+def test_every_control_is_labelled(page: Page, api_server: ThreadedServer, users: Users) -> None:
+    user = users.new()
+    open_app(page, api_server, user)
+    unlabelled: list[Any] = page.evaluate(
+        """() => [...document.querySelectorAll('input, textarea, select, button')]
+            .filter((el) => !el.closest('template'))
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !el.textContent.trim())
+            .map((el) => el.id || el.outerHTML)"""
+    )
+    assert unlabelled == []
+    assert page.evaluate("document.documentElement.lang") == "en"
+    assert page.locator("h1").count() == 1
+
+
+# A stand-in for supabase-js (the real UMD build is not available offline): the hook the page
+# documents is `window.STORYQ_CONFIG = {supabaseUrl, supabaseAnonKey}` plus `window.supabase`.
+SUPABASE_STUB = """
+window.STORYQ_CONFIG = { supabaseUrl: 'http://supabase.invalid', supabaseAnonKey: 'anon-key' };
+window.__sb = { created: [], channels: [], signIns: [] };
+window.supabase = {
+  createClient(url, key) {
+    __sb.created.push([url, key]);
+    let session = null;
+    const listeners = [];
+    return {
+      auth: {
+        async getSession() { return { data: { session } }; },
+        async signInWithPassword({ email, password }) {
+          __sb.signIns.push(email);
+          if (password !== 'correct horse') {
+            return { data: {}, error: { message: 'Invalid login credentials' } };
+          }
+          session = { access_token: TOKEN };
+          return { data: { session }, error: null };
+        },
+        async signOut() {
+          session = null;
+          listeners.forEach((listener) => listener('SIGNED_OUT', null));
+          return { error: null };
+        },
+        onAuthStateChange(listener) {
+          listeners.push(listener);
+          return { data: { subscription: { unsubscribe() {} } } };
+        },
+      },
+      channel(name) {
+        const ch = { name, filters: [], removed: false,
+          on(event, filter, callback) {
+            ch.filters.push(filter);
+            ch.callback = callback;
+            return ch;
+          },
+          subscribe(callback) { setTimeout(() => callback('SUBSCRIBED'), 0); return ch; } };
+        __sb.channels.push(ch);
+        return ch;
+      },
+      removeChannel(ch) { ch.removed = true; },
+    };
+  },
+};
+"""
+
+
+def test_supabase_auth_and_realtime_where_configured(
+    page: Page, api_server: ThreadedServer, users: Users, web_stack: WebStack
+) -> None:
+    cancel_unfinished(web_stack.database_url)
+    user = users.new(credits=1)
+    page.add_init_script(SUPABASE_STUB.replace("TOKEN", json.dumps(user.token)))
+    page.goto(f"{api_server.url}/")
+    page.wait_for_selector("html[data-ready='true']")
+    assert page.evaluate("__sb.created") == [["http://supabase.invalid", "anon-key"]]
+    expect(page.locator("#password-form")).to_be_visible()
+
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#notice")).to_contain_text("Invalid login credentials")
+    expect(page.locator("#app")).to_be_hidden()
+
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#credits")).to_have_text("1 credit")  # the session's token was sent
+    assert page.evaluate("localStorage.getItem('storyq.token')") is None  # supabase-js keeps it
+
+    job_id = generate(page, "A story followed through Realtime")
+    page.wait_for_function("__sb.channels.length === 1")
+    channel = page.evaluate("({ name: __sb.channels[0].name, filters: __sb.channels[0].filters })")
+    assert channel == {
+        "name": f"storyq-job-{job_id}",
+        "filters": [
+            {"event": "*", "schema": "public", "table": "story_jobs", "filter": f"id=eq.{job_id}"}
+        ],
+    }
+    # With the channel up, polling slows to 15 s; a row change makes the watcher ask at once.
+    polls = (
+        "() => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.includes('/api/job/')).length"
+    )
+    page.wait_for_timeout(500)
+    asked = page.evaluate(polls)
+    page.evaluate("__sb.channels[0].callback({ eventType: 'UPDATE' })")
+    page.wait_for_function(f"(n) => ({polls})() > n", arg=asked, timeout=2000)
+
+    row(page, job_id).get_by_role("button", name=re.compile("^Cancel")).click()
+    expect(row(page, job_id)).to_have_attribute("data-status", "cancelled")
+    page.wait_for_function("__sb.channels[0].removed === true")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#password-form")).to_be_visible()
