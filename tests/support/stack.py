@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from storyq.config import DEV_JWT_SECRET
+from storyq.config import DEV_JWT_SECRET, Settings
 from storyq_local.servers import ThreadedServer, serve_in_thread
 from tests.support.databases import create_scratch_database, drop_database
 from tests.support.processes import RedisProcess
@@ -21,6 +22,19 @@ class PrivateStack:
     redis: RedisProcess
     upstash_url: str
     supabase_url: str
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings for code running in the test process against this stack (no .env)."""
+        return Settings(
+            _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
+            storyq_env="dev",
+            upstash_redis_rest_url=self.upstash_url,
+            upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # a SecretStr
+            upstash_rest_retries=0,
+            supabase_url=self.supabase_url,
+            supabase_jwt_secret=DEV_JWT_SECRET,  # type: ignore[arg-type]
+            generator="template",
+        ).model_copy(update=overrides)
 
     def env(self) -> dict[str, str]:
         """What a process (a built Lambda, a worker) needs to reach this stack."""

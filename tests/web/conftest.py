@@ -29,9 +29,8 @@ import pytest
 from storyq.config import Settings
 from storyq_local.servers import ThreadedServer, serve_in_thread
 from storyq_local.users import dev_token
-from tests.conftest import JWT_SECRET, UPSTASH_TOKEN
-from tests.support.databases import create_scratch_database, drop_database
 from tests.support.processes import RedisProcess
+from tests.support.stack import private_stack
 
 try:  # a clear failure below, not a collection error, when the package is missing
     from playwright.sync_api import (
@@ -122,33 +121,9 @@ class Users:
 
 @pytest.fixture(scope="package")
 def web_stack(postgres_server_url: str) -> Iterator[WebStack]:
-    from storyq_local.supabase_emulator import create_app as supabase_app
-    from storyq_local.upstash_emulator import create_app as upstash_app
-
-    database_url = create_scratch_database(postgres_server_url, prefix="storyq_web")
-    redis = RedisProcess().start()
-    servers: list[ThreadedServer] = []
-    try:
-        servers.append(serve_in_thread(upstash_app(redis_url=redis.url, token=UPSTASH_TOKEN)))
-        servers.append(
-            serve_in_thread(supabase_app(database_url=database_url, jwt_secret=JWT_SECRET))
-        )
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
-            storyq_env="dev",
-            upstash_redis_rest_url=servers[0].url,
-            upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # SecretStr
-            upstash_rest_retries=0,
-            supabase_url=servers[1].url,
-            supabase_jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
-            generator="template",
-        ).model_copy(update=WEB_TIMINGS)
-        yield WebStack(database_url=database_url, redis=redis, settings=settings)
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        redis.stop()
-        drop_database(database_url)
+    with private_stack(postgres_server_url, prefix="storyq_web") as stack:
+        settings = stack.settings(**WEB_TIMINGS)
+        yield WebStack(database_url=stack.database_url, redis=stack.redis, settings=settings)
 
 
 def serve_api(settings: Settings) -> ThreadedServer:

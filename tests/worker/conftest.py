@@ -16,11 +16,8 @@ from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from storyq_local.servers import ThreadedServer, serve_in_thread
 from storyq_local.users import ensure_user
-from tests.conftest import JWT_SECRET, UPSTASH_TOKEN
-from tests.support.databases import create_scratch_database, drop_database
-from tests.support.processes import RedisProcess
+from tests.support.stack import private_stack
 from tests.worker.helpers import StackInfo
 
 # Short leases and delays: a dead worker is noticed within about a second.
@@ -38,42 +35,13 @@ WORKER_TIMINGS: dict[str, float] = {
 
 @pytest.fixture(scope="session")
 def worker_stack(postgres_server_url: str) -> Iterator[StackInfo]:
-    from storyq_local.supabase_emulator import create_app as supabase_app
-    from storyq_local.upstash_emulator import create_app as upstash_app
-
-    database_url = create_scratch_database(postgres_server_url, prefix="storyq_worker")
-    redis = RedisProcess().start()
-    servers: list[ThreadedServer] = []
-    try:
-        servers.append(serve_in_thread(upstash_app(redis_url=redis.url, token=UPSTASH_TOKEN)))
-        servers.append(
-            serve_in_thread(supabase_app(database_url=database_url, jwt_secret=JWT_SECRET))
-        )
-        yield StackInfo(
-            database_url=database_url,
-            redis=redis,
-            upstash_url=servers[0].url,
-            supabase_url=servers[1].url,
-        )
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        redis.stop()
-        drop_database(database_url)
+    with private_stack(postgres_server_url, prefix="storyq_worker") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
 def worker_settings(worker_stack: StackInfo) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
-        storyq_env="dev",
-        upstash_redis_rest_url=worker_stack.upstash_url,
-        upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # coerced to SecretStr
-        upstash_rest_retries=0,
-        supabase_url=worker_stack.supabase_url,
-        supabase_jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
-        generator="template",
-    ).model_copy(update=WORKER_TIMINGS)
+    return worker_stack.settings(**WORKER_TIMINGS)
 
 
 @pytest.fixture(autouse=True)
@@ -118,17 +86,12 @@ async def user(worker_stack: StackInfo, store: Store) -> uuid.UUID:
 
 
 @pytest.fixture
-def worker_env(worker_settings: Settings) -> dict[str, str]:
+def worker_env(worker_stack: StackInfo) -> dict[str, str]:
     """The environment a worker process needs to find this stack (no .env is read)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UPSTASH_", "SUPABASE_"))}
     env.update(
         {
-            "STORYQ_ENV": "dev",
-            "UPSTASH_REDIS_REST_URL": worker_settings.upstash_redis_rest_url,
-            "UPSTASH_REDIS_REST_TOKEN": UPSTASH_TOKEN,
-            "UPSTASH_REST_RETRIES": "0",
-            "SUPABASE_URL": worker_settings.supabase_url,
-            "SUPABASE_JWT_SECRET": JWT_SECRET,
+            **worker_stack.env(),
             "GENERATOR": "template",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             **{name.upper(): str(value) for name, value in WORKER_TIMINGS.items()},

@@ -18,7 +18,7 @@ from storyq.queue import Dispatcher
 from storyq.store import EnqueueRequest, Store
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Summary
-from tests.support.processes import RedisProcess
+from tests.support.stack import PrivateStack
 
 T = TypeVar("T")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -39,12 +39,8 @@ class LambdaContextStub:
         return self.remaining_ms
 
 
-@dataclass(frozen=True)
-class StackInfo:
-    database_url: str
-    redis: RedisProcess
-    upstash_url: str
-    supabase_url: str
+# The worker tests' private stack (their sweeps must not meet other modules' jobs).
+StackInfo = PrivateStack
 
 
 async def enqueue(
