@@ -106,6 +106,7 @@ async def job_life(queue: Dispatcher, meter: Meter) -> dict[str, Any]:
 
 
 async def _warm_up(queue: Dispatcher) -> None:
+    await queue.rebuild([])  # a new (or flushed) queue takes claims once a sweep rebuilt it
     await queue.enqueue("warm-up", user_id="u")
     (claimed,) = await queue.claim(1, lease_seconds=LEASE)
     await queue.heartbeat("warm-up", claimed.fence, lease_seconds=LEASE)

@@ -17,8 +17,13 @@ SERVICE = "storyq-api"
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE)
 # X-Ray needs aws-xray-sdk (aws-lambda-powertools[tracer]); without it, run untraced rather
-# than fail at cold start.
-tracer = Tracer(service=SERVICE, disabled=True if find_spec("aws_xray_sdk") is None else None)
+# than fail at cold start. Only httpx (Upstash, PostgREST) is patched: patching every library
+# X-Ray knows loads botocore at import, ~60 ms of cold start for the rare worker kick.
+tracer = Tracer(
+    service=SERVICE,
+    disabled=True if find_spec("aws_xray_sdk") is None else None,
+    patch_modules=("httpx",),
+)
 
 
 def _add(name: str, unit: MetricUnit, value: float) -> None:

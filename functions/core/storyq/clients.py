@@ -36,7 +36,7 @@ def async_postgrest(settings: Settings) -> AsyncPostgrestClient:
         headers=headers,
         timeout=settings.http_timeout_seconds,
         follow_redirects=True,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
     )
     return AsyncPostgrestClient(url, headers=headers, http_client=session)
 
