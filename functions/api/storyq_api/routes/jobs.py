@@ -40,9 +40,7 @@ async def get_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> Jo
         )
         return job_view(job, position=position, with_wait_time=True)
     if job.status == "processing":
-        # The job row does not carry the story's length; the percentage needs it.
-        story = await services.store.stories.get(job.story_id, user_id=user.id)
-        return job_view(job, target_words=story.target_words)
+        return job_view(job, target_words=job.target_words)
     return job_view(job)
 
 

@@ -103,12 +103,13 @@ class FailOutcome(_Row):
 
 
 class Job(_Row):
-    """A job row as the API shows it, with its story's title."""
+    """A job row as the API shows it, with its story's title and target length."""
 
     job_id: UUID
     story_id: UUID
     user_id: UUID
     title: str | None = None
+    target_words: int | None = None
     status: JobStatus
     attempts: int
     max_attempts: int
