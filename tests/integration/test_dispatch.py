@@ -442,6 +442,30 @@ async def test_restored_leases_hold_their_slots_and_their_holders_keep_them(
     assert await queue.heartbeat("run-b", 2, lease_seconds=LEASE)
     assert not await queue.heartbeat("run-b", 1, lease_seconds=LEASE)
     assert await queue.ack("run-a", 1, generation_seconds=None)
-    # And a second rebuild does not restore what is already leased
-    await queue.rebuild([], running=[RunningJob("run-b", "v", attempt=2)], lease_seconds=LEASE)
+    # And while Redis keeps its state, a rebuild restores nothing (Redis is trusted, so a job
+    # that finished while the sweep read Postgres does not get a lease back)
+    await queue.rebuild([], running=[RunningJob("finished", "v", attempt=1)], lease_seconds=LEASE)
     assert (await queue.counts()).active == 2
+
+
+async def test_a_heartbeat_recreates_a_lease_redis_forgot_but_not_a_reaped_one(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given a running job whose lease Redis forgot (flushed after the sweep read Postgres)
+    await queue.enqueue("job", user_id="u")
+    [claim] = await queue.claim(1, lease_seconds=LEASE)
+    redis_process.client().flushall()
+    await queue.rebuild([])
+
+    # When its worker heartbeats, the lease is back and counts against the cap
+    assert await queue.heartbeat("job", claim.fence, lease_seconds=LEASE, user_id="u")
+    assert (await queue.counts()).active == 1
+    assert await queue.ack("job", claim.fence, generation_seconds=None)
+
+    # But a lease that was reaped (the job went back to the queue) is not re-created
+    await queue.enqueue("other", user_id="u")
+    [lapsed] = await queue.claim(1, lease_seconds=0.05)
+    await eventually(queue.reap_expired)
+    await queue.retry_later("other", user_id="u", attempts=lapsed.fence, delay_seconds=60)
+    assert not await queue.heartbeat("other", lapsed.fence, lease_seconds=LEASE, user_id="u")
+    assert (await queue.counts()).active == 0

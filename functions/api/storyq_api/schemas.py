@@ -32,7 +32,8 @@ class _In(BaseModel):
     )
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+# PostgreSQL text cannot hold U+0000: refuse it here (422) rather than fail in the database.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00]*$")]
 
 
 class GenerateRequest(_In):

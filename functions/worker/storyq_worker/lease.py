@@ -69,7 +69,10 @@ class LeaseKeeper:
     async def _renew_lease(self) -> bool:
         ctx = self._ctx
         return await ctx.dispatcher.heartbeat(
-            self._claim.job_id, self._claim.fence, lease_seconds=ctx.settings.lease_seconds
+            self._claim.job_id,
+            self._claim.fence,
+            lease_seconds=ctx.settings.lease_seconds,
+            user_id=self._claim.user_id,
         )
 
     async def _nothing(self) -> None:

@@ -9,8 +9,9 @@ attempt was lost (failed and refunded), `rebuilt` jobs put back from Postgres, `
 2. Requeue stalled jobs: processing rows whose heartbeat is older than STALL_AFTER_SECONDS and
    that hold no lease in Redis (Redis lost it: flushed, evicted, restarted).
 3. Rebuild: every pending job Postgres has and Redis lacks goes back into the queue, so after a
-   FLUSHALL nothing is lost; when Redis lost its state (no ready mark), the running jobs get
-   their leases back first, so they count against the global cap before anything is claimed.
+   FLUSHALL nothing is lost; the jobs Postgres has running go along, and when Redis lost its
+   state (no ready mark, decided atomically in Redis) they get their leases back before the
+   queue takes claims again, so they count against the global cap.
 4. Promote delayed retries that are due.
 
 Each step stands alone: one failing is logged and the others still run.
@@ -117,21 +118,12 @@ def _count(summary: Summary, outcome: FailOutcome | None) -> None:
         summary.failed += 1
 
 
-async def _running_jobs_if_redis_forgot(ctx: WorkerContext) -> list[RunningJob]:
-    """The processing rows, when Redis lost its leases (and only then: a normal sweep trusts
-    Redis, so a job finishing during the sweep never gets a lease back)."""
-    if await ctx.dispatcher.is_ready():
-        return []
-    processing = await ctx.store.jobs.stalled(stalled_for_seconds=0)
-    logger.warning("redis lost its state: restoring leases", extra={"running": len(processing)})
-    return [
-        RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), attempt=job.attempt)
-        for job in processing
-    ]
-
-
 async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
-    running = await _running_jobs_if_redis_forgot(ctx)
+    # Read before the pending jobs: a job that starts in between is then leased in Redis.
+    running = [
+        RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), attempt=job.attempt)
+        for job in await ctx.store.jobs.stalled(stalled_for_seconds=0)
+    ]
     pending = await ctx.store.jobs.dispatchable()
     summary.rebuilt += await ctx.dispatcher.rebuild(
         [

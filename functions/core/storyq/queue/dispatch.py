@@ -19,8 +19,9 @@ API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async):
   it is acked, retried or reaped). `Claim.fence` is the attempt number (stored attempts + 1),
   the number the worker's SQL calls are fenced with. Raises `QueueNotReady` when Redis has not
   been rebuilt since it was flushed (or is new): a sweep's `rebuild` must run first.
-- `heartbeat(job_id, fence, *, lease_seconds) -> bool`: extends the lease from now; False when
-  the fence is stale or the lease was reaped.
+- `heartbeat(job_id, fence, *, lease_seconds, user_id="") -> bool`: extends the lease from now;
+  False when the fence is stale or the lease was reaped. A lease Redis forgot (flush, eviction)
+  is re-created, so the generation counts against the cap again.
 - `ack(job_id, fence, *, generation_seconds) -> bool`: the job is finished (completed, or failed
   for good): removes the lease and the job's bookkeeping, and feeds `generation_seconds` (when
   given) into the rolling mean. False, and nothing changes, for a stale fence or reaped lease.
@@ -39,9 +40,11 @@ API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async):
 - `empty() -> list[str]`: removes every waiting and delayed job; returns their ids.
 - `rebuild(jobs, *, running=(), lease_seconds=60) -> int`: adds the pending jobs Redis lacks (in
   none of waiting, delayed, active) in `queued_at` order; a future `next_attempt_at` goes to
-  the delayed set. Then restores a lease (fenced by its attempt) for each `running` job that
-  has none, and marks the queue ready for claims. Returns how many jobs were added. Costs about
-  one Redis command per job already present.
+  the delayed set. Then, only if Redis lost its state since the last rebuild (no ready mark;
+  decided atomically in the script), restores a lease (fenced by its attempt) for each
+  `running` job that has none; and marks the queue ready for claims. Pass every job Postgres
+  has running each time. Returns how many jobs were added. Costs about one Redis command per
+  job already present.
 - `is_ready() -> bool`: whether claims are allowed (False after a FLUSHALL until `rebuild`).
 - `active_job_ids() -> set[str]`: the jobs holding a lease (live or lapsed, not yet reaped).
 
@@ -153,10 +156,14 @@ class Dispatcher:
             raise QueueNotReady("the queue must be rebuilt from Postgres before claims")
         return _claims(reply)
 
-    async def heartbeat(self, job_id: str, fence: int, *, lease_seconds: float) -> bool:
+    async def heartbeat(
+        self, job_id: str, fence: int, *, lease_seconds: float, user_id: str = ""
+    ) -> bool:
         k = self.keys
         reply = await scripts.HEARTBEAT.run(
-            self._redis, [k.active, k.jobs], [_job(job_id), str(fence), _ms(lease_seconds)]
+            self._redis,
+            [k.active, k.jobs, k.waiting, k.delayed],
+            [_job(job_id), str(fence), _ms(lease_seconds), user_id],
         )
         return reply == 1
 
@@ -248,16 +255,14 @@ class Dispatcher:
         return added
 
     async def _restore_leases(self, running: Sequence[RunningJob], *, lease_seconds: float) -> int:
-        """Leases for running jobs Redis forgot, then the ready mark (one call at the least)."""
+        """Leases for running jobs if Redis forgot them, then the ready mark: one call, so the
+        script sees the mark and restores every lease, or none, atomically."""
         k = self.keys
-        keys = [k.active, k.jobs, k.ready]
-        batches = list(_chunks(list(running), REBUILD_BATCH)) or [[]]
-        restored = 0
-        for batch in batches:
-            args = [_ms(lease_seconds)]
-            args += [a for job in batch for a in (_job(job.job_id), job.user_id, str(job.attempt))]
-            restored += _int(await scripts.RESTORE_LEASES.run(self._redis, keys, args))
-        return restored
+        args = [_ms(lease_seconds)]
+        args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.attempt))]
+        return _int(
+            await scripts.RESTORE_LEASES.run(self._redis, [k.active, k.jobs, k.ready], args)
+        )
 
     async def is_ready(self) -> bool:
         return bool(await self._redis.exists(self.keys.ready))

@@ -1,6 +1,9 @@
--- restore_leases: after a flush, give back the leases of the jobs Postgres says are running,
--- so they count against the global cap again, then mark the queue ready for claims.
--- A lease restored for a worker that is in fact dead lapses and is reaped like any other.
+-- restore_leases: when Redis lost its state (no ready mark: flushed, evicted, new), give back
+-- the leases of the jobs Postgres says are running, so they count against the global cap
+-- again, then mark the queue ready for claims. With the mark present it changes nothing: the
+-- decision is taken here, atomically, so a flush at any moment before this script runs is
+-- seen by it (the caller always passes what Postgres has running). A lease restored for a
+-- worker that is in fact dead lapses and is reaped like any other.
 -- KEYS[1] active   ZSET job -> lease expiry (ms)
 -- KEYS[2] jobs     HASH <job>:user, <job>:attempts (the fence)
 -- KEYS[3] ready    STRING: the queue mirrors Postgres (claims are refused without it)
@@ -8,6 +11,7 @@
 -- ARGV    from 2 on, groups of three: job id, user id, fence (the running attempt's number)
 -- Returns how many leases were restored (jobs already leased are left as they are).
 local active, jobs, ready = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', ready) == 1 then return 0 end
 local now = now_ms()
 local expiry = fmt_int(now + tonumber(ARGV[1]))
 local restored = 0

@@ -134,7 +134,11 @@ _BY_CODE: dict[str, type[StoreError]] = {
 
 # Connection failures (PostgREST's PGRST00x, PostgreSQL restarting) and, when a proxy answered
 # instead of PostgREST, the bare HTTP status postgrest-py puts in `code`.
-_UNAVAILABLE = frozenset({"PGRST000", "PGRST001", "PGRST002", "57P01", "502", "503", "504"})
+# Database unreachable, connection lost, schema cache not loaded, pool exhausted (PGRST003),
+# server shutting down: the request may be retried, so the API answers 503.
+_UNAVAILABLE = frozenset(
+    {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "57P01", "502", "503", "504"}
+)
 
 
 def from_api_error(error: APIError) -> StoreError:
