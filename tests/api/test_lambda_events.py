@@ -107,6 +107,8 @@ def test_every_route_has_a_sample_event() -> None:
         "admin_clean",
         "admin_empty",
         "admin_retry",
+        "admin_credits",
+        "me",
     }
 
 
@@ -204,11 +206,27 @@ def test_admin_events(
     assert db.job_status(failed["jobId"]) == "cancelled"
 
 
+def test_me_and_admin_credits_events(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], make_user: MakeUser
+) -> None:
+    # Given a user with 2 credits and an admin
+    user, admin = make_user(credits=2), make_user(admin=True)
+    # When the admin grants 10 with the sample event (its userId replaced by the user's)
+    event = load_event("admin_credits", token=admin.token)
+    event["body"] = json.dumps({"userId": str(user.id), "amount": 10})
+    granted = invoke(event)
+    assert granted["statusCode"] == 200, granted
+    # Then events/me.json shows the user 12 credits
+    me = invoke(load_event("me", token=user.token))
+    assert me["statusCode"] == 200
+    assert body_of(me) == {"userId": str(user.id), "credits": 12, "isAdmin": False}
+
+
 def test_admin_events_with_a_user_token_are_403(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], make_user: MakeUser
 ) -> None:
     user = make_user()
-    for name in ("admin_queue", "admin_clean", "admin_empty", "admin_retry"):
+    for name in ("admin_queue", "admin_clean", "admin_empty", "admin_retry", "admin_credits"):
         response = invoke(load_event(name, token=user.token))
         assert response["statusCode"] == 403, name
 
