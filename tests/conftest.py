@@ -72,7 +72,9 @@ def upstash_emulator(redis_process: RedisProcess) -> Iterator[ThreadedServer]:
 def supabase_emulator(database_url: str) -> Iterator[ThreadedServer]:
     from storyq_local.supabase_emulator import create_app
 
-    server = serve_in_thread(create_app(database_url=database_url, jwt_secret=JWT_SECRET))
+    # A loaded 2-core CI machine may keep a request waiting for a connection for a while.
+    app = create_app(database_url=database_url, jwt_secret=JWT_SECRET, pool_timeout=20.0)
+    server = serve_in_thread(app)
     yield server
     server.stop()
 
