@@ -16,10 +16,13 @@ from fastapi import FastAPI
 from moto import mock_aws
 
 from storyq.config import Settings
+from storyq.kick import WorkerKicker
+from storyq.queue import Position
 from storyq_api.app import create_app
 from storyq_api.deps import Services
-from storyq_api.kick import WorkerKicker
+from storyq_api.routes.generate import worth_a_kick
 from tests.api.conftest import GENERATE_BODY, ApiUser
+from tests.support.processes import RedisProcess
 
 MakeUser = Callable[..., ApiUser]
 WORKER = "storyq-worker"
@@ -82,7 +85,7 @@ async def test_without_a_function_name_nothing_is_invoked() -> None:
 
 
 async def test_generate_kicks_the_worker_once_per_new_job(
-    aws: None, settings: Settings, make_user: MakeUser
+    aws: None, settings: Settings, make_user: MakeUser, fresh_redis: RedisProcess
 ) -> None:
     app, spy = _spied_app(settings.model_copy(update={"worker_function_name": WORKER}))
     user = make_user(credits=1)
@@ -112,3 +115,39 @@ async def test_a_failed_kick_still_answers_202(settings: Settings, make_user: Ma
     # Then the job is queued all the same; the sweep will start it
     assert response.status_code == 202
     assert spy.calls == [(response.json()["jobId"], False)]
+
+
+async def test_no_kick_while_every_slot_is_taken(
+    aws: None, settings: Settings, make_user: MakeUser, fresh_redis: RedisProcess
+) -> None:
+    # Given five generations running (every slot leased)
+    app, spy = _spied_app(settings.model_copy(update={"worker_function_name": WORKER}))
+    services: Services = app.state.services
+    await services.dispatcher.rebuild([])
+    for index in range(settings.max_active_jobs):
+        await services.dispatcher.enqueue(f"running-{index}", user_id="someone")
+    assert len(await services.dispatcher.claim(5, lease_seconds=60)) == 5
+
+    # When a user queues a story
+    user = make_user(credits=1)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+    ) as http:
+        queued = await http.post("/api/generate", json=GENERATE_BODY, headers=user.headers)
+
+    # Then it waits for a slot without waking another worker that could not start it
+    assert queued.status_code == 202
+    assert queued.json()["estimatedWaitTime"]["activeJobs"] == 5
+    assert spy.calls == []
+
+
+@pytest.mark.parametrize(
+    ("position", "active", "kick"),
+    [(0, 0, True), (0, 4, True), (1, 4, False), (0, 5, False), (3, 1, True), (4, 1, False)],
+)
+def test_worth_a_kick(position: int, active: int, kick: bool) -> None:
+    where = Position(
+        position=position, queue_length=position + 1, active_jobs=active, estimated_minutes=5
+    )
+    assert worth_a_kick(where, max_active=5) is kick
+    assert worth_a_kick(None, max_active=5) is True

@@ -11,9 +11,9 @@ from upstash_redis.asyncio import Redis
 
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
+from storyq.kick import WorkerKicker
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from storyq_api.kick import WorkerKicker
 from storyq_api.operations import Ops
 from storyq_api.ratelimit import UserRateLimiter
 from storyq_api.tokens import TokenVerifier

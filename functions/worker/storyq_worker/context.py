@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.generation import Generator, build_generator
+from storyq.kick import WorkerKicker
 from storyq.queue import Dispatcher
 from storyq.queue.backoff import Backoff, retry_delay
 from storyq.store import Store
@@ -22,6 +23,7 @@ class WorkerContext:
     dispatcher: Dispatcher
     generator: Generator
     backoff: Backoff
+    kicker: WorkerKicker
 
     def retry_delay(self, failed_attempts: int, *, retry_after: float | None = None) -> float:
         """Seconds before the next attempt: exponential backoff with jitter, Retry-After as
@@ -38,11 +40,12 @@ def backoff_policy(settings: Settings) -> Backoff:
 
 @asynccontextmanager
 async def open_context(
-    settings: Settings, *, generator: Generator | None = None
+    settings: Settings, *, generator: Generator | None = None, kicker: WorkerKicker | None = None
 ) -> AsyncIterator[WorkerContext]:
     """Clients for one event loop (a Lambda invocation runs its own), closed on the way out.
 
-    `generator` replaces the one GENERATOR names (tests inject theirs here)."""
+    `generator` replaces the one GENERATOR names, `kicker` the one WORKER_FUNCTION_NAME makes
+    (tests inject theirs here)."""
     redis = async_redis(settings)
     db = async_postgrest(settings)
     try:
@@ -52,6 +55,8 @@ async def open_context(
             dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
             generator=generator or build_generator(settings),
             backoff=backoff_policy(settings),
+            kicker=kicker
+            or WorkerKicker(settings.worker_function_name, timeout=settings.http_timeout_seconds),
         )
     finally:
         await redis.close()

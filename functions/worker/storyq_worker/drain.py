@@ -7,7 +7,9 @@ leases exist, whoever asks); `concurrency` only bounds what this one process tak
 Two ways to run it:
 - a Lambda invocation (`poll_seconds=None`): claims while `keep_claiming()` (enough remaining
   time), waits only on its own attempts (no polling: new jobs kick a new invocation), and
-  returns as soon as it holds nothing and a claim came back empty;
+  returns as soon as it holds nothing and a claim came back empty; once it may no longer
+  claim, each slot it frees while jobs wait is handed to a fresh invocation (a kick), so the
+  slot does not stay idle until the next scheduled sweep;
 - the local runner (`poll_seconds` set): also polls for new jobs every `poll_seconds`, and
   returns once `stop` is set and its attempts are over (`abandon` makes them give back their
   jobs instead of finishing).
@@ -57,7 +59,8 @@ async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
             if not running and options.done_when_idle():
                 return summary
             await _wait_for_change(running, options)
-            _collect(running, summary)
+            if _collect(running, summary) and not options.may_claim():
+                await _hand_off(ctx, options)
     finally:
         # Only on an error or cancellation of the drain itself: their leases lapse.
         for task in running:
@@ -117,8 +120,23 @@ async def _wait_for_change(running: set[asyncio.Task[Outcome]], options: DrainOp
             stop_waiter.cancel()
 
 
-def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> None:
-    for task in [task for task in running if task.done()]:
+async def _hand_off(ctx: WorkerContext, options: DrainOptions) -> None:
+    """A slot freed that this invocation will not fill: wake a fresh one if jobs wait."""
+    if options.stop.is_set() or not ctx.kicker.function_name:
+        return
+    try:
+        counts = await ctx.dispatcher.counts()
+    except Exception:  # Redis unreachable: the schedule's sweep will find the jobs
+        logger.exception("hand-off check failed")
+        return
+    if counts.waiting and counts.active < ctx.dispatcher.max_active:
+        await ctx.kicker.hand_off()
+
+
+def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> int:
+    """Count the finished attempts out of `running`; how many there were."""
+    finished = [task for task in running if task.done()]
+    for task in finished:
         running.discard(task)
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if exc is not None:
@@ -127,3 +145,4 @@ def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> None:
             summary.count(Outcome.ERROR)
         else:
             summary.count(task.result())
+    return len(finished)

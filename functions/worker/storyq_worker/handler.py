@@ -25,8 +25,12 @@ class RemainingTime(Protocol):
 
 
 def trigger_of(event: Mapping[str, Any]) -> str:
-    """'kick' for the API's payload, 'schedule' for anything else (EventBridge, manual)."""
-    return "kick" if event.get("source") == "storyq.api" else "schedule"
+    """'kick' for the API's payload, 'handoff' for a worker's, 'schedule' for anything else
+    (EventBridge, manual)."""
+    source = event.get("source")
+    if source == "storyq.api":
+        return "kick"
+    return "handoff" if source == "storyq.worker" else "schedule"
 
 
 def invoke(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from storyq.config import Settings
 from storyq.generation import Generator
+from storyq.kick import WorkerKicker
 from storyq_worker.context import open_context
 from storyq_worker.drain import DrainOptions, drain
 from storyq_worker.summary import Summary
@@ -33,8 +34,9 @@ async def run_invocation(
     remaining_seconds: Callable[[], float] | None = None,
     generator: Generator | None = None,
     concurrency: int | None = None,
+    kicker: WorkerKicker | None = None,
 ) -> Summary:
-    async with open_context(settings, generator=generator) as ctx:
+    async with open_context(settings, generator=generator, kicker=kicker) as ctx:
         summary = await sweep(ctx)
         options = DrainOptions(
             concurrency=concurrency or settings.max_active_jobs,

@@ -88,7 +88,8 @@ async def generate(
     position = await _dispatch(services, enqueued, user_id=user.id)
     if not enqueued.replayed:
         telemetry.job_queued(latency_ms=(time.perf_counter() - started) * 1000)
-        await services.kicker.kick(job_id=str(enqueued.job_id))
+        if worth_a_kick(position, max_active=services.settings.max_active_jobs):
+            await services.kicker.kick(job_id=str(enqueued.job_id))
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/api/job/{enqueued.job_id}"
@@ -98,6 +99,16 @@ async def generate(
         estimated_wait_time=wait_time(position),
         credits_remaining=enqueued.balance,
     )
+
+
+def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
+    """Whether a new worker invocation could start this job now. When every slot is taken, the
+    running invocations claim it as slots free up (or the minute's schedule does): a kick then
+    would only be throttled by the worker's reserved concurrency and, once too old, land in its
+    on-failure queue. Without a position (Redis unreachable) the kick lets a sweep try."""
+    if position is None:
+        return True
+    return position.active_jobs + position.position < max_active
 
 
 async def _rate_limit(services: Services, user_id: str) -> Verdict | None:

@@ -1,7 +1,9 @@
-"""The "kick": an asynchronous invoke of the worker function right after an enqueue, so a job
-starts within a second instead of at the next scheduled sweep.
+"""The "kick": an asynchronous invoke of the worker function, so a job starts within a second
+instead of at the next scheduled sweep. The API kicks after an enqueue when a slot is free; a
+worker invocation that no longer has time to claim kicks a fresh one when a slot frees up
+while jobs wait (a hand-off).
 
-Only in AWS (WORKER_FUNCTION_NAME set); locally the dev worker polls. A failed kick is logged
+Only in AWS (a function name known); locally the dev worker polls. A failed kick is logged
 and forgotten: the job is committed and the sweep a minute later dispatches it anyway.
 """
 
@@ -9,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from typing import Any
 
-from storyq_api.telemetry import logger
+logger = logging.getLogger(__name__)
 
 
 class WorkerKicker:
@@ -47,15 +50,21 @@ class WorkerKicker:
         return int(answer.get("StatusCode", 0))
 
     async def kick(self, *, job_id: str) -> bool:
-        """Wake the worker; True when Lambda accepted the event."""
+        """Wake the worker for a new job; True when Lambda accepted the event."""
+        event = {"source": "storyq.api", "kick": True, "reason": "enqueue", "jobId": job_id}
+        return await self._send(event)
+
+    async def hand_off(self) -> bool:
+        """Wake a fresh worker invocation to take the slots this one no longer has time for."""
+        return await self._send({"source": "storyq.worker", "kick": True, "reason": "handoff"})
+
+    async def _send(self, event: dict[str, object]) -> bool:
         if not self.function_name:
             return False
-        payload = json.dumps(
-            {"source": "storyq.api", "kick": True, "reason": "enqueue", "jobId": job_id}
-        ).encode()
+        payload = json.dumps(event).encode()
         try:
             status = await asyncio.wait_for(asyncio.to_thread(self._invoke, payload), self._timeout)
         except Exception:  # best effort by design (module docstring)
-            logger.warning("worker kick failed", extra={"job_id": job_id}, exc_info=True)
+            logger.warning("worker kick failed", extra={"kick": event}, exc_info=True)
             return False
         return status == 202
