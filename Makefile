@@ -14,7 +14,7 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build
+	sam-validate sam-build build reliability-results
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -79,6 +79,10 @@ check: test
 
 bench: venv services
 	$(BIN)/python -m bench
+
+# Re-measure the README's Reliability table into bench/results/reliability.json.
+reliability-results: venv services
+	STORYQ_RECORD_RESULTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/reliability
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .storyq

@@ -1,11 +1,13 @@
-"""The figures the reliability tests measure, written to bench/results/reliability.json (the
-README's Reliability table is made from it). Scenarios run in this session replace their old
-entries; the others are kept."""
+"""The figures the reliability tests measure. Every run writes them to
+tests/artifacts/reliability.json; with STORYQ_RECORD_RESULTS=1 (`make reliability-results`)
+they go to bench/results/reliability.json, the committed file the README's Reliability table
+is made from. Scenarios run in this session replace their old entries; the others are kept."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -14,7 +16,11 @@ from typing import Any
 
 from storyq_local.config import project_root
 
-RESULTS_FILE = project_root() / "bench" / "results" / "reliability.json"
+RESULTS_FILE = (
+    project_root() / "bench" / "results" / "reliability.json"
+    if os.environ.get("STORYQ_RECORD_RESULTS") == "1"
+    else project_root() / "tests" / "artifacts" / "reliability.json"
+)
 
 _measured: dict[str, dict[str, Any]] = {}
 
@@ -51,5 +57,6 @@ def write(path: Path = RESULTS_FILE) -> None:
         f"{platform.python_version()}",
         "scenarios": list(scenarios.values()),
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
