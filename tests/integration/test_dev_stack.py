@@ -24,8 +24,10 @@ STORYQ = (sys.executable, "-m", "storyq_local.cli")
 
 @pytest.fixture
 def dev_stack(
-    postgres_server_url: str, redis_process: RedisProcess, tmp_path: Path
+    postgres_server_url: str, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path, dict[str, str]]]:
+    # A Redis of its own: the session's carries other tests' queues and leases.
+    redis_process = RedisProcess().start()
     api_port, upstash_port, supabase_port = free_port(), free_port(), free_port()
     database_url = make_conninfo(postgres_server_url, dbname=f"storyq_devstack_{os.getpid()}")
     env = {
@@ -59,6 +61,7 @@ def dev_stack(
             except subprocess.TimeoutExpired:
                 process.kill()
         drop_database(database_url)
+        redis_process.stop()
 
 
 def test_dev_prints_a_token_and_a_curl_line_that_reports_ok(
