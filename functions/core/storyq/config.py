@@ -6,6 +6,7 @@ pass it down; nothing here connects to anything.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -93,8 +94,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                import json
-
                 return json.loads(text)
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
