@@ -1,7 +1,7 @@
 """The Upstash REST emulator, driven by the real upstash-redis SDK (sync and async),
 upstash-ratelimit and raw HTTP, and compared with redis-py speaking to the same redis-server.
 
-Self-contained: the module starts its own redis-server and emulator.
+The module starts its own redis-server (which tests flush and restart) and emulator.
 """
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -25,79 +21,31 @@ from upstash_redis import Redis as UpstashRedis
 from upstash_redis.asyncio import Redis as AsyncUpstashRedis
 from upstash_redis.errors import UpstashError
 
-from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
+from storyq_local.servers import ThreadedServer, serve_in_thread
 from storyq_local.upstash_emulator import create_app, strip_shebang
+from tests.support.processes import RedisProcess
 
 TOKEN = "emulator-test-token"
 SHEBANG_SCRIPT = "#!lua flags=allow-key-locking\nreturn 1"
 WRONGPASS = {"error": "WRONGPASS invalid or missing auth token"}
 
 
-def _eventually(check: Callable[[], object], timeout: float = 15.0) -> None:
-    """Poll `check` until it returns truthy without raising; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server on a free port, stopped by its pid."""
-
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _eventually(lambda: self.client().ping())
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+def redis_server() -> Iterator[RedisProcess]:
+    server = RedisProcess().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def emulator(redis_server: RedisServer) -> Iterator[ThreadedServer]:
+def emulator(redis_server: RedisProcess) -> Iterator[ThreadedServer]:
     server = serve_in_thread(create_app(redis_url=redis_server.url, token=TOKEN))
     yield server
     server.stop()
 
 
 @pytest.fixture
-def direct(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def direct(redis_server: RedisProcess) -> Iterator[redis.Redis]:
     """redis-py on the same server, with a clean database for each test."""
     client = redis_server.client()
     client.flushall()
@@ -106,7 +54,7 @@ def direct(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def raw(redis_server: RedisServer, direct: redis.Redis) -> Iterator[redis.Redis]:
+def raw(redis_server: RedisProcess, direct: redis.Redis) -> Iterator[redis.Redis]:
     """redis-py without response callbacks: Redis's own RESP2 reply shapes."""
     client = redis.Redis(port=redis_server.port, decode_responses=True, protocol=2)
     client.response_callbacks.clear()
@@ -556,7 +504,7 @@ def test_healthz_needs_no_token(http: httpx.Client) -> None:
     assert response.text == "ok"
 
 
-def test_without_base64_strings_are_text(http: httpx.Client, redis_server: RedisServer) -> None:
+def test_without_base64_strings_are_text(http: httpx.Client, redis_server: RedisProcess) -> None:
     # Given a valid UTF-8 value and bytes that are not UTF-8
     binary = redis.Redis(port=redis_server.port)
     binary.set("text", "Львів".encode())
@@ -576,9 +524,9 @@ def test_without_base64_strings_are_text(http: httpx.Client, redis_server: Redis
 
 
 @pytest.fixture
-def lone_stack() -> Iterator[tuple[RedisServer, ThreadedServer]]:
+def lone_stack() -> Iterator[tuple[RedisProcess, ThreadedServer]]:
     """An emulator over a redis-server of its own, which the test may stop and start."""
-    server = RedisServer().start()
+    server = RedisProcess().start()
     app_server = serve_in_thread(create_app(redis_url=server.url, token=TOKEN))
     yield server, app_server
     app_server.stop()
@@ -586,7 +534,7 @@ def lone_stack() -> Iterator[tuple[RedisServer, ThreadedServer]]:
 
 
 async def test_redis_restart_does_not_wedge_the_emulator(
-    lone_stack: tuple[RedisServer, ThreadedServer],
+    lone_stack: tuple[RedisProcess, ThreadedServer],
 ) -> None:
     server, app_server = lone_stack
     async with AsyncUpstashRedis(
