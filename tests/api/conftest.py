@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,6 +24,7 @@ from storyq_local.tokens import access_token_claims, sign
 from storyq_local.users import ensure_user
 from tests.conftest import JWT_SECRET
 from tests.support.processes import RedisProcess
+from tests.support.users import ApiUser
 
 ISSUER = "http://127.0.0.1:54321/auth/v1"
 
@@ -41,20 +41,6 @@ def token_for(
     claims = access_token_claims(user_id=user_id, issuer=ISSUER, expires_in=expires_in, admin=admin)
     claims.update(overrides)
     return sign(claims, secret)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass(frozen=True)
-class ApiUser:
-    id: uuid.UUID
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return bearer(self.token)
 
 
 class Db:

@@ -16,12 +16,12 @@ from tests.api.conftest import (
     GENERATE_BODY,
     ISSUER,
     assert_problem,
-    bearer,
     client_for,
     dead_url,
     token_for,
 )
 from tests.conftest import JWT_SECRET
+from tests.support.users import bearer
 
 
 def _unauthorized(response: httpx.Response) -> None:

@@ -18,8 +18,9 @@ import pytest
 from storyq.config import Settings
 from storyq_api.app import create_app
 from storyq_local.servers import ThreadedServer, serve_in_thread
-from tests.api.conftest import ApiUser, Db
+from tests.api.conftest import Db
 from tests.support.processes import RedisProcess
+from tests.support.users import ApiUser
 
 USERS = 20
 REQUESTS_PER_USER = 10

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from storyq.config import Settings
 from storyq_api.deps import Services
-from tests.api.conftest import ApiUser, assert_problem, client_for
+from tests.api.conftest import assert_problem, client_for
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]
 ORIGIN = "http://127.0.0.1:8000"

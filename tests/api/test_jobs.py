@@ -10,15 +10,9 @@ import httpx
 import pytest
 
 from storyq.config import Settings
-from tests.api.conftest import (
-    GENERATE_BODY,
-    ApiUser,
-    Db,
-    assert_problem,
-    client_for,
-    dead_url,
-)
+from tests.api.conftest import GENERATE_BODY, Db, assert_problem, client_for, dead_url
 from tests.support.processes import RedisProcess
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]
 

@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from storyq.config import Settings
 from storyq_local.servers import ThreadedServer, serve_in_thread
-from tests.api.conftest import ISSUER, assert_problem, bearer, client_for
+from tests.api.conftest import ISSUER, assert_problem, client_for
+from tests.support.users import bearer
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())

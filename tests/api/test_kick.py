@@ -21,8 +21,9 @@ from storyq.queue import Position
 from storyq_api.app import create_app
 from storyq_api.deps import Services
 from storyq_api.routes.generate import worth_a_kick
-from tests.api.conftest import GENERATE_BODY, ApiUser
+from tests.api.conftest import GENERATE_BODY
 from tests.support.processes import RedisProcess
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]
 WORKER = "storyq-worker"

@@ -22,7 +22,8 @@ from storyq.config import Settings
 from storyq_api import handler as handler_module
 from storyq_api.handler import LambdaHandler, make_handler, stage_base_path
 from storyq_api.telemetry import logger
-from tests.api.conftest import ApiUser, Db
+from tests.api.conftest import Db
+from tests.support.users import ApiUser
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_JOB_ID = "6f1c2a3e-9d4b-4c8e-a2f1-0b7e5d3c9a41"

@@ -33,6 +33,7 @@ from tests.reliability.stack import (
 )
 from tests.support.databases import create_scratch_database
 from tests.support.processes import RedisProcess, wait_until
+from tests.support.users import ApiUser
 
 MAX_ACTIVE_JOBS = 5
 MAX_ATTEMPTS = 3
@@ -155,16 +156,6 @@ def workers(stack: Stack) -> Iterator[Workers]:
     pool = Workers(stack)
     yield pool
     pool.stop_all()
-
-
-@dataclass(frozen=True)
-class ApiUser:
-    id: uuid.UUID
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 def token_for(stack: Stack, user_id: uuid.UUID, *, admin: bool = False, **claims: Any) -> str:

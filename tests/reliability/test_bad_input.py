@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from tests.reliability import results
-from tests.reliability.conftest import ApiUser, MakeUser, Stack
+from tests.reliability.conftest import MakeUser, Stack
 from tests.reliability.facts import rows, user_money
+from tests.support.users import ApiUser
 
 SQL_INJECTIONS = [
     "'; drop table public.stories; --",

@@ -10,14 +10,7 @@ import time
 import httpx
 
 from tests.reliability import results
-from tests.reliability.conftest import (
-    MAX_ACTIVE_JOBS,
-    ApiUser,
-    MakeUser,
-    Stack,
-    Workers,
-    drain_leftovers,
-)
+from tests.reliability.conftest import MAX_ACTIVE_JOBS, MakeUser, Stack, Workers, drain_leftovers
 from tests.reliability.facts import (
     all_terminal,
     assert_books_balance,
@@ -28,6 +21,7 @@ from tests.reliability.facts import (
     user_money,
 )
 from tests.support.processes import wait_until
+from tests.support.users import ApiUser
 
 POSTS = 500
 CONCURRENCY = 100

@@ -25,8 +25,9 @@ from storyq.config import DEV_ANON_KEY
 from storyq_local.tokens import access_token_claims
 from tests.conftest import JWT_SECRET
 from tests.reliability import results
-from tests.reliability.conftest import ApiUser, MakeUser, Stack, queue_story
+from tests.reliability.conftest import MakeUser, Stack, queue_story
 from tests.reliability.facts import rows, user_money
+from tests.support.users import ApiUser
 
 pytestmark = [
     # The HS512 forgery is short-keyed on purpose; supabase-py's own deprecations are not ours.

@@ -31,6 +31,7 @@ from storyq_local.servers import ThreadedServer, serve_in_thread
 from storyq_local.users import dev_token
 from tests.support.processes import RedisProcess
 from tests.support.stack import private_stack
+from tests.support.users import ApiUser as WebUser
 
 try:  # a clear failure below, not a collection error, when the package is missing
     from playwright.sync_api import (
@@ -81,16 +82,6 @@ class WebStack:
     database_url: str
     redis: RedisProcess
     settings: Settings
-
-
-@dataclass
-class WebUser:
-    id: uuid.UUID
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass

@@ -18,10 +18,10 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from storyq_local.servers import ThreadedServer
+from tests.support.users import ApiUser as WebUser
 from tests.web.conftest import (
     Users,
     WebStack,
-    WebUser,
     WorkerThread,
     cancel_unfinished,
     screenshot,
