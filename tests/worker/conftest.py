@@ -27,7 +27,6 @@ WORKER_TIMINGS: dict[str, float] = {
     "generation_timeout_seconds": 20.0,
     "retry_base_seconds": 0.05,
     "retry_max_seconds": 0.5,
-    "stall_after_seconds": 600.0,
     "worker_poll_seconds": 0.2,
     "worker_time_margin_seconds": 1.0,
 }

@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from storyq.config import Settings
 from storyq.generation import Generator
 from storyq.queue import Dispatcher
-from storyq.store import EnqueueRequest, Store
+from storyq.store import EnqueueRequest, StartedJob, Store
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Summary
 from tests.support.stack import PrivateStack
@@ -64,8 +64,18 @@ async def enqueue(
             max_attempts=max_attempts,
         )
     )
-    await dispatcher.enqueue(str(job.job_id), user_id=str(user))
+    assert job.fence is not None
+    await dispatcher.enqueue(str(job.job_id), user_id=str(user), fence=job.fence)
     return job.job_id
+
+
+async def start(store: Store, settings: Settings, job_id: uuid.UUID, fence: int) -> StartedJob:
+    """What a worker does with its claim: start the attempt in Postgres (it must start)."""
+    started = await store.jobs.start(
+        job_id, fence, max_active=settings.max_active_jobs, live_seconds=settings.lease_seconds
+    )
+    assert isinstance(started, StartedJob), started
+    return started
 
 
 def job_row(database_url: str, job_id: uuid.UUID) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.worker.helpers import (
     eventually,
     job_row,
     ledger,
+    start,
 )
 
 
@@ -132,12 +133,11 @@ async def test_a_processing_job_whose_lease_vanished_is_requeued_once_it_stalls(
     # Given a job started by a worker that then died, and a Redis that lost its lease
     job_id = await enqueue(store, dispatcher, user)
     [claim] = await dispatcher.claim(1, lease_seconds=60)
-    await store.jobs.start(job_id, claim.fence)
+    await start(store, worker_settings, job_id, claim.fence)
     worker_stack.redis.client().flushall()
-    stalls_fast = worker_settings.model_copy(update={"stall_after_seconds": 0.5})
 
-    # When workers sweep after its heartbeat is older than STALL_AFTER_SECONDS
-    summary = await drive(stalls_fast, all_terminal(worker_stack.database_url, [job_id]))
+    # When workers sweep after its heartbeat is older than a lease (LEASE_SECONDS)
+    summary = await drive(worker_settings, all_terminal(worker_stack.database_url, [job_id]))
 
     # Then it was requeued as a lost attempt and completed by attempt 2
     row = job_row(worker_stack.database_url, job_id)

@@ -143,12 +143,12 @@ class QueueStats(_Out):
 
 
 class CleanRequest(_In):
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "cancelled"]
     older_than_seconds: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] = 0
 
 
 class CleanResult(_Out):
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "cancelled"]
     deleted: int
 
 

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=20)
     story_cost: int = Field(default=1, ge=0)
     free_credits: int = Field(default=0, ge=0)
+    # An Idempotency-Key is remembered this long, whatever cleaning does to its job row.
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
 
     generator: Literal["template", "openai"] = "template"
     generation_delay_seconds: float = Field(default=0.0, ge=0)
@@ -64,12 +66,13 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
 
-    # Leases and time limits. A lease lapses when its worker stops heartbeating (every
-    # lease_seconds / 3); a lapsed lease is reaped by the next sweep and counts as an attempt.
+    # Leases and liveness. An attempt is live while its Postgres heartbeat (sent every
+    # min(2 s, lease_seconds / 4)) is younger than lease_seconds: older, it is dead, and a sweep
+    # or a start counts it as a lost attempt. Its worker stops generating once it has gone
+    # 2/3 of that without a confirmed heartbeat, so a dead attempt has stopped. The Redis lease
+    # has the same length and is renewed every lease_seconds / 3 (Upstash bills per command).
     lease_seconds: float = Field(default=60.0, gt=0)
     generation_timeout_seconds: float = Field(default=600.0, gt=0)
-    # A processing row whose heartbeat is this old is requeued even when Redis lost its lease.
-    stall_after_seconds: float = Field(default=180.0, gt=0)
     retry_base_seconds: float = Field(default=5.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
     worker_poll_seconds: float = Field(default=2.0, gt=0)

@@ -1,7 +1,8 @@
-"""One claimed attempt, start to finish: start it in Postgres, generate under heartbeats, then
-complete it, or fail it (retry later or fail for good), or release it unused when the worker
-shuts down, or drop it when another attempt owns the job. Every write is fenced by the attempt
-number (`Claim.fence`).
+"""One claimed attempt, start to finish: start it in Postgres (which refuses it while the global
+cap is reached), generate under heartbeats, then complete it, or fail it (retry later or fail
+for good), or release it unused when the worker shuts down or can no longer prove it is alive,
+or drop it when another attempt owns the job. Every write is fenced by the attempt's token
+(`Claim.fence`, issued by Postgres).
 
 Order matters: the heartbeats stop before the lease is acked or handed back, and Postgres is
 written before Redis, so a crash in between leaves a lease that lapses and a sweep that
@@ -11,7 +12,6 @@ finishes the bookkeeping from what Postgres says.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from dataclasses import dataclass
 from uuid import UUID
@@ -27,12 +27,14 @@ from storyq.store import (
     FailOutcome,
     Failure,
     JobNotFound,
-    JobNotStartable,
     StaleAttempt,
     StartedJob,
+    StartRefused,
+    StoreError,
 )
 from storyq_worker.context import WorkerContext
-from storyq_worker.lease import LeaseKeeper
+from storyq_worker.follow import follow
+from storyq_worker.lease import LeaseKeeper, StopReason
 from storyq_worker.summary import Outcome
 from storyq_worker.telemetry import logger
 
@@ -45,11 +47,11 @@ SHUTDOWN = "worker_shutdown"
 
 @dataclass(frozen=True)
 class _Run:
-    """What the generation came to: a result, an error, or the job taken over by another."""
+    """What the generation came to: a result, an error, or stopped by its lease keeper."""
 
     result: GenerationResult | None = None
     error: GenerationError | None = None
-    superseded: bool = False
+    stopped: StopReason | None = None
 
 
 def _request(job: StartedJob) -> GenerationRequest:
@@ -65,30 +67,57 @@ def _request(job: StartedJob) -> GenerationRequest:
 
 async def run_attempt(ctx: WorkerContext, claim: Claim, *, abandon: asyncio.Event) -> Outcome:
     """Run the claimed attempt; `abandon` set means: stop generating and give the job back."""
-    extra = {"job_id": claim.job_id, "attempt": claim.fence}
+    extra = {"job_id": claim.job_id, "fence": claim.fence}
+    sent = asyncio.get_running_loop().time()
     try:
-        job = await ctx.store.jobs.start(UUID(claim.job_id), claim.fence)
-    except (*_NOT_OURS, JobNotStartable) as exc:
-        logger.info("claim not startable; releasing it", extra={**extra, "reason": exc.code})
+        started = await ctx.store.jobs.start(
+            UUID(claim.job_id),
+            claim.fence,
+            max_active=ctx.dispatcher.max_active,
+            live_seconds=ctx.settings.lease_seconds,
+        )
+    except JobNotFound:
         await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
         return Outcome.SKIPPED
-    logger.info("attempt started", extra=extra)
+    if isinstance(started, StartRefused):
+        return await _refused(ctx, claim, started)
+    logger.info("attempt started", extra={**extra, "attempt": started.attempt})
     began = time.monotonic()
-    run = await _generate(ctx, claim, _request(job), abandon)
+    run = await _generate(ctx, claim, _request(started), abandon, confirmed_at=sent)
     seconds = time.monotonic() - began
     if run.result is not None:
         return await _complete(ctx, claim, run.result, seconds)
-    if run.superseded or run.error is None:
+    if run.stopped is StopReason.UNCONFIRMED:
+        return await _release(ctx, claim, why="no heartbeat confirmed in time")
+    if run.stopped is not None or run.error is None:
         return await _drop(ctx, claim, "superseded while generating")
-    return await _fail(ctx, claim, job, run.error)
+    return await _fail(ctx, claim, started, run.error)
+
+
+async def _refused(ctx: WorkerContext, claim: Claim, refused: StartRefused) -> Outcome:
+    """Postgres would not start the claim: give it back (the cap), or make Redis follow."""
+    extra = {"job_id": claim.job_id, "fence": claim.fence, "reason": refused.reason}
+    if refused.reason == "capacity":
+        logger.info("start refused: the global cap is reached; claim given back", extra=extra)
+        await ctx.dispatcher.unclaim(claim)
+        return Outcome.DEFERRED
+    logger.info("claim not startable", extra=extra)
+    if refused.reason != "running":  # `running`: the lease is that attempt's own; keep it
+        await follow(ctx, claim.job_id, held_fence=claim.fence, state=refused)
+    return Outcome.SKIPPED
 
 
 async def _generate(
-    ctx: WorkerContext, claim: Claim, request: GenerationRequest, abandon: asyncio.Event
+    ctx: WorkerContext,
+    claim: Claim,
+    request: GenerationRequest,
+    abandon: asyncio.Event,
+    *,
+    confirmed_at: float,
 ) -> _Run:
-    keeper = LeaseKeeper(ctx, claim)
+    keeper = LeaseKeeper(ctx, claim, confirmed_at=confirmed_at)
     generation = asyncio.create_task(ctx.generator.generate(request, keeper.progress))
-    keeper.start(on_lost=generation.cancel)
+    keeper.start(on_stop=generation.cancel)
     abandoned = asyncio.create_task(abandon.wait())
     try:
         await asyncio.wait(
@@ -101,8 +130,8 @@ async def _generate(
         generation.cancel()
         await asyncio.wait({generation})
         await keeper.stop()
-    if keeper.lost:
-        return _Run(superseded=True)
+    if keeper.stopped is not None:
+        return _Run(stopped=keeper.stopped)
     return _settle(generation, abandoned=abandon.is_set())
 
 
@@ -127,7 +156,7 @@ async def _complete(
     try:
         await ctx.store.jobs.complete(
             UUID(claim.job_id),
-            attempt=claim.fence,
+            fence=claim.fence,
             content=result.content,
             title=result.title,
             result=result.summary(generation_seconds=seconds),
@@ -137,7 +166,7 @@ async def _complete(
     await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=seconds)
     logger.info(
         "attempt completed",
-        extra={"job_id": claim.job_id, "attempt": claim.fence, "words": result.words},
+        extra={"job_id": claim.job_id, "fence": claim.fence, "words": result.words},
     )
     return Outcome.COMPLETED
 
@@ -146,8 +175,8 @@ async def _fail(
     ctx: WorkerContext, claim: Claim, job: StartedJob, error: GenerationError
 ) -> Outcome:
     if error.code == SHUTDOWN:
-        return await _release(ctx, claim, job)
-    delay = ctx.retry_delay(claim.fence, retry_after=error.retry_after) if error.retryable else 0.0
+        return await _release(ctx, claim, why="the worker shut down")
+    delay = ctx.retry_delay(job.attempt, retry_after=error.retry_after) if error.retryable else 0.0
     failure = Failure(
         code=error.code,
         message=error.message[:_MESSAGE_LIMIT],
@@ -155,53 +184,43 @@ async def _fail(
         retry_delay_seconds=delay,
     )
     try:
-        outcome = await ctx.store.jobs.fail(
-            UUID(claim.job_id), attempt=claim.fence, failure=failure
-        )
+        outcome = await ctx.store.jobs.fail(UUID(claim.job_id), fence=claim.fence, failure=failure)
     except _NOT_OURS:
         return await _drop(ctx, claim, "failed after another attempt took over")
-    extra = {"job_id": claim.job_id, "attempt": claim.fence, "error_code": error.code}
+    await _hand_back(ctx, claim, outcome)
+    extra = {"job_id": claim.job_id, "attempt": job.attempt, "error_code": error.code}
     if not outcome.will_retry:
-        await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
         logger.warning("job failed for good", extra={**extra, "refunded": outcome.refunded})
         return Outcome.FAILED
-    await _hand_back(ctx, claim, job, outcome, delay_seconds=delay)
     logger.info("attempt failed; retrying later", extra={**extra, "delay_seconds": delay})
     return Outcome.RETRIED
 
 
-async def _release(ctx: WorkerContext, claim: Claim, job: StartedJob) -> Outcome:
-    """Shutting down: the attempt goes back unused, and the job to the queue at once."""
+async def _release(ctx: WorkerContext, claim: Claim, *, why: str) -> Outcome:
+    """Give the attempt back unused: the job goes back to the queue at once, uncharged."""
     try:
-        outcome = await ctx.store.jobs.release(UUID(claim.job_id), attempt=claim.fence)
+        outcome = await ctx.store.jobs.release(UUID(claim.job_id), fence=claim.fence)
     except _NOT_OURS:
         return await _drop(ctx, claim, "released after another attempt took over")
-    await _hand_back(ctx, claim, job, outcome, delay_seconds=0.0)
-    logger.info("attempt released at shutdown", extra={"job_id": claim.job_id})
+    except StoreError:
+        # Postgres unreachable: its row goes silent and a sweep counts the attempt as lost.
+        logger.warning("release failed; a sweep will recover the job", exc_info=True)
+        return Outcome.ERROR
+    await _hand_back(ctx, claim, outcome)
+    logger.info("attempt released", extra={"job_id": claim.job_id, "reason": why})
     return Outcome.RELEASED
 
 
-async def _hand_back(
-    ctx: WorkerContext, claim: Claim, job: StartedJob, outcome: FailOutcome, *, delay_seconds: float
-) -> None:
-    """Move the job from our lease to the delayed set with Postgres's attempt count."""
-    hand_back = functools.partial(
-        ctx.dispatcher.retry_later,
-        claim.job_id,
-        user_id=str(job.user_id),
-        attempts=outcome.attempts,
-        delay_seconds=delay_seconds,
-    )
-    if not await hand_back(fence=claim.fence):
-        # The lease lapsed meanwhile (and was reaped): queue it as the sweeper would.
-        await hand_back()
+async def _hand_back(ctx: WorkerContext, claim: Claim, outcome: FailOutcome) -> None:
+    """Redis follows the failed or released attempt: delayed under the new fence, or gone."""
+    await follow(ctx, claim.job_id, held_fence=claim.fence, state=outcome)
 
 
 async def _drop(ctx: WorkerContext, claim: Claim, why: str) -> Outcome:
     """A late finisher changes nothing: log, let go of the lease if it is still ours."""
     logger.warning(
         "result dropped: stale attempt",
-        extra={"job_id": claim.job_id, "attempt": claim.fence, "reason": why},
+        extra={"job_id": claim.job_id, "fence": claim.fence, "reason": why},
     )
     await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
     return Outcome.DROPPED

@@ -1,8 +1,10 @@
 """The drain loop: claim up to the free slots, run the attempts concurrently, and claim again
 the moment one ends, for as long as the caller wants more work.
 
-The global limit lives in Redis (`Dispatcher.claim` never lets more than MAX_ACTIVE_JOBS
-leases exist, whoever asks); `concurrency` only bounds what this one process takes on.
+The global limit is enforced twice: Redis leases no more than MAX_ACTIVE_JOBS (the fast path),
+and Postgres starts no attempt while MAX_ACTIVE_JOBS are processing (the guard: a start it
+refuses goes back to the queue, and this loop claims again only after something changed).
+`concurrency` only bounds what this one process takes on.
 
 Two ways to run it:
 - a Lambda invocation (`poll_seconds=None`): claims while `keep_claiming()` (enough remaining
@@ -52,14 +54,19 @@ class DrainOptions:
 async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
     summary = Summary()
     running: set[asyncio.Task[Outcome]] = set()
+    deferred = False
     try:
         while True:
-            if options.may_claim():
+            if options.may_claim() and not deferred:
                 await _claim(ctx, options, running, summary)
             if not running and options.done_when_idle():
                 return summary
             await _wait_for_change(running, options)
-            if _collect(running, summary) and not options.may_claim():
+            ended = _collect(running, summary)
+            # Postgres refused every start that ended (the cap, though Redis had room until the
+            # leases it lost come back): claim again after the next change or poll, not now.
+            deferred = bool(ended) and all(outcome is Outcome.DEFERRED for outcome in ended)
+            if ended and not deferred and not options.may_claim():
                 await _hand_off(ctx, options)
     finally:
         # Only on an error or cancellation of the drain itself: their leases lapse.
@@ -133,16 +140,18 @@ async def _hand_off(ctx: WorkerContext, options: DrainOptions) -> None:
         await ctx.kicker.hand_off()
 
 
-def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> int:
-    """Count the finished attempts out of `running`; how many there were."""
+def _collect(running: set[asyncio.Task[Outcome]], summary: Summary) -> list[Outcome]:
+    """Take the finished attempts out of `running` and count them; their outcomes."""
     finished = [task for task in running if task.done()]
+    outcomes: list[Outcome] = []
     for task in finished:
         running.discard(task)
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         if exc is not None:
             # The store or Redis failed mid-attempt: its lease lapses and a sweep recovers it.
             logger.error("attempt failed unexpectedly", exc_info=exc)
-            summary.count(Outcome.ERROR)
+            outcomes.append(Outcome.ERROR)
         else:
-            summary.count(task.result())
-    return len(finished)
+            outcomes.append(task.result())
+        summary.count(outcomes[-1])
+    return outcomes

@@ -1,10 +1,19 @@
-"""Keeping a claimed attempt alive: a heartbeat every lease_seconds / 3 to Redis (the lease),
-and every PROGRESS_SECONDS (or as often as the lease, if that is more often) to Postgres
-(liveness and the words written so far, which GET /api/job shows while a story is written).
+"""Keeping a running attempt alive, and stopping it the moment it may no longer run.
 
-Redis saying the lease is gone is not fatal: the generation goes on and the SQL fence decides
-whether its result still counts. Postgres saying the attempt is no longer current is: another
-attempt owns the job, so the generation is cancelled rather than finished for nothing.
+Liveness is decided in Postgres: an attempt is live while its heartbeat there is younger than
+LEASE_SECONDS; older, a sweep or another worker's start counts it as lost and the job may run
+again. So the keeper:
+
+- sends a Postgres heartbeat (with the words written so far) every min(PROGRESS_SECONDS,
+  lease / 4); an answer of False (another fence owns the job) stops the generation at once;
+- stops the generation itself when SELF_FENCE of a lease has passed since the last heartbeat
+  Postgres confirmed (measured from when it was sent, so never later than Postgres's own
+  clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
+  may count its attempt as dead;
+- renews the Redis lease every lease / 3, only after Postgres has confirmed the attempt; Redis
+  follows (a lease it lost is re-created) unless it knows a newer fence, which stops the
+  generation too.
+
 `stop()` returns only after the last heartbeat has been answered, so no heartbeat can extend a
 lease after its generation is over.
 """
@@ -13,50 +22,77 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from enum import StrEnum
 from uuid import UUID
 
 from storyq.queue import Claim
-from storyq.store import StoreError
 from storyq_worker.context import WorkerContext
 from storyq_worker.telemetry import logger
 
-# Postgres is cheap to tell; Upstash bills per command, so the lease is renewed less often.
-PROGRESS_SECONDS = 5.0
+# Postgres is cheap to tell and shows progress; at least this often while text flows.
+PROGRESS_SECONDS = 2.0
+# The share of a lease after which an attempt without a confirmed heartbeat stops itself. The
+# rest (a third of the lease: 20 s at the default 60 s) is the margin against clock rate,
+# scheduling delay and the time a cancelled generation takes to end.
+SELF_FENCE = 2 / 3
+
+
+class StopReason(StrEnum):
+    SUPERSEDED = "superseded"  # Postgres or Redis knows a newer fence: another attempt owns it
+    UNCONFIRMED = "unconfirmed"  # no heartbeat confirmed in time: it may be counted as dead
 
 
 class LeaseKeeper:
-    """Heartbeats for one attempt; `progress` is the generator's on_progress callback."""
+    """Heartbeats for one attempt; `progress` is the generator's on_progress callback.
 
-    def __init__(self, ctx: WorkerContext, claim: Claim) -> None:
+    `confirmed_at` is the event-loop time at which the request that last proved the attempt
+    live was sent (the start). After `stop()`, `stopped` says why the keeper ended the
+    generation, or is None when it did not.
+    """
+
+    def __init__(self, ctx: WorkerContext, claim: Claim, *, confirmed_at: float) -> None:
         self._ctx = ctx
         self._claim = claim
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._confirmed_at = confirmed_at
+        lease = ctx.settings.lease_seconds
+        self._beat_every = min(PROGRESS_SECONDS, lease / 4)
+        self._renew_every = lease / 3
+        self._fence_after = lease * SELF_FENCE
         self.words = 0
-        self.lost = False
+        self.stopped: StopReason | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self.stopped is not None
 
     def progress(self, words: int) -> None:
         self.words = words
 
-    def start(self, on_lost: Callable[[], object]) -> None:
-        self._task = asyncio.create_task(self._keep(on_lost), name=f"lease-{self._claim.job_id}")
+    def start(self, on_stop: Callable[[], object]) -> None:
+        self._task = asyncio.create_task(self._keep(on_stop), name=f"lease-{self._claim.job_id}")
 
     async def stop(self) -> None:
         self._stop.set()
         if self._task is not None:
             await self._task
 
-    async def _keep(self, on_lost: Callable[[], object]) -> None:
+    def _time_left(self) -> float:
+        """Seconds until the attempt must have stopped unless a heartbeat is confirmed."""
+        return self._confirmed_at + self._fence_after - asyncio.get_running_loop().time()
+
+    async def _keep(self, on_stop: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
-        lease_every = self._ctx.settings.lease_seconds / 3
-        renew_at = loop.time() + lease_every
-        while not await self._stopped_within(min(lease_every, PROGRESS_SECONDS)):
-            renew = loop.time() >= renew_at - 0.01
-            if renew:
-                renew_at = loop.time() + lease_every
-            if not await self._beat(renew_lease=renew):
-                self.lost = True
-                on_lost()
+        renew_at = loop.time() + self._renew_every
+        while not await self._stopped_within(min(self._beat_every, max(0.0, self._time_left()))):
+            reason = await self._beat()
+            if reason is None and loop.time() >= renew_at - 0.01:
+                renew_at = loop.time() + self._renew_every
+                reason = await self._renew_lease()
+            if reason is not None:
+                self.stopped = reason
+                on_stop()
                 return
 
     async def _stopped_within(self, seconds: float) -> bool:
@@ -66,36 +102,42 @@ class LeaseKeeper:
             return False
         return True
 
-    async def _renew_lease(self) -> bool:
-        ctx = self._ctx
-        return await ctx.dispatcher.heartbeat(
-            self._claim.job_id,
-            self._claim.fence,
-            lease_seconds=ctx.settings.lease_seconds,
-            user_id=self._claim.user_id,
-        )
-
-    async def _nothing(self) -> None:
+    async def _beat(self) -> StopReason | None:
+        """The Postgres heartbeat: why the generation must stop, or None."""
+        claim, ctx = self._claim, self._ctx
+        extra = {"job_id": claim.job_id, "fence": claim.fence}
+        sent = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(max(0.0, self._time_left())):
+                owned = await ctx.store.jobs.heartbeat(
+                    UUID(claim.job_id), claim.fence, words=self.words
+                )
+        except Exception as exc:  # StoreError, a timeout, anything: not confirmed
+            if self._time_left() > 0:
+                logger.warning("database heartbeat failed", extra=extra, exc_info=exc)
+                return None
+            logger.warning("no heartbeat confirmed in time; stopping the generation", extra=extra)
+            return StopReason.UNCONFIRMED
+        if not owned:
+            logger.warning("attempt superseded; stopping its generation", extra=extra)
+            return StopReason.SUPERSEDED
+        self._confirmed_at = sent
         return None
 
-    async def _beat(self, *, renew_lease: bool) -> bool:
-        """False only when Postgres says this attempt no longer owns the job."""
+    async def _renew_lease(self) -> StopReason | None:
+        """The Redis lease, re-created if Redis lost it; a failure there is not fatal."""
         claim, ctx = self._claim, self._ctx
-        lease, row = await asyncio.gather(
-            self._renew_lease() if renew_lease else self._nothing(),
-            ctx.store.jobs.heartbeat(UUID(claim.job_id), claim.fence, words=self.words),
-            return_exceptions=True,
-        )
-        extra = {"job_id": claim.job_id, "attempt": claim.fence}
-        if lease is False:
-            logger.warning("lease lapsed; generating on, the fence will decide", extra=extra)
-        elif isinstance(lease, BaseException):
-            logger.warning("Redis heartbeat failed", extra=extra, exc_info=lease)
-        if isinstance(row, StoreError):
-            logger.warning("database heartbeat failed", extra=extra, exc_info=row)
-            return True
-        if isinstance(row, BaseException):
-            raise row
-        if not row:
-            logger.warning("attempt superseded; cancelling its generation", extra=extra)
-        return row
+        try:
+            held = await ctx.dispatcher.heartbeat(
+                claim.job_id,
+                claim.fence,
+                lease_seconds=ctx.settings.lease_seconds,
+                user_id=claim.user_id,
+            )
+        except Exception:  # Redis down: Postgres still fences and caps the attempt
+            logger.warning("Redis heartbeat failed", extra={"job_id": claim.job_id}, exc_info=True)
+            return None
+        if not held:
+            logger.warning("Redis knows a newer fence; stopping", extra={"job_id": claim.job_id})
+            return StopReason.SUPERSEDED
+        return None

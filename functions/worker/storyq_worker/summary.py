@@ -15,6 +15,7 @@ class Outcome(StrEnum):
     RELEASED = "released"  # given back unfinished because the worker is shutting down
     DROPPED = "dropped"  # another attempt owns the job now: this one's result was discarded
     SKIPPED = "skipped"  # the job could not start (cancelled, finished, or a stale claim)
+    DEFERRED = "deferred"  # Postgres refused the start (the global cap): the claim went back
     ERROR = "error"  # the store or Redis failed us; the lease lapses and the sweep recovers
 
 
@@ -31,6 +32,8 @@ class Summary:
     released: int = 0
     dropped: int = 0
     skipped: int = 0
+    deferred: int = 0
+    orphans: int = 0
     errors: int = 0
 
     def count(self, outcome: Outcome) -> None:

@@ -1,18 +1,22 @@
 """The sweep every invocation starts with: put right what dead workers and a lossy Redis left.
 
-Counts: `reaped` leases, `requeued` jobs given another attempt, `failed` jobs whose last
-attempt was lost (failed and refunded), `rebuilt` jobs put back from Postgres, `promoted`.
+Postgres decides; Redis follows (`follow`). Counts: `reaped` leases, `requeued` jobs given
+another attempt, `failed` jobs whose last attempt was lost (failed and refunded), `rebuilt` jobs
+put back from Postgres, `promoted` retries, `orphans` forgotten.
 
-1. Reap leases that expired (their worker died or hung): the attempt is recorded as failed
-   (`worker_lost`, retryable) in Postgres, then the job is delayed for its next attempt, or,
-   when that was its last attempt, forgotten in Redis (Postgres has failed and refunded it).
-2. Requeue stalled jobs: processing rows whose heartbeat is older than STALL_AFTER_SECONDS and
-   that hold no lease in Redis (Redis lost it: flushed, evicted, restarted).
-3. Rebuild: every pending job Postgres has and Redis lacks goes back into the queue, so after a
-   FLUSHALL nothing is lost; the jobs Postgres has running go along, and when Redis lost its
-   state (no ready mark, decided atomically in Redis) they get their leases back before the
-   queue takes claims again, so they count against the global cap.
+1. Reap leases that expired in Redis and ask Postgres about each attempt: one silent for a
+   lease (LEASE_SECONDS) is dead and counts as a failed attempt (`worker_lost`): delayed for
+   its next attempt, or failed and refunded when it was the last. One whose Postgres heartbeat
+   is fresh is alive (its worker only missed Redis): its lease is held again, never handed to
+   another worker. Whatever else Postgres says (finished, superseded, never started), Redis
+   follows, so nothing of a finished job is left behind.
+2. Requeue stalled jobs: processing rows silent for a lease, whatever Redis says (it may have
+   lost their leases).
+3. Rebuild from one Postgres snapshot: every pending job Redis lacks goes back into the queue,
+   so after a FLUSHALL nothing is lost; when Redis lost its state (no ready mark, decided
+   atomically in Redis) the running jobs get their leases back before claims resume.
 4. Promote delayed retries that are due.
+5. Forget orphaned bookkeeping (a bounded walk of the jobs hash) and expired idempotency keys.
 
 Each step stands alone: one failing is logged and the others still run.
 """
@@ -23,12 +27,16 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from storyq.queue import PendingJob, RunningJob
-from storyq.store import FailOutcome, JobNotFound, StaleAttempt
+from storyq.store import LostAttempt
 from storyq_worker.context import WorkerContext
+from storyq_worker.follow import follow
 from storyq_worker.summary import Summary
 from storyq_worker.telemetry import logger
 
 REAP_BATCH = 100
+# Hash fields of the jobs hash looked at per sweep for orphans (three per job).
+ORPHAN_SCAN = 300
+IDEMPOTENCY_PURGE_BATCH = 1000
 
 
 async def sweep(ctx: WorkerContext) -> Summary:
@@ -38,6 +46,7 @@ async def sweep(ctx: WorkerContext) -> Summary:
         ("stalled", _requeue_stalled),
         ("rebuild", _rebuild),
         ("promote", _promote),
+        ("housekeeping", _housekeeping),
     ]
     for name, step in steps:
         try:
@@ -48,98 +57,99 @@ async def sweep(ctx: WorkerContext) -> Summary:
 
 
 async def _record_lost(
-    ctx: WorkerContext, *, job_id: str, user_id: str, attempt: int, why: str
-) -> FailOutcome | None:
-    """Count a dead attempt as failed and re-dispatch or forget the job; None if stale."""
-    delay = ctx.retry_delay(attempt)
-    try:
-        outcome = await ctx.store.jobs.requeue_stalled(
-            UUID(job_id),
-            attempt=attempt,
-            error_code="worker_lost",
-            error_message=why,
-            retry_delay_seconds=delay,
-        )
-    except (StaleAttempt, JobNotFound):
-        # Nothing ran under this attempt, or it already finished: Postgres says what is true
-        # and the rebuild step below re-dispatches the job if it is pending.
-        return None
-    if outcome.will_retry:
-        await ctx.dispatcher.retry_later(
-            job_id, user_id=user_id, attempts=outcome.attempts, delay_seconds=delay
-        )
-    else:
-        await ctx.dispatcher.remove(job_id)
-    logger.warning(
-        "worker lost",
-        extra={"job_id": job_id, "attempt": attempt, "status": outcome.status, "reason": why},
+    ctx: WorkerContext, *, job_id: str, fence: int, attempt: int, why: str
+) -> LostAttempt:
+    """Ask Postgres about the attempt `fence` (dead if silent for a lease) and make Redis
+    follow what it says."""
+    lost = await ctx.store.jobs.requeue_stalled(
+        UUID(job_id),
+        fence=fence,
+        live_seconds=ctx.settings.lease_seconds,
+        error_code="worker_lost",
+        error_message=why,
+        retry_delay_seconds=ctx.retry_delay(attempt),
     )
-    return outcome
+    await follow(ctx, job_id, held_fence=fence, state=lost)
+    if lost.outcome in ("requeued", "failed"):
+        logger.warning(
+            "worker lost",
+            extra={"job_id": job_id, "fence": fence, "status": lost.status, "reason": why},
+        )
+    return lost
 
 
 async def _reap_expired(ctx: WorkerContext, summary: Summary) -> None:
     for claim in await ctx.dispatcher.reap_expired(REAP_BATCH):
         summary.reaped += 1
-        outcome = await _record_lost(
-            ctx,
-            job_id=claim.job_id,
-            user_id=claim.user_id,
-            attempt=claim.fence,
-            why="the worker's lease expired",
-        )
-        _count(summary, outcome)
+        try:
+            lost = await _record_lost(
+                ctx,
+                job_id=claim.job_id,
+                fence=claim.fence,
+                attempt=0,
+                why="the worker's lease expired",
+            )
+        except Exception:
+            # Postgres unreachable: hold the lease again so the job still counts against the
+            # cap; the next sweep asks again.
+            logger.exception("lost attempt not recorded", extra={"job_id": claim.job_id})
+            await ctx.dispatcher.heartbeat(
+                claim.job_id,
+                claim.fence,
+                lease_seconds=ctx.settings.lease_seconds,
+                user_id=claim.user_id,
+            )
+            continue
+        _count(summary, lost)
 
 
 async def _requeue_stalled(ctx: WorkerContext, summary: Summary) -> None:
-    seconds = ctx.settings.stall_after_seconds
-    stalled = await ctx.store.jobs.stalled(stalled_for_seconds=seconds)
-    if not stalled:
-        return
-    leased = await ctx.dispatcher.active_job_ids()
-    for job in stalled:
-        if str(job.job_id) in leased:
-            continue  # its lease will lapse and be reaped; that path records it
-        outcome = await _record_lost(
+    seconds = ctx.settings.lease_seconds
+    for job in await ctx.store.jobs.stalled(stalled_for_seconds=seconds):
+        lost = await _record_lost(
             ctx,
             job_id=str(job.job_id),
-            user_id=str(job.user_id),
+            fence=job.fence,
             attempt=job.attempt,
-            why=f"no heartbeat for {seconds:g} s and no lease",
+            why=f"no heartbeat for {seconds:g} s",
         )
-        _count(summary, outcome)
+        _count(summary, lost)
 
 
-def _count(summary: Summary, outcome: FailOutcome | None) -> None:
-    if outcome is None:
-        return
-    if outcome.will_retry:
+def _count(summary: Summary, lost: LostAttempt) -> None:
+    if lost.outcome == "requeued":
         summary.requeued += 1
-    else:
+    elif lost.outcome == "failed":
         summary.failed += 1
 
 
 async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
-    # Read before the pending jobs: a job that starts in between is then leased in Redis.
-    running = [
-        RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), attempt=job.attempt)
-        for job in await ctx.store.jobs.stalled(stalled_for_seconds=0)
-    ]
-    pending = await ctx.store.jobs.dispatchable()
+    snapshot = await ctx.store.jobs.dispatch_snapshot()
     summary.rebuilt += await ctx.dispatcher.rebuild(
         [
             PendingJob(
                 job_id=str(job.job_id),
                 user_id=str(job.user_id),
-                attempts=job.attempts,
+                fence=job.fence,
                 queued_at=job.queued_at,
                 next_attempt_at=job.next_attempt_at,
             )
-            for job in pending
+            for job in snapshot.pending
         ],
-        running=running,
+        running=[
+            RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), fence=job.fence)
+            for job in snapshot.running
+        ],
         lease_seconds=ctx.settings.lease_seconds,
     )
 
 
 async def _promote(ctx: WorkerContext, summary: Summary) -> None:
     summary.promoted += await ctx.dispatcher.promote_due()
+
+
+async def _housekeeping(ctx: WorkerContext, summary: Summary) -> None:
+    summary.orphans += await ctx.dispatcher.sweep_orphans(ORPHAN_SCAN)
+    await ctx.store.jobs.purge_idempotency_keys(
+        ttl_seconds=ctx.settings.idempotency_ttl_seconds, limit=IDEMPOTENCY_PURGE_BATCH
+    )

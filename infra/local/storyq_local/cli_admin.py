@@ -126,7 +126,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     stats.set_defaults(run=_refusing_store_errors(_cmd_stats))
 
     clean = verbs.add_parser("clean", help="delete finished job rows (stories stay)")
-    clean.add_argument("status", choices=["completed", "failed"])
+    clean.add_argument("status", choices=["completed", "failed", "cancelled"])
     clean.add_argument(
         "--older-than",
         default="0",

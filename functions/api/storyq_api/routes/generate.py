@@ -135,6 +135,7 @@ async def _enqueue(
         idempotency_key=key,
         request_hash=request_hash(body),
         free_credits=settings.free_credits,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
     )
     try:
         return await services.store.jobs.enqueue(request)
@@ -145,12 +146,12 @@ async def _enqueue(
 
 async def _dispatch(services: Services, enqueued: EnqueuedJob, *, user_id: UUID) -> Position | None:
     """Into the Redis queue (idempotent, so a replay re-adds a job Redis lost)."""
-    if enqueued.status != "pending":
+    if enqueued.status != "pending" or enqueued.fence is None:
         return None
     return await unless_redis_down(
         "enqueue",
         services.dispatcher.enqueue(
-            str(enqueued.job_id), user_id=str(user_id), attempts=enqueued.attempts
+            str(enqueued.job_id), user_id=str(user_id), fence=enqueued.fence
         ),
         within_seconds=services.redis_timeout,
     )

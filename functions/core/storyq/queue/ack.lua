@@ -1,17 +1,29 @@
--- ack: the job is finished (done, or failed for good): drop its lease and its bookkeeping, and
--- feed its generation time into the rolling mean behind the ETA.
+-- ack: the attempt is over with the job (completed, failed for good, refused at start, or
+-- found stale): unless Redis knows a newer fence, drop every entry of the job (lease,
+-- waiting, delayed) and its bookkeeping; and feed the generation time into the rolling mean
+-- behind the ETA.
 -- KEYS[1] active   ZSET job -> lease expiry (ms)
--- KEYS[2] jobs     HASH <job>:user, <job>:attempts, <job>:weight
+-- KEYS[2] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[3] stats    HASH mean_seconds, samples
+-- KEYS[4] waiting  ZSET job -> fair-share score
+-- KEYS[5] delayed  ZSET job -> due time (ms)
+-- KEYS[6] finish   ZSET user -> last finish tag
+-- KEYS[7] fair     HASH vtime, seq
 -- ARGV[1] job id
--- ARGV[2] fence (attempt number) the caller was given by claim
+-- ARGV[2] fence of the caller's attempt
 -- ARGV[3] generation time in seconds, or '' to leave the mean alone
--- Returns 1 when the lease was removed, 0 when it is gone (reaped) or the fence is stale.
-local active, jobs, stats = KEYS[1], KEYS[2], KEYS[3]
-local job, fence, seconds = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if not holds_lease(active, jobs, job, fence) then return 0 end
-redis.call('ZREM', active, job)
+-- Returns 1 when the caller's lease was removed, 0 when it was not held (reaped, or a newer
+-- fence owns the job; a newer fence's entries are left alone).
+local active, jobs, stats, waiting, delayed, finish, fair =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local job, fence, seconds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local known = fence_of(jobs, job)
+if known and known ~= fence then return 0 end
+local held = redis.call('ZREM', active, job)
+unwait(waiting, finish, fair, jobs, job)
+redis.call('ZREM', delayed, job)
 forget(jobs, job)
+if held == 0 then return 0 end
 if seconds then
   local current = redis.call('HMGET', stats, 'mean_seconds', 'samples')
   local samples = tonumber(current[2] or '0')

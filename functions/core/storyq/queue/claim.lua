@@ -3,7 +3,7 @@
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
--- KEYS[4] jobs     HASH <job>:user, <job>:attempts, <job>:weight
+-- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq
 -- KEYS[7] ready    STRING present once the queue mirrors Postgres (see restore_leases.lua)
@@ -11,9 +11,11 @@
 -- ARGV[2] lease length (ms)
 -- ARGV[3] max_active: the global cap on leases (every lease not yet reaped counts)
 -- ARGV[4] how many due retries to promote at most
--- Returns a flat array {job, user, fence, job, user, fence, ...}; the fence is the job's
--- attempt number, counted here (attempts + 1). Returns -1, and leases nothing, while `ready`
--- is missing: after a flush the leases of running jobs are gone until a sweep restores them.
+-- Returns a flat array {job, user, fence, score, job, user, fence, score, ...}: the fence is
+-- the token Postgres issued for the attempt (0 if Redis lost it: the start is then refused),
+-- the score the job's place in the waiting set (for `unclaim`). Returns -1, and leases
+-- nothing, while `ready` is missing: after a flush the leases of running jobs are gone until a
+-- sweep restores them.
 local waiting, delayed, active, jobs, finish, fair, ready =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if redis.call('EXISTS', ready) == 0 then return -1 end
@@ -30,12 +32,12 @@ local expiry = fmt_int(now + tonumber(ARGV[2]))
 local claims = {}
 for i = 1, #popped, 2 do
   local job = popped[i]
-  local fence = redis.call('HINCRBY', jobs, job .. ':attempts', 1)
-  local user = redis.call('HGET', jobs, job .. ':user') or ''
+  local info = redis.call('HMGET', jobs, job .. ':user', job .. ':fence')
   redis.call('ZADD', active, expiry, job)
   claims[#claims + 1] = job
-  claims[#claims + 1] = user
-  claims[#claims + 1] = fence
+  claims[#claims + 1] = info[1] or ''
+  claims[#claims + 1] = tonumber(info[2] or '0')
+  claims[#claims + 1] = popped[i + 1]
 end
 
 -- Virtual time advances to the tag of the last job served; tags at or below it no longer

@@ -53,14 +53,40 @@ local function promote(delayed, waiting, jobs, finish, fair, now, limit)
   return #due
 end
 
--- The lease of `job` is live and its fence is `fence`: the caller may act on it.
+-- The fencing token Redis knows for `job` (issued by Postgres, only ever grows), or nil.
+local function fence_of(jobs, job)
+  return tonumber(redis.call('HGET', jobs, job .. ':fence'))
+end
+
+-- The lease of `job` is held under `fence`: the caller may act on it.
 local function holds_lease(active, jobs, job, fence)
   if not redis.call('ZSCORE', active, job) then return false end
-  return redis.call('HGET', jobs, job .. ':attempts') == fence
+  return fence_of(jobs, job) == tonumber(fence)
 end
 
 local function forget(jobs, job)
-  redis.call('HDEL', jobs, job .. ':user', job .. ':attempts', job .. ':weight')
+  redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight')
+end
+
+-- Take `job` out of the waiting set and give its user back the virtual time it was charged
+-- (its cost), so a user who withdraws jobs is not served later for them. Returns 1 if it was
+-- waiting. Once nothing waits, the fair-share clock starts again at 0 (as in claim).
+local function unwait(waiting, finish, fair, jobs, job)
+  if redis.call('ZREM', waiting, job) == 0 then return 0 end
+  local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
+  local user, weight = info[1], tonumber(info[2] or '1')
+  if user then
+    local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
+    local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
+    local back = last - math.max(1, math.floor(TAG_UNITS / weight + 0.5))
+    if back <= vtime then
+      redis.call('ZREM', finish, user)
+    else
+      redis.call('ZADD', finish, fmt_int(back), user)
+    end
+  end
+  if redis.call('ZCARD', waiting) == 0 then redis.call('DEL', fair, finish) end
+  return 1
 end
 
 local function is_queued(waiting, delayed, active, job)

@@ -5,48 +5,18 @@ Postgres is the truth; everything here can be rebuilt from its pending jobs (`re
 Each operation is one Lua script, so one EVALSHA: one Upstash request (see `scripts`).
 Time is Redis's own clock (TIME inside the scripts), never the caller's.
 
-API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async):
+Fencing: every job entry carries the fencing token Postgres issued for the job's next (pending)
+or running attempt (`story_jobs.fence`, only ever grows). Scripts compare tokens, so an entry
+written by a stale caller never replaces a newer one, and a stale attempt cannot touch the
+lease of its successor. Redis is the fast path for the global cap; Postgres enforces it when an
+attempt starts (`start_story_job`), so a lost or wrong lease here costs a refused start, never
+a sixth generation.
 
-- `enqueue(job_id, *, user_id, attempts=0, weight=1.0) -> Position | None`: idempotent. Adds
-  the job to the waiting set with a start-time-fair-queuing score (max(virtual time, the
-  user's last tag) + 1/weight), so users interleave and one user's jobs stay FIFO; `weight` is
-  the user's share (from the plan; 1 is the default, meaningful from 0.01 to 1000). Returns its
-  position (also when it was already waiting); None when it is delayed or leased (untouched).
-- `position(job_id) -> Position | None`: rank, queue length, active leases and ETA minutes;
-  None when the job is not waiting (delayed, leased or unknown).
-- `claim(limit, *, lease_seconds) -> list[Claim]`: promotes due retries, then leases up to
-  `limit` jobs in score order while fewer than `max_active` leases exist (a lease counts until
-  it is acked, retried or reaped). `Claim.fence` is the attempt number (stored attempts + 1),
-  the number the worker's SQL calls are fenced with. Raises `QueueNotReady` when Redis has not
-  been rebuilt since it was flushed (or is new): a sweep's `rebuild` must run first.
-- `heartbeat(job_id, fence, *, lease_seconds, user_id="") -> bool`: extends the lease from now;
-  False when the fence is stale or the lease was reaped. A lease Redis forgot (flush, eviction)
-  is re-created, so the generation counts against the cap again.
-- `ack(job_id, fence, *, generation_seconds) -> bool`: the job is finished (completed, or failed
-  for good): removes the lease and the job's bookkeeping, and feeds `generation_seconds` (when
-  given) into the rolling mean. False, and nothing changes, for a stale fence or reaped lease.
-- `retry_later(job_id, *, user_id, attempts, delay_seconds, fence=None) -> bool`: moves the job
-  to the delayed set for `delay_seconds` (see `backoff.retry_delay`). With `fence`, only the
-  live lease's holder may, and its lease goes; without (after `reap_expired`), only while no
-  lease is held. `claim`/`promote_due` put it back in the waiting set when due, scored as a
-  new arrival of its user at that moment (so behind that user's jobs already waiting).
-- `promote_due(limit=100) -> int`: moves due retries to the waiting set; returns how many.
-- `reap_expired(limit=100) -> list[Claim]`: removes leases whose expiry passed and returns them,
-  each to exactly one caller, who records the failed attempt in Postgres and then calls
-  `retry_later` (no fence) or `remove`.
-- `remove(job_id) -> bool`: cancel: drops a waiting or delayed job (True) and forgets its
-  bookkeeping; a leased job is left alone (False).
-- `counts() -> QueueCounts`: waiting, active, delayed, avg_generation_seconds.
-- `empty() -> list[str]`: removes every waiting and delayed job; returns their ids.
-- `rebuild(jobs, *, running=(), lease_seconds=60) -> int`: adds the pending jobs Redis lacks (in
-  none of waiting, delayed, active) in `queued_at` order; a future `next_attempt_at` goes to
-  the delayed set. Then, only if Redis lost its state since the last rebuild (no ready mark;
-  decided atomically in the script), restores a lease (fenced by its attempt) for each
-  `running` job that has none; and marks the queue ready for claims. Pass every job Postgres
-  has running each time. Returns how many jobs were added. Costs about one Redis command per
-  job already present.
-- `is_ready() -> bool`: whether claims are allowed (False after a FLUSHALL until `rebuild`).
-- `active_job_ids() -> set[str]`: the jobs holding a lease (live or lapsed, not yet reaped).
+API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async; each method's
+docstring gives its contract):
+`enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `promote_due`,
+`reap_expired`, `remove`, `counts`, `empty`, `rebuild`, `sweep_orphans`, `is_ready`,
+`active_job_ids`.
 
 Key layout: `keys.QueueKeys`.
 """
@@ -79,11 +49,14 @@ class QueueNotReady(RuntimeError):
 
 @dataclass(frozen=True)
 class Claim:
-    """A lease on a job: `fence` is the attempt number that holds it."""
+    """A lease on a job: `fence` is the token of the attempt it is for (0 when Redis lost it;
+    Postgres then refuses the start), `score` the job's place in the waiting set (opaque; what
+    `unclaim` puts it back at)."""
 
     job_id: str
     user_id: str
     fence: int
+    score: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,20 +69,20 @@ class QueueCounts:
 
 @dataclass(frozen=True)
 class RunningJob:
-    """A processing job as Postgres knows it: `attempt` is the fence of its lease."""
+    """A processing job as Postgres knows it: `fence` is its running attempt's token."""
 
     job_id: str
     user_id: str
-    attempt: int
+    fence: int
 
 
 @dataclass(frozen=True)
 class PendingJob:
-    """A pending job as Postgres knows it, for `rebuild`."""
+    """A pending job as Postgres knows it, for `rebuild`: `fence` is its next attempt's token."""
 
     job_id: str
     user_id: str
-    attempts: int
+    fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
     weight: float = 1.0
@@ -126,17 +99,24 @@ class Dispatcher:
         self.keys = QueueKeys(prefix)
 
     async def enqueue(
-        self, job_id: str, *, user_id: str, attempts: int = 0, weight: float = 1.0
+        self, job_id: str, *, user_id: str, fence: int, weight: float = 1.0
     ) -> Position | None:
+        """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
+        queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
+        and one user's jobs stay FIFO. `weight` is the user's share (1 by default, meaningful
+        from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
+        None when it is delayed or leased, or Redis knows a newer fence (nothing changes)."""
         k = self.keys
         reply = await scripts.ENQUEUE.run(
             self._redis,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats],
-            [_job(job_id), user_id, str(_count(attempts)), _weight(weight)],
+            [_job(job_id), user_id, str(_fence(fence)), _weight(weight)],
         )
         return self._position(reply)
 
     async def position(self, job_id: str) -> Position | None:
+        """Rank (0-based), queue length, active leases and ETA minutes, in O(log n); None when
+        the job is not waiting (delayed, leased or unknown)."""
         k = self.keys
         reply = await scripts.POSITION.run(
             self._redis, [k.waiting, k.active, k.stats], [_job(job_id)]
@@ -144,6 +124,12 @@ class Dispatcher:
         return self._position(reply)
 
     async def claim(self, limit: int, *, lease_seconds: float) -> list[Claim]:
+        """Promote due retries, then lease up to `limit` jobs in score order while fewer than
+        `max_active` leases exist (a lease counts until it is acked, retried or reaped). The
+        claimer must then start the attempt in Postgres with `Claim.fence`.
+
+        Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
+        a sweep's `rebuild` must run first."""
         if limit <= 0:
             return []
         k = self.keys
@@ -154,11 +140,26 @@ class Dispatcher:
         )
         if reply == -1:
             raise QueueNotReady("the queue must be rebuilt from Postgres before claims")
-        return _claims(reply)
+        return _claims(reply, width=4)
+
+    async def unclaim(self, claim: Claim) -> bool:
+        """Give a claim back untouched (Postgres refused the start: the cap is reached): the
+        lease goes and the job waits again at its old score. False when the lease is gone."""
+        k = self.keys
+        reply = await scripts.UNCLAIM.run(
+            self._redis,
+            [k.waiting, k.active, k.jobs],
+            [_job(claim.job_id), str(claim.fence), claim.score or "0"],
+        )
+        return reply == 1
 
     async def heartbeat(
         self, job_id: str, fence: int, *, lease_seconds: float, user_id: str = ""
     ) -> bool:
+        """Hold the lease of the running attempt `fence` for `lease_seconds` from now. Call it
+        only once Postgres has confirmed the attempt (a heartbeat there): a lease that lapsed,
+        was reaped or was forgotten is re-created and stale entries of the job go. False when
+        Redis knows a newer fence: the attempt is superseded and must stop."""
         k = self.keys
         reply = await scripts.HEARTBEAT.run(
             self._redis,
@@ -168,37 +169,37 @@ class Dispatcher:
         return reply == 1
 
     async def ack(self, job_id: str, fence: int, *, generation_seconds: float | None) -> bool:
+        """The attempt `fence` is over with the job (completed, failed for good, refused or
+        found stale): unless Redis knows a newer fence, every entry of the job and its
+        bookkeeping go, and `generation_seconds` (when given) feeds the rolling mean. True when
+        the attempt's lease was still held."""
         seconds = "" if generation_seconds is None else repr(max(0.0, float(generation_seconds)))
         k = self.keys
         reply = await scripts.ACK.run(
-            self._redis, [k.active, k.jobs, k.stats], [_job(job_id), str(fence), seconds]
+            self._redis,
+            [k.active, k.jobs, k.stats, k.waiting, k.delayed, k.finish, k.fair],
+            [_job(job_id), str(fence), seconds],
         )
         return reply == 1
 
     async def retry_later(
-        self,
-        job_id: str,
-        *,
-        user_id: str,
-        attempts: int,
-        delay_seconds: float,
-        fence: int | None = None,
+        self, job_id: str, *, user_id: str, fence: int, delay_seconds: float
     ) -> bool:
+        """Move the job to the delayed set for `delay_seconds` (see `backoff.retry_delay`)
+        under `fence`, the token Postgres issued for its next attempt; older entries of the
+        job (the failed attempt's lease) go. `claim`/`promote_due` put it back in the waiting
+        set when due, scored as a new arrival of its user. False when Redis knows a newer
+        fence (nothing changes)."""
         k = self.keys
         reply = await scripts.RETRY_LATER.run(
             self._redis,
             [k.waiting, k.delayed, k.active, k.jobs],
-            [
-                _job(job_id),
-                user_id,
-                str(_count(attempts)),
-                _ms(max(0.0, delay_seconds)),
-                "" if fence is None else str(fence),
-            ],
+            [_job(job_id), user_id, str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
         return reply == 1
 
     async def promote_due(self, limit: int = 100) -> int:
+        """Move due retries to the waiting set; how many moved."""
         k = self.keys
         reply = await scripts.PROMOTE_DUE.run(
             self._redis, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
@@ -206,18 +207,25 @@ class Dispatcher:
         return _int(reply)
 
     async def reap_expired(self, limit: int = 100) -> list[Claim]:
+        """Remove leases whose expiry passed and return them, each to exactly one caller, who
+        asks Postgres what became of the attempt and makes Redis follow."""
         k = self.keys
         reply = await scripts.REAP_EXPIRED.run(self._redis, [k.active, k.jobs], [str(limit)])
         return _claims(reply)
 
     async def remove(self, job_id: str) -> bool:
+        """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
+        user back the fair-share time it was charged; a leased job is left alone (False)."""
         k = self.keys
         reply = await scripts.REMOVE.run(
-            self._redis, [k.waiting, k.delayed, k.active, k.jobs], [_job(job_id)]
+            self._redis,
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
+            [_job(job_id)],
         )
         return _int(reply) > 0
 
     async def counts(self) -> QueueCounts:
+        """Waiting, active (leases), delayed, and the rolling mean generation time."""
         k = self.keys
         reply = _list(
             await scripts.COUNTS.run(self._redis, [k.waiting, k.active, k.delayed, k.stats], [])
@@ -231,6 +239,8 @@ class Dispatcher:
         )
 
     async def empty(self) -> list[str]:
+        """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
+        their ids, waiting ones first."""
         k = self.keys
         reply = await scripts.EMPTY.run(
             self._redis, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], []
@@ -244,6 +254,13 @@ class Dispatcher:
         running: Sequence[RunningJob] = (),
         lease_seconds: float = 60.0,
     ) -> int:
+        """Add the pending jobs Redis lacks (in none of waiting, delayed, active, and no newer
+        fence known) in `queued_at` order; a future `next_attempt_at` goes to the delayed set.
+        Then, only if Redis lost its state since the last rebuild (no ready mark; decided
+        atomically in the script), restore a lease for each `running` job that has none; and
+        mark the queue ready for claims. Pass both lists from one Postgres snapshot
+        (`JobStore.dispatch_snapshot`), every time. Returns how many jobs were added. Costs
+        about one Redis command per job already present."""
         ordered = sorted(_unique(jobs), key=lambda job: (_utc(job.queued_at), job.job_id))
         k = self.keys
         keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair]
@@ -259,15 +276,27 @@ class Dispatcher:
         script sees the mark and restores every lease, or none, atomically."""
         k = self.keys
         args = [_ms(lease_seconds)]
-        args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.attempt))]
+        args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.fence))]
         return _int(
             await scripts.RESTORE_LEASES.run(self._redis, [k.active, k.jobs, k.ready], args)
         )
 
+    async def sweep_orphans(self, count: int = 100) -> int:
+        """Forget the bookkeeping of jobs in none of waiting, delayed, active, looking at about
+        `count` hash fields per call (the walk resumes where the last call stopped); how many
+        jobs were forgotten."""
+        k = self.keys
+        reply = await scripts.SWEEP_ORPHANS.run(
+            self._redis, [k.jobs, k.waiting, k.delayed, k.active, k.orphan_cursor], [str(count)]
+        )
+        return _int(reply)
+
     async def is_ready(self) -> bool:
+        """Whether claims are allowed (False after a FLUSHALL until `rebuild`)."""
         return bool(await self._redis.exists(self.keys.ready))
 
     async def active_job_ids(self) -> set[str]:
+        """The jobs holding a lease (live or lapsed, not yet reaped)."""
         reply = await self._redis.zrange(self.keys.active, 0, -1)
         return {str(job_id) for job_id in reply}
 
@@ -292,10 +321,10 @@ def _job(job_id: str) -> str:
     return job_id
 
 
-def _count(attempts: int) -> int:
-    if attempts < 0:
-        raise ValueError("attempts must not be negative")
-    return attempts
+def _fence(fence: int) -> int:
+    if fence < 1:
+        raise ValueError("a fence is a positive token issued by Postgres")
+    return fence
 
 
 def _weight(weight: float) -> str:
@@ -321,7 +350,7 @@ def _unique(jobs: Sequence[PendingJob]) -> list[PendingJob]:
 
 def _rebuild_args(job: PendingJob) -> list[str]:
     due = "" if job.next_attempt_at is None else str(_epoch_ms(job.next_attempt_at))
-    return [_job(job.job_id), job.user_id, str(_count(job.attempts)), _weight(job.weight), due]
+    return [_job(job.job_id), job.user_id, str(_fence(job.fence)), _weight(job.weight), due]
 
 
 def _epoch_ms(moment: datetime) -> int:
@@ -346,11 +375,17 @@ def _mean(value: object) -> float:
     return float(value) if isinstance(value, str) and value else DEFAULT_GENERATION_SECONDS
 
 
-def _claims(reply: object) -> list[Claim]:
+def _claims(reply: object, *, width: int = 3) -> list[Claim]:
+    """Claims from a flat reply of `width` items each: job, user, fence (, score)."""
     items = _list(reply)
     return [
-        Claim(job_id=str(job_id), user_id=str(user_id), fence=_int(fence))
-        for job_id, user_id, fence in _chunks(items, 3)
+        Claim(
+            job_id=str(group[0]),
+            user_id=str(group[1]),
+            fence=_int(group[2]),
+            score=str(group[3]) if width > 3 else "",
+        )
+        for group in _chunks(items, width)
     ]
 
 

@@ -1,7 +1,7 @@
 -- empty: remove every waiting and delayed job (leases stay) and return their ids.
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
--- KEYS[3] jobs     HASH <job>:user, <job>:attempts, <job>:weight
+-- KEYS[3] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[4] finish   ZSET user -> last finish tag
 -- KEYS[5] fair     HASH vtime, seq
 -- Returns the removed job ids, waiting ones first (in queue order), then delayed ones.

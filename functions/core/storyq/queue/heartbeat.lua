@@ -1,26 +1,26 @@
--- heartbeat: extend a lease, only for the holder of its current fence. A lease Redis forgot
--- (flushed or evicted: the job is nowhere in the queue and has no bookkeeping) is re-created,
--- so a generation that outlived its lease that way counts against the global cap again.
+-- heartbeat: hold the lease of a running attempt for another lease length. The caller has
+-- just had Postgres confirm that its fence is the job's running attempt, so Redis follows:
+-- a lease that lapsed, was reaped, or was forgotten (flush, eviction) is re-created, and a
+-- stale entry of the job in the waiting or delayed set (an older or the same fence, from a
+-- rebuild that raced the start) is taken out. Only a newer fence in Redis wins: the caller
+-- has been superseded.
 -- KEYS[1] active   ZSET job -> lease expiry (ms)
--- KEYS[2] jobs     HASH <job>:attempts is the fence of the live lease, <job>:user
+-- KEYS[2] jobs     HASH <job>:fence, <job>:user
 -- KEYS[3] waiting  ZSET job -> fair-share score
 -- KEYS[4] delayed  ZSET job -> due time (ms)
 -- ARGV[1] job id
--- ARGV[2] fence (attempt number) the caller was given by claim
+-- ARGV[2] fence of the caller's attempt
 -- ARGV[3] new lease length from now (ms)
 -- ARGV[4] the job's user ('' if unknown)
--- Returns 1 when the lease was extended (or re-created), 0 when it was reaped or the fence is
--- stale.
+-- Returns 1 when the lease is held (extended or re-created), 0 when a newer fence owns the job.
 local active, jobs, waiting, delayed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local job, fence = ARGV[1], ARGV[2]
-local expiry = fmt_int(now_ms() + tonumber(ARGV[3]))
-if holds_lease(active, jobs, job, fence) then
-  redis.call('ZADD', active, 'XX', expiry, job)
-  return 1
+local job, fence = ARGV[1], tonumber(ARGV[2])
+local known = fence_of(jobs, job)
+if known and known > fence then return 0 end
+redis.call('ZREM', waiting, job)
+redis.call('ZREM', delayed, job)
+redis.call('ZADD', active, fmt_int(now_ms() + tonumber(ARGV[3])), job)
+if known ~= fence then
+  redis.call('HSET', jobs, job .. ':fence', ARGV[2], job .. ':user', ARGV[4])
 end
-local forgotten = not is_queued(waiting, delayed, active, job)
-  and redis.call('HEXISTS', jobs, job .. ':attempts') == 0
-if not forgotten then return 0 end
-redis.call('ZADD', active, expiry, job)
-redis.call('HSET', jobs, job .. ':attempts', fence, job .. ':user', ARGV[4])
 return 1

@@ -32,7 +32,9 @@ class QueueKeys:
 
     @property
     def jobs(self) -> str:
-        """HASH `<job id>:user`, `<job id>:attempts`, `<job id>:weight` → the job's bookkeeping."""
+        """HASH `<job id>:user`, `<job id>:fence`, `<job id>:weight` → the job's bookkeeping.
+
+        The fence is the token Postgres issued for the job's next or running attempt."""
         return f"{self.prefix}:jobs"
 
     @property
@@ -53,6 +55,11 @@ class QueueKeys:
         a sweep has rebuilt the queue: otherwise the jobs still running when the leases vanished
         would not count against the global cap."""
         return f"{self.prefix}:ready"
+
+    @property
+    def orphan_cursor(self) -> str:
+        """STRING: where the sweep's walk of `jobs` for orphaned bookkeeping goes on."""
+        return f"{self.prefix}:orphan-cursor"
 
     @property
     def stats(self) -> str:

@@ -51,6 +51,7 @@ ENQUEUE = Script.load("enqueue")
 CLAIM = Script.load("claim")
 HEARTBEAT = Script.load("heartbeat")
 ACK = Script.load("ack")
+UNCLAIM = Script.load("unclaim")
 RETRY_LATER = Script.load("retry_later")
 PROMOTE_DUE = Script.load("promote_due")
 REAP_EXPIRED = Script.load("reap_expired")
@@ -58,6 +59,7 @@ REMOVE = Script.load("remove")
 EMPTY = Script.load("empty")
 REBUILD = Script.load("rebuild")
 RESTORE_LEASES = Script.load("restore_leases")
+SWEEP_ORPHANS = Script.load("sweep_orphans")
 POSITION = Script.load("position")
 COUNTS = Script.load("counts")
 
@@ -66,6 +68,7 @@ ALL: tuple[Script, ...] = (
     CLAIM,
     HEARTBEAT,
     ACK,
+    UNCLAIM,
     RETRY_LATER,
     PROMOTE_DUE,
     REAP_EXPIRED,
@@ -73,6 +76,7 @@ ALL: tuple[Script, ...] = (
     EMPTY,
     REBUILD,
     RESTORE_LEASES,
+    SWEEP_ORPHANS,
     POSITION,
     COUNTS,
 )

@@ -28,8 +28,8 @@ class AdminStore:
         return await call_model(self._db, "queue_counts", {}, QueueCounts)
 
     async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:
-        """Delete completed or failed job rows finished before the given age (stories stay);
-        how many went. Raises InvalidStatus for any other status."""
+        """Delete completed, failed or cancelled job rows finished before the given age (stories
+        and idempotency keys stay); how many went. Raises InvalidStatus for another status."""
         params = {"p_status": status, "p_older_than_seconds": older_than_seconds}
         return await call_int(self._db, "clean_story_jobs", params)
 

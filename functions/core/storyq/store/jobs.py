@@ -1,9 +1,11 @@
 """Jobs: the state machine calls the API and the worker make, and the job reads.
 
-Owns the Python side of enqueue, start, heartbeat, complete, fail, requeue, cancel, get, list,
-dispatchable and stalled. Each method is one RPC to the SQL function of the same name, which
-does the transition atomically and fenced by the attempt number (see
-supabase/migrations/*_job_functions.sql); refusals arrive as `storyq.store.errors` exceptions.
+Owns the Python side of enqueue, start, heartbeat, complete, fail, release, requeue, cancel,
+get, list, the dispatch snapshot, stalled and the idempotency-key purge. Each method is one RPC
+to the SQL function of the same name, which does the transition atomically and fenced by the
+attempt's fencing token (see supabase/migrations/*_fence_cap_and_liveness.sql); refusals arrive
+as `storyq.store.errors` exceptions, except those a worker acts on (a refused start, a lost
+attempt), which come back as the job's state.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from uuid import UUID
 
 from postgrest import AsyncPostgrestClient
 
-from storyq.store._rpc import call_bool, call_model, call_models
+from storyq.store._rpc import call, call_bool, call_int, call_model, call_models
 from storyq.store.models import (
     CompletedJob,
-    DispatchableJob,
+    DispatchSnapshot,
     EnqueuedJob,
     EnqueueRequest,
     FailOutcome,
@@ -26,8 +28,10 @@ from storyq.store.models import (
     JobCursor,
     JobPage,
     JobStatus,
+    LostAttempt,
     StalledJob,
     StartedJob,
+    StartRefused,
 )
 
 MAX_PAGE_SIZE = 100
@@ -48,25 +52,38 @@ class JobStore:
         params = {f"p_{name}": value for name, value in request.model_dump().items()}
         return await call_model(self._db, "enqueue_story_job", params, EnqueuedJob)
 
-    async def start(self, job_id: UUID, attempt: int) -> StartedJob:
-        """Claim the job for `attempt` (= attempts so far + 1): pending -> processing.
+    async def start(
+        self, job_id: UUID, fence: int, *, max_active: int, live_seconds: float
+    ) -> StartedJob | StartRefused:
+        """Start the attempt holding `fence`: pending -> processing, one more attempt counted,
+        unless `max_active` attempts are processing (those silent for `live_seconds` are counted
+        as lost first). Starts are serialised in Postgres, so the cap holds whatever Redis says.
 
-        Raises StaleAttempt (another attempt got there first), JobNotStartable (cancelled or
-        finished), JobNotFound.
+        Returns StartRefused (nothing changed) when the cap is reached or the fence is not the
+        job's pending one. Raises JobNotFound.
         """
-        params = {"p_job_id": job_id, "p_attempt": attempt}
-        return await call_model(self._db, "start_story_job", params, StartedJob)
+        params = {
+            "p_job_id": job_id,
+            "p_fence": fence,
+            "p_max_active": max_active,
+            "p_live_seconds": live_seconds,
+        }
+        reply = await call(self._db, "start_story_job", params)
+        if isinstance(reply, dict) and reply.get("started") is False:
+            return StartRefused.model_validate(reply)
+        return StartedJob.model_validate(reply)
 
-    async def heartbeat(self, job_id: UUID, attempt: int, *, words: int | None = None) -> bool:
-        """Record liveness and progress; False means this attempt no longer owns the job."""
-        params = {"p_job_id": job_id, "p_attempt": attempt, "p_words": words}
+    async def heartbeat(self, job_id: UUID, fence: int, *, words: int | None = None) -> bool:
+        """Record liveness and progress of the attempt `fence`; False means it no longer owns
+        the job (superseded, or finished by someone else): its worker must stop."""
+        params = {"p_job_id": job_id, "p_fence": fence, "p_words": words}
         return await call_bool(self._db, "heartbeat_story_job", params)
 
     async def complete(
         self,
         job_id: UUID,
         *,
-        attempt: int,
+        fence: int,
         content: str,
         title: str | None = None,
         result: Mapping[str, Any] | None = None,
@@ -74,19 +91,19 @@ class JobStore:
         """Store the story (now ready) and the job's result. Raises StaleAttempt, JobNotFound."""
         params = {
             "p_job_id": job_id,
-            "p_attempt": attempt,
+            "p_fence": fence,
             "p_content": content,
             "p_title": title,
             "p_result": dict(result or {}),
         }
         return await call_model(self._db, "complete_story_job", params, CompletedJob)
 
-    async def fail(self, job_id: UUID, *, attempt: int, failure: Failure) -> FailOutcome:
-        """Record a failed attempt: retried later while attempts remain and it is retryable,
-        else failed for good and refunded once. Raises StaleAttempt, JobNotFound."""
+    async def fail(self, job_id: UUID, *, fence: int, failure: Failure) -> FailOutcome:
+        """Record a failed attempt: retried later under a new fence while attempts remain and it
+        is retryable, else failed for good and refunded once. Raises StaleAttempt, JobNotFound."""
         params = {
             "p_job_id": job_id,
-            "p_attempt": attempt,
+            "p_fence": fence,
             "p_error_code": failure.code,
             "p_error_message": failure.message,
             "p_retryable": failure.retryable,
@@ -94,30 +111,35 @@ class JobStore:
         }
         return await call_model(self._db, "fail_story_job", params, FailOutcome)
 
-    async def release(self, job_id: UUID, *, attempt: int) -> FailOutcome:
-        """Give a running attempt back unused (the worker is shutting down): the job is pending
-        again and its next claim runs the same attempt number. Raises StaleAttempt, JobNotFound."""
-        params = {"p_job_id": job_id, "p_attempt": attempt}
+    async def release(self, job_id: UUID, *, fence: int) -> FailOutcome:
+        """Give a running attempt back unused (the worker is shutting down, or cannot prove it
+        is alive): the job is pending again at once under a new fence and the attempt is not
+        counted. Raises StaleAttempt, JobNotFound."""
+        params = {"p_job_id": job_id, "p_fence": fence}
         return await call_model(self._db, "release_story_job", params, FailOutcome)
 
     async def requeue_stalled(
         self,
         job_id: UUID,
         *,
-        attempt: int,
+        fence: int,
+        live_seconds: float,
         error_code: str = "worker_lost",
         error_message: str = "the worker stopped sending heartbeats",
         retry_delay_seconds: float = 0.0,
-    ) -> FailOutcome:
-        """A processing attempt known dead counts as a failed, retryable attempt."""
+    ) -> LostAttempt:
+        """Ask Postgres about an attempt Redis lost track of: when its heartbeat is older than
+        `live_seconds` it is dead and counts as a failed, retryable attempt; a fresh heartbeat
+        means it is alive (`live`). See LostAttempt for every outcome."""
         params = {
             "p_job_id": job_id,
-            "p_attempt": attempt,
+            "p_fence": fence,
+            "p_live_seconds": live_seconds,
             "p_error_code": error_code,
             "p_error_message": error_message,
             "p_retry_delay_seconds": retry_delay_seconds,
         }
-        return await call_model(self._db, "requeue_stalled_story_job", params, FailOutcome)
+        return await call_model(self._db, "requeue_stalled_story_job", params, LostAttempt)
 
     async def cancel(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
         """Cancel a pending job and refund it. With `user_id`, only that user's job.
@@ -156,11 +178,15 @@ class JobStore:
         more = len(jobs) > limit
         return JobPage(jobs=page, next_cursor=page[-1].cursor if more else None)
 
-    async def dispatchable(self, *, limit: int = 1000) -> list[DispatchableJob]:
-        """Every pending job in queue order (delayed retries included), to rebuild Redis."""
-        return await call_models(
-            self._db, "dispatchable_story_jobs", {"p_limit": limit}, DispatchableJob
-        )
+    async def dispatch_snapshot(self, *, limit: int = 1000) -> DispatchSnapshot:
+        """The processing attempts and the pending jobs in queue order (delayed retries
+        included), at most `limit` of each, read in one snapshot: what Redis is rebuilt from."""
+        return await call_model(self._db, "dispatch_snapshot", {"p_limit": limit}, DispatchSnapshot)
+
+    async def purge_idempotency_keys(self, *, ttl_seconds: float, limit: int = 1000) -> int:
+        """Forget at most `limit` idempotency keys older than `ttl_seconds`; how many went."""
+        params = {"p_ttl_seconds": ttl_seconds, "p_limit": limit}
+        return await call_int(self._db, "purge_idempotency_keys", params)
 
     async def stalled(self, *, stalled_for_seconds: float, limit: int = 1000) -> list[StalledJob]:
         """Processing attempts without a heartbeat for longer than `stalled_for_seconds`."""

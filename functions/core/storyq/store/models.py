@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
-CleanableStatus = Literal["completed", "failed"]
+CleanableStatus = Literal["completed", "failed", "cancelled"]
 
 JOB_STATUSES: Final[frozenset[str]] = frozenset(
     {"pending", "processing", "completed", "failed", "cancelled"}
@@ -44,22 +44,29 @@ class EnqueueRequest(_Row):
     request_hash: str | None = None
     # The one-time sign-up grant given on the user's first enqueue (FREE_CREDITS).
     free_credits: int = Field(default=0, ge=0)
+    # How long the idempotency key is remembered (IDEMPOTENCY_TTL_SECONDS), whatever
+    # cleaning does to the job row.
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
 
 
 class EnqueuedJob(_Row):
-    """The answer to an enqueue: the job (new, or the first one for a replayed key)."""
+    """The answer to an enqueue: the job (new, or the first one for a replayed key, with its
+    status as it is now). `fence` is the token of the job's next attempt (None when the replayed
+    job's row was cleaned)."""
 
     job_id: UUID
     story_id: UUID
     status: JobStatus
     attempts: int
+    fence: int | None = None
     created_at: datetime
     replayed: bool
     balance: int
 
 
 class StartedJob(_Row):
-    """What a worker needs to run an attempt, returned by a successful claim."""
+    """What a worker needs to run an attempt, returned by a successful start: `fence` fences
+    every write of the attempt, `attempt` is its number (1 to max_attempts)."""
 
     job_id: UUID
     story_id: UUID
@@ -69,6 +76,7 @@ class StartedJob(_Row):
     genre: str | None
     language: str
     target_words: int
+    fence: int
     attempt: int
     max_attempts: int
 
@@ -88,18 +96,52 @@ class Failure(_Row):
     retry_delay_seconds: float = Field(default=0.0, ge=0)
 
 
-class FailOutcome(_Row):
-    """After a failed attempt: back to pending (with its due time) or failed for good."""
+class JobState(_Row):
+    """A job's state as Postgres has it after a transition, what Redis is made to follow:
+    `fence` is the token of its next (pending) or running (processing) attempt. `status` is
+    None when the row is gone (cleaned)."""
 
     job_id: UUID
-    status: JobStatus
-    attempts: int
-    next_attempt_at: datetime | None
-    refunded: bool
+    user_id: UUID | None = None
+    status: JobStatus | None = None
+    fence: int | None = None
+    attempts: int = 0
+    max_attempts: int | None = None
+    next_attempt_at: datetime | None = None
+    refunded: bool = False
 
     @property
     def will_retry(self) -> bool:
+        """Pending again: another attempt will run (at `next_attempt_at`)."""
         return self.status == "pending"
+
+
+class FailOutcome(JobState):
+    """After a failed or released attempt: pending again under a new fence (with its due
+    time), or failed for good (refunded)."""
+
+
+StartRefusalReason = Literal["capacity", "running", "stale", "finished"]
+
+
+class StartRefused(JobState):
+    """A start Postgres refused, with the job's state: `capacity` (MAX_ACTIVE_JOBS attempts
+    run; nothing changed), `running` (this fence already started), `stale` (a newer fence),
+    `finished` (completed, failed or cancelled)."""
+
+    reason: StartRefusalReason
+
+
+LostAttemptOutcome = Literal["requeued", "failed", "live", "unstarted", "superseded", "gone"]
+
+
+class LostAttempt(JobState):
+    """What became of an attempt the sweeper found without a lease or heartbeat (see
+    `requeue_stalled_story_job`): `requeued`/`failed` (it was dead: counted as a failed
+    attempt), `live` (its heartbeat is fresh), `unstarted` (claimed, never started),
+    `superseded` (a newer fence, or finished), `gone` (the row was cleaned)."""
+
+    outcome: LostAttemptOutcome
 
 
 class Job(_Row):
@@ -113,6 +155,7 @@ class Job(_Row):
     status: JobStatus
     attempts: int
     max_attempts: int
+    fence: int | None = None
     priority: int = 0
     idempotency_key: str | None = None
     request_hash: str | None = None
@@ -185,10 +228,12 @@ class Story(_Row):
 
 
 class DispatchableJob(_Row):
-    """A pending job to put (back) into the Redis queue; next_attempt_at may be in the future."""
+    """A pending job to put (back) into the Redis queue under `fence`; next_attempt_at may be in
+    the future."""
 
     job_id: UUID
     user_id: UUID
+    fence: int
     attempts: int
     queued_at: datetime
     next_attempt_at: datetime
@@ -196,12 +241,21 @@ class DispatchableJob(_Row):
 
 
 class StalledJob(_Row):
-    """A processing attempt whose worker stopped sending heartbeats."""
+    """A processing attempt (`fence`, number `attempt`) and its last heartbeat."""
 
     job_id: UUID
     user_id: UUID
+    fence: int
     attempt: int
     heartbeat_at: datetime
+
+
+class DispatchSnapshot(_Row):
+    """What Redis is rebuilt from, read in one Postgres snapshot: a job that starts meanwhile is
+    in exactly one of the two lists."""
+
+    running: list[StalledJob]
+    pending: list[DispatchableJob]
 
 
 class QueueCounts(_Row):
