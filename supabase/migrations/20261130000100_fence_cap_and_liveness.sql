@@ -126,7 +126,7 @@ begin
   if not found then
     raise exception using errcode = 'PT404', message = 'job_not_found';
   end if;
-  if v_job.status <> 'processing' or v_job.fence <> p_fence then
+  if v_job.status <> 'processing' or v_job.fence is distinct from p_fence then
     raise exception using errcode = 'PT409', message = 'stale_attempt',
       detail = pg_catalog.format('job is %s under fence %s; fence %s may not write',
         v_job.status, v_job.fence, p_fence);
@@ -184,7 +184,7 @@ begin
   end if;
   v_reason := case
     when v_job.status in ('completed', 'failed', 'cancelled') then 'finished'
-    when v_job.fence <> p_fence then 'stale'
+    when v_job.fence is distinct from p_fence then 'stale'
     when v_job.status <> 'pending' then 'running'
   end;
   if v_reason is null then
@@ -340,7 +340,8 @@ begin
   if not found then
     return pg_catalog.jsonb_build_object('job_id', p_job_id, 'outcome', 'gone');
   end if;
-  if v_job.fence <> p_fence or v_job.status in ('completed', 'failed', 'cancelled') then
+  if v_job.fence is distinct from p_fence
+     or v_job.status in ('completed', 'failed', 'cancelled') then
     v_outcome := 'superseded';
   elsif v_job.status = 'pending' then
     v_outcome := 'unstarted';

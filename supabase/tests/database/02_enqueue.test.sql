@@ -1,6 +1,6 @@
 -- enqueue_story_job: debit, story, job and ledger entry in one transaction; idempotency keys.
 begin;
-select plan(26);
+select plan(30);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -28,6 +28,16 @@ select is((select (r ->> 'replayed')::boolean from first_call), false, 'first ca
 select is((select (r ->> 'balance')::int from first_call), 1, 'the answer carries the new balance');
 select is((select r ->> 'status' from first_call), 'pending', 'the job is pending');
 select is((select (r ->> 'attempts')::int from first_call), 0, 'no attempt yet');
+select is((select (r ->> 'fence')::bigint from first_call),
+  (select fence from public.story_jobs where id = (select (r ->> 'job_id')::uuid from first_call)),
+  'the answer carries the fence of the job''s first attempt');
+select results_eq(
+  $$ select k.request_hash, k.job_id, k.story_id, k.created_at = now()
+     from public.idempotency_keys k
+     where k.user_id = '00000000-0000-0000-0000-0000000000a1' and k.key = 'key-1' $$,
+  $$ select 'hash-1'::text, (r ->> 'job_id')::uuid, (r ->> 'story_id')::uuid, true
+     from first_call $$,
+  'the key is remembered with its request hash, job and story');
 
 select results_eq(
   $$ select s.status, s.prompt, s.title, s.content, s.target_words from public.stories s
@@ -56,6 +66,8 @@ select public.enqueue_story_job('00000000-0000-0000-0000-0000000000a1', 'a drago
 select is((select r ->> 'job_id' from second_call), (select r ->> 'job_id' from first_call),
   'a replay returns the same job');
 select is((select (r ->> 'replayed')::boolean from second_call), true, 'flagged as a replay');
+select is((select r -> 'fence' from second_call), (select r -> 'fence' from first_call),
+  'a replay answers the job''s current fence');
 select is(public.credit_balance('00000000-0000-0000-0000-0000000000a1'), 1,
   'a replay debits nothing');
 select is((select count(*) from public.story_jobs
@@ -101,6 +113,11 @@ select throws_ok(
   $$ select public.enqueue_story_job('00000000-0000-0000-0000-0000000000a1', '  ', null,
        null, null, 800, 1, 3) $$,
   'PT422', 'invalid_argument', 'a blank prompt: invalid_argument (422)'
+);
+select throws_ok(
+  $$ select public.enqueue_story_job('00000000-0000-0000-0000-0000000000a1', 'x', null,
+       null, null, 800, 1, 3, 'key-ttl', 'h', 0, 0) $$,
+  'PT422', 'invalid_argument', 'an idempotency TTL of 0: invalid_argument (422)'
 );
 select throws_ok(
   $$ update public.credit_balances set balance = -1

@@ -1,7 +1,7 @@
 -- Row level security and grants: a signed-in user reads only their own rows, anon reads
 -- nothing, and neither may write or call the service functions.
 begin;
-select plan(30);
+select plan(33);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -49,8 +49,13 @@ select throws_ok(
   $$ select public.grant_credits('00000000-0000-0000-0000-0000000000a1', 1000) $$,
   '42501', null, 'A cannot grant credits');
 select throws_ok(
-  $$ select public.start_story_job((select (job ->> 'job_id')::uuid from setup limit 1), 1) $$,
+  $$ select public.start_story_job((select (job ->> 'job_id')::uuid from setup limit 1),
+       (select (job ->> 'fence')::bigint from setup limit 1), 5, 60) $$,
   '42501', null, 'A cannot start a job');
+select throws_ok($$ select public.dispatch_snapshot() $$, '42501', null,
+  'A cannot read the dispatch snapshot');
+select throws_ok($$ select * from public.idempotency_keys $$, '42501', null,
+  'A cannot read idempotency keys');
 select throws_ok(
   $$ select public.get_story_job((select (job ->> 'job_id')::uuid from setup limit 1)) $$,
   '42501', null, 'A cannot read through the service functions');
@@ -89,6 +94,8 @@ select throws_ok(
   '42501', null, 'anon cannot call the service functions');
 select throws_ok($$ select public.queue_counts() $$, '42501', null,
   'anon cannot read queue counts');
+select throws_ok($$ select * from public.idempotency_keys $$, '42501', null,
+  'anon cannot read idempotency keys');
 
 -- As the service role (what the API and worker use): functions and reads work.
 reset role;

@@ -1,6 +1,6 @@
 -- Operator functions: credits, queue counts and the dashboard view, clean, retry, empty.
 begin;
-select plan(32);
+select plan(36);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -31,16 +31,19 @@ select n, (public.enqueue_story_job('00000000-0000-0000-0000-0000000000a1', 'p' 
 from generate_series(1, 7) n;
 create function pg_temp.job(p_n int) returns uuid language sql
 as $$ select id from j where n = p_n $$;
+create function pg_temp.fence(p_n int) returns bigint language sql
+as $$ select fence from public.story_jobs where id = pg_temp.job(p_n) $$;
 do $$
 begin
-  perform public.start_story_job(pg_temp.job(n), 1) from generate_series(1, 4) n;
-  perform public.complete_story_job(pg_temp.job(n), 1, 'the end', null, '{}')
+  perform public.start_story_job(pg_temp.job(n), pg_temp.fence(n), 5, 60)
+  from generate_series(1, 4) n;
+  perform public.complete_story_job(pg_temp.job(n), pg_temp.fence(n), 'the end', null, '{}')
   from generate_series(1, 2) n;
   update public.story_jobs set started_at = finished_at - interval '240 seconds'
   where id = pg_temp.job(1);
   update public.story_jobs set started_at = finished_at - interval '300 seconds'
   where id = pg_temp.job(2);
-  perform public.fail_story_job(pg_temp.job(3), 1, 'boom', 'it broke', false);
+  perform public.fail_story_job(pg_temp.job(3), pg_temp.fence(3), 'boom', 'it broke', false);
   perform public.cancel_story_job(pg_temp.job(5));
 end
 $$;
@@ -56,8 +59,12 @@ select is((select pg_catalog.to_jsonb(o) from public.queue_overview o), public.q
 -- clean: finished rows older than the age go, stories stay.
 select throws_ok($$ select public.clean_story_jobs('pending', 0) $$,
   'PT422', 'invalid_status', 'pending jobs cannot be cleaned');
-select throws_ok($$ select public.clean_story_jobs('cancelled', 0) $$,
-  'PT422', 'invalid_status', 'only completed or failed jobs are cleaned');
+select throws_ok($$ select public.clean_story_jobs('processing', 0) $$,
+  'PT422', 'invalid_status', 'processing jobs cannot be cleaned');
+select throws_ok($$ select public.clean_story_jobs('completed', -1) $$,
+  'PT422', 'invalid_argument', 'a negative age is refused');
+select is(public.clean_story_jobs('cancelled', 3600), 0,
+  'nothing cancelled an hour ago (cancelled jobs may be cleaned)');
 select is(public.clean_story_jobs('completed', 3600), 0, 'nothing completed an hour ago');
 update public.story_jobs set finished_at = finished_at - interval '2 hours'
 where id = pg_temp.job(1);
@@ -74,17 +81,24 @@ select is(public.get_story((select story_id from kept_story)) -> 'job_id', 'null
 -- retry a failed job: pending again, fresh attempts, no charge, and never a second refund.
 select is(public.credit_balance('00000000-0000-0000-0000-0000000000a1'), 10,
   '15 - 7 debits + 2 refunds (failed, cancelled)');
+create temp table failed_fence as select pg_temp.fence(3) as f;
 create temp table retried as select public.retry_failed_story_job(pg_temp.job(3)) as r;
 select is((select r ->> 'status' from retried), 'pending', 'the failed job is pending again');
 select is((select (r ->> 'attempts')::int from retried), 0, 'its attempts start over');
+select cmp_ok((select (r ->> 'fence')::bigint from retried), '>', (select f from failed_fence),
+  'its fence does not: the retry runs under a new, greater fence');
 select is((select r -> 'error_code' from retried), 'null'::jsonb, 'its error is cleared');
 select is((select status from public.stories
            where id = (select (r ->> 'story_id')::uuid from retried)),
   'pending', 'its story is pending again');
 select is(public.credit_balance('00000000-0000-0000-0000-0000000000a1'), 10,
   'a retry charges nothing');
-select ok(public.start_story_job(pg_temp.job(3), 1) is not null, 'the retried job starts');
-select is(public.fail_story_job(pg_temp.job(3), 1, 'boom', 'again', false) ->> 'refunded',
+select is(public.start_story_job(pg_temp.job(3), (select f from failed_fence), 5, 60)
+          ->> 'reason', 'stale', 'the failed attempt''s fence cannot start the retried job');
+select is(public.start_story_job(pg_temp.job(3), pg_temp.fence(3), 5, 60) ->> 'attempt', '1',
+  'the retried job starts, as attempt 1');
+select is(public.fail_story_job(pg_temp.job(3), pg_temp.fence(3), 'boom', 'again', false)
+          ->> 'refunded',
   'true', 'failing again reports the earlier refund');
 select is((select count(*) from public.credit_ledger
            where job_id = pg_temp.job(3) and kind = 'refund'), 1::bigint,
