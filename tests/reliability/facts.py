@@ -248,3 +248,38 @@ def user_money(database_url: str, user_id: uuid.UUID) -> dict[str, int]:
 def balance(database_url: str, user_id: uuid.UUID) -> int:
     [row] = rows(database_url, "select public.credit_balance(%s) as b", (user_id,))
     return int(row["b"])
+
+
+def finished_job_ids(database_url: str) -> set[str]:
+    """Every job Postgres has finished (completed, failed, cancelled)."""
+    found = rows(
+        database_url,
+        "select id::text as id from public.story_jobs where status = any(%s)",
+        (list(TERMINAL),),
+    )
+    return {row["id"] for row in found}
+
+
+def redis_residue(client: Any, job_ids: set[str]) -> dict[str, list[str]]:
+    """Every Redis key, sorted-set member or hash field that still names one of `job_ids`, by
+    key: scans the whole keyspace, whatever the key prefix (rate-limit windows name users, not
+    jobs, and are no residue)."""
+    residue: dict[str, list[str]] = {}
+    for raw_key in client.scan_iter("*", count=1000):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        kind = client.type(raw_key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind == "zset":
+            names = [_text(m) for m in client.zrange(raw_key, 0, -1)]
+        elif kind == "hash":
+            names = [_text(f).rsplit(":", 1)[0] for f in client.hkeys(raw_key)]
+        else:
+            names = [key]
+        hits = sorted({name for name in names if any(job in name for job in job_ids)})
+        if hits:
+            residue[key] = hits
+    return residue
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

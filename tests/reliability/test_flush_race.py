@@ -11,6 +11,7 @@ Dispatcher over the Upstash emulator, on a queue prefix of its own.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -37,11 +38,14 @@ async def dispatcher(stack: Stack) -> AsyncIterator[Dispatcher]:
     await redis.close()
 
 
+_fences = itertools.count(1)
+
+
 def _pending(count: int) -> list[PendingJob]:
     user = str(uuid.uuid4())
     now = datetime.now(UTC)
     return [
-        PendingJob(job_id=str(uuid.uuid4()), user_id=user, attempts=0, queued_at=now)
+        PendingJob(job_id=str(uuid.uuid4()), user_id=user, fence=next(_fences), queued_at=now)
         for _ in range(count)
     ]
 
@@ -67,7 +71,7 @@ async def test_a_flush_during_a_sweep_does_not_reopen_claims_past_the_cap(
     # And a sweep that has read Postgres while the queue was whole
     assert await dispatcher.is_ready()
     from_postgres = [
-        RunningJob(job_id=claim.job_id, user_id=claim.user_id, attempt=claim.fence)
+        RunningJob(job_id=claim.job_id, user_id=claim.user_id, fence=claim.fence)
         for claim in running
     ]
 

@@ -10,7 +10,14 @@ import time
 import httpx
 
 from tests.reliability import results
-from tests.reliability.conftest import MAX_ACTIVE_JOBS, MakeUser, Stack, Workers, drain_leftovers
+from tests.reliability.conftest import (
+    MAX_ACTIVE_JOBS,
+    MakeUser,
+    Stack,
+    Workers,
+    assert_no_residue,
+    drain_leftovers,
+)
 from tests.reliability.facts import (
     all_terminal,
     assert_books_balance,
@@ -88,6 +95,8 @@ def test_500_posts_from_50_users_at_100_concurrent_keep_every_promise(
     assert from_rows <= MAX_ACTIVE_JOBS
     assert from_audit <= MAX_ACTIVE_JOBS
     assert_books_balance(stack.database_url)
+    # And Redis keeps nothing of the finished jobs
+    residue = assert_no_residue(stack)
 
     latencies = [took for _, took, _ in answers]
     results.record(
@@ -107,4 +116,5 @@ def test_500_posts_from_50_users_at_100_concurrent_keep_every_promise(
         post_p95_s=results.percentile(latencies, 0.95),
         posts_per_second=round(POSTS / posting, 1),
         all_completed_after_s=round(drained, 1),
+        redis_residue=residue,
     )

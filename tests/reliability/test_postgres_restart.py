@@ -15,6 +15,7 @@ from tests.reliability.conftest import (
     MakeUser,
     Stack,
     Workers,
+    assert_no_residue,
     drain_leftovers,
     queue_story,
 )
@@ -99,6 +100,8 @@ def test_postgres_down_mid_run_is_503_then_recovers_without_losing_a_debit(
     assert money["debits"] == money["jobs"] == JOBS + 1
     assert money["balance"] == money["granted"] - (JOBS + 1) + refunds
     assert_books_balance(stack.database_url)
+    # And Redis keeps nothing of the finished jobs
+    residue = assert_no_residue(stack)
 
     results.record(
         "postgres_down",
@@ -114,4 +117,5 @@ def test_postgres_down_mid_run_is_503_then_recovers_without_losing_a_debit(
         failed_and_refunded=refunds,
         jobs_lost=0,
         double_charges=0,
+        redis_residue=residue,
     )

@@ -17,6 +17,7 @@ from tests.reliability.conftest import (
     MakeUser,
     Stack,
     Workers,
+    assert_no_residue,
     drain_leftovers,
     queue_story,
 )
@@ -147,17 +148,20 @@ def test_workers_sigkilled_mid_generation_lose_no_job_and_charge_none_twice(
     recovery = recovery_after(stack.database_url, kills)
     assert recovery.requeued
     assert max(recovery.requeued) < 15
-    # And never more than five generations ran at once (an attempt lost to a kill ran until
-    # that kill; its row stays `processing` until the sweep reaps it, see `generating`)
+    # And never more than five attempts were processing at once in Postgres (a killed
+    # attempt's row counts until it is reaped, so no generation can run beside five others)
     attempts = processing_intervals(stack.database_url, job_ids)
+    assert most_at_once(attempts) <= MAX_ACTIVE_JOBS
     at_once = most_at_once(generating(attempts, kills))
     assert at_once <= MAX_ACTIVE_JOBS
+    # And once every job is over, Redis holds nothing of them
+    residue = assert_no_residue(stack)
 
     completed = sum(row["status"] == "completed" for row in final)
     results.record(
         "worker_sigkill",
         injected=f"SIGKILL of a random worker process every {KILL_EVERY_SECONDS} s "
-        f"while generations ran ({GENERATION_SECONDS} s generations, 1.5 s leases)",
+        f"while generations ran ({GENERATION_SECONDS} s generations, 3 s leases)",
         runs=len(kills),
         jobs=JOBS,
         completed=completed,
@@ -172,5 +176,6 @@ def test_workers_sigkilled_mid_generation_lose_no_job_and_charge_none_twice(
         restart_stalled_p50_s=results.percentile(recovery.restarted, 0.5),
         restart_stalled_p95_s=results.percentile(recovery.restarted, 0.95),
         stalled_jobs_measured=len(recovery.requeued),
+        redis_residue=residue,
         seconds=round(elapsed, 1),
     )
