@@ -84,7 +84,10 @@ async def test_ten_invocations_never_run_more_than_five_generations(
     assert most_overlapping(intervals) == worker_settings.max_active_jobs
     assert generator.most_in_flight == worker_settings.max_active_jobs
     assert sum(summary["completed"] for summary in summaries) == 20
-    assert sum(summary["claimed"] for summary in summaries) == 20
+    # (a claim Postgres refused, when a lease lapsed under load and Redis briefly saw a free
+    # slot, went back to the queue and was claimed again: every other claim ran)
+    handed_back = sum(summary["deferred"] + summary["skipped"] for summary in summaries)
+    assert sum(summary["claimed"] for summary in summaries) == 20 + handed_back
 
     # And a slot freed by a finished generation is taken again within a fraction of a second
     latencies = refill_latencies(intervals, worker_settings.max_active_jobs)

@@ -63,11 +63,13 @@ async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
                 return summary
             await _wait_for_change(running, options)
             ended = _collect(running, summary)
+            freed = sum(outcome is not Outcome.DEFERRED for outcome in ended)
             # Postgres refused every start that ended (the cap, though Redis had room until the
             # leases it lost come back): claim again after the next change or poll, not now.
-            deferred = bool(ended) and all(outcome is Outcome.DEFERRED for outcome in ended)
-            if ended and not deferred and not options.may_claim():
-                await _hand_off(ctx, options)
+            deferred = bool(ended) and not freed
+            if not options.may_claim():
+                for _ in range(freed):  # one fresh invocation per slot freed
+                    await _hand_off(ctx, options)
     finally:
         # Only on an error or cancellation of the drain itself: their leases lapse.
         for task in running:

@@ -1,0 +1,417 @@
+"""The guarantees hold where the truth is: the fence only grows, the global cap is enforced when
+an attempt starts, liveness is decided by the Postgres heartbeat, a generation that may no
+longer run stops, and nothing of a finished job stays in Redis.
+
+Each scenario drives the real worker code, Lua scripts and SQL functions step by step, and
+injects the fault the way it happens: a worker that goes silent, a FLUSHALL between a sweep's
+read and its rebuild, a lease the reaper took from a live worker, Postgres out of reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from storyq.config import Settings
+from storyq.generation import GenerationRequest, GenerationResult, ProgressCallback
+from storyq.queue import Claim, Dispatcher, PendingJob
+from storyq.store import Failure, StaleAttempt, StartRefused, Store
+from storyq_worker.attempt import run_attempt
+from storyq_worker.context import WorkerContext, open_context
+from storyq_worker.summary import Outcome
+from storyq_worker.sweep import sweep
+from tests.worker.helpers import StackInfo, enqueue, eventually, job_row, start
+
+
+class Held:
+    """Starts, reports progress, then generates until the test opens the gate; records when it
+    was stopped (cancelled) from outside."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.cancelled_at: dict[str, float] = {}
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback
+    ) -> GenerationResult:
+        on_progress(5)
+        self.started.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled_at[request.job_id] = time.monotonic()
+            raise
+        return GenerationResult(
+            title="Held",
+            content="A held story that was let go.",
+            words=7,
+            target_words=request.target_words,
+            finish_reason="stop",
+            generator=self.name,
+        )
+
+
+@pytest.fixture
+async def ctx(worker_settings: Settings) -> AsyncIterator[WorkerContext]:
+    async with open_context(worker_settings, generator=Held()) as context:
+        yield context
+
+
+def redis_entries(stack: StackInfo, job_id: uuid.UUID) -> list[str]:
+    """Where Redis still mentions the job: the queue's sorted sets and bookkeeping fields."""
+    client = stack.redis.client()
+    found = [
+        zset
+        for zset in ("waiting", "delayed", "active")
+        if client.zscore(f"storyq:{zset}", str(job_id)) is not None
+    ]
+    fields = [str(field) for field in client.hkeys("storyq:jobs")]  # the client decodes
+    found += [field for field in fields if field.startswith(f"{job_id}:")]
+    return found
+
+
+def processing_count(stack: StackInfo) -> int:
+    with psycopg.connect(stack.database_url) as conn:
+        row = conn.execute(
+            "select count(*) from public.story_jobs where status = 'processing'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def claim_one(dispatcher: Dispatcher, *, lease_seconds: float = 60.0) -> Claim:
+    """The next claim, once one is due (a retry waits out its backoff)."""
+    deadline = time.monotonic() + 10
+    while not (claims := await dispatcher.claim(1, lease_seconds=lease_seconds)):
+        assert time.monotonic() < deadline, "nothing to claim"
+        await asyncio.sleep(0.05)
+    return claims[0]
+
+
+async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given worker A started a job under a short lease, then went silent
+    job_id = await enqueue(store, dispatcher, user)
+    claim_a = await claim_one(dispatcher, lease_seconds=0.2)
+    await start(store, worker_settings, job_id, claim_a.fence)
+
+    # And sweeps found its attempt dead (no heartbeat for a lease) and requeued it
+    async def requeued() -> bool:
+        await sweep(ctx)
+        return bool(job_row(worker_stack.database_url, job_id)["fence"] != claim_a.fence)
+
+    deadline = time.monotonic() + 20
+    while not await requeued():
+        assert time.monotonic() < deadline, "the silent attempt was never requeued"
+        await asyncio.sleep(0.1)
+
+    # And attempt B ran under the new fence and failed for good; an admin retried the job
+    claim_b = await claim_one(dispatcher)
+    await start(store, worker_settings, job_id, claim_b.fence)
+    failed = await store.jobs.fail(
+        job_id, fence=claim_b.fence, failure=Failure(code="x", message="x", retryable=False)
+    )
+    await dispatcher.ack(str(job_id), claim_b.fence, generation_seconds=None)
+    assert (failed.status, failed.refunded) == ("failed", True)
+    retried = await store.admin.retry_failed(job_id)
+    assert retried.fence is not None
+    assert retried.attempts == 0
+    await dispatcher.enqueue(str(job_id), user_id=str(user), fence=retried.fence)
+    claim_c = await claim_one(dispatcher)
+    await start(store, worker_settings, job_id, claim_c.fence)
+
+    # Then the fences only grew, and the retried job's attempt counter started again
+    assert claim_a.fence < claim_b.fence < claim_c.fence
+    # And A, waking up, is refused every write: heartbeat, completion, its Redis lease
+    assert await store.jobs.heartbeat(job_id, claim_a.fence) is False
+    with pytest.raises(StaleAttempt):
+        await store.jobs.complete(job_id, fence=claim_a.fence, content="A's late story")
+    assert job_row(worker_stack.database_url, job_id)["content"] is None
+    assert await dispatcher.heartbeat(str(job_id), claim_a.fence, lease_seconds=60) is False
+    assert await dispatcher.ack(str(job_id), claim_a.fence, generation_seconds=None) is False
+    # And C's lease still counts against the cap; C's heartbeats go on
+    assert str(job_id) in await dispatcher.active_job_ids()
+    assert await store.jobs.heartbeat(job_id, claim_c.fence) is True
+
+
+async def test_a_rebuild_that_missed_a_running_job_never_puts_a_sixth_to_work(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given six waiting jobs; a worker claims the first, Redis loses everything, and the worker
+    # starts it in Postgres
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(6)]
+    first = await claim_one(dispatcher)
+    worker_stack.redis.client().flushall()
+    await start(store, worker_settings, uuid.UUID(first.job_id), first.fence)
+    # And a sweep rebuilds Redis without it, as one whose two reads straddled that start did
+    # (running jobs read before it started, pending ones after): Redis holds no lease for it
+    snapshot = await store.jobs.dispatch_snapshot()
+    await dispatcher.rebuild(
+        [
+            PendingJob(str(j.job_id), str(j.user_id), j.fence, j.queued_at, j.next_attempt_at)
+            for j in snapshot.pending
+        ],
+        running=[],
+        lease_seconds=worker_settings.lease_seconds,
+    )
+
+    # When workers claim all Redis lets them (five: it sees no lease) and run them
+    claims = await dispatcher.claim(5, lease_seconds=60)
+    assert len(claims) == 5
+    held: Held = ctx.generator  # type: ignore[assignment]
+    attempts = [
+        asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event())) for claim in claims
+    ]
+    await eventually(lambda: any(task.done() for task in attempts))
+
+    # Then Postgres started four: five attempts processing, never six
+    await asyncio.sleep(0.3)
+    assert processing_count(worker_stack) == 5
+    assert [task.result() for task in attempts if task.done()] == [Outcome.DEFERRED]
+    # And the claim it refused waits again at the head of the queue, no attempt spent
+    [refused] = [c for c, task in zip(claims, attempts, strict=True) if task.done()]
+    assert job_row(worker_stack.database_url, uuid.UUID(refused.job_id))["attempts"] == 0
+    position = await dispatcher.position(refused.job_id)
+    assert position is not None
+    assert position.position == 0
+    # And the first job's worker gets its lease back with its next heartbeat
+    assert await dispatcher.heartbeat(first.job_id, first.fence, lease_seconds=60) is True
+    assert first.job_id in await dispatcher.active_job_ids()
+
+    held.gate.set()
+    assert {await task for task in attempts} == {Outcome.COMPLETED, Outcome.DEFERRED}
+    assert len(jobs) == 6
+
+
+async def test_a_sweeps_snapshot_holds_each_job_in_exactly_one_list_while_jobs_start(
+    worker_settings: Settings, store: Store, dispatcher: Dispatcher, user: uuid.UUID
+) -> None:
+    # Given twenty waiting jobs that a worker starts one after another
+    jobs = {await enqueue(store, dispatcher, user) for _ in range(20)}
+    roomy = 100  # this test is about the reads, not the cap
+
+    async def start_all() -> None:
+        for claim in await dispatcher.claim(20, lease_seconds=60):
+            started = await store.jobs.start(
+                uuid.UUID(claim.job_id), claim.fence, max_active=roomy, live_seconds=60
+            )
+            assert not isinstance(started, StartRefused)
+
+    starting = asyncio.create_task(start_all())
+    # When sweeps read Postgres while they start
+    snapshots = []
+    while not starting.done():
+        snapshots.append(await store.jobs.dispatch_snapshot())
+    await starting
+
+    # Then every read saw each job exactly once: running or pending, never both, never neither
+    # (a job in neither would run without a lease after a flush; in both, be queued twice)
+    assert len(snapshots) >= 2
+    for snapshot in snapshots:
+        running = {job.job_id for job in snapshot.running}
+        pending = {job.job_id for job in snapshot.pending}
+        assert not running & pending
+        assert jobs <= running | pending
+
+
+@pytest.fixture
+async def slow_renewal_ctx(worker_settings: Settings) -> AsyncIterator[WorkerContext]:
+    """A worker with 12 s leases: Postgres heartbeats every 2 s, the Redis lease every 4 s."""
+    settings = worker_settings.model_copy(update={"lease_seconds": 12.0})
+    async with open_context(settings, generator=Held()) as context:
+        yield context
+
+
+async def test_a_live_worker_whose_lease_was_reaped_keeps_its_job_and_its_slot(
+    worker_stack: StackInfo,
+    slow_renewal_ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a generation running under a live worker
+    ctx = slow_renewal_ctx
+    held: Held = ctx.generator  # type: ignore[assignment]
+    job_id = await enqueue(store, dispatcher, user)
+    first = await claim_one(dispatcher, lease_seconds=12.0)
+    running = asyncio.create_task(run_attempt(ctx, first, abandon=asyncio.Event()))
+    await asyncio.wait_for(held.started.wait(), 10)
+    fence = job_row(worker_stack.database_url, job_id)["fence"]
+
+    # When its Redis lease is reaped and recording the loss in Postgres fails (the lease is
+    # simply gone from Redis), and five more jobs are claimed at once (Redis sees five slots)
+    others = [await enqueue(store, dispatcher, user) for _ in range(5)]
+    worker_stack.redis.client().zrem("storyq:active", str(job_id))
+    claims = await dispatcher.claim(5, lease_seconds=60)
+    assert len(claims) == 5
+    attempts = [asyncio.create_task(run_attempt(ctx, c, abandon=asyncio.Event())) for c in claims]
+    await eventually(lambda: any(task.done() for task in attempts))
+
+    # Then only four of them start: the live attempt still holds its slot in Postgres
+    await asyncio.sleep(0.3)
+    assert processing_count(worker_stack) == 5
+    assert [task.result() for task in attempts if task.done()] == [Outcome.DEFERRED]
+    # And the live worker's next heartbeat gives it its Redis lease back, same fence
+    await eventually(lambda: worker_stack.redis.client().zscore("storyq:active", str(job_id)))
+    assert job_row(worker_stack.database_url, job_id)["fence"] == fence
+
+    # And a sweep that reaps its lease never takes the job from it while it is alive
+    worker_stack.redis.client().zadd("storyq:active", {str(job_id): 0})
+    summary = await sweep(ctx)
+    assert summary.reaped == 1
+    assert summary.requeued == 0
+    row = job_row(worker_stack.database_url, job_id)
+    assert (row["status"], row["fence"], row["attempts"]) == ("processing", fence, 1)
+    expiry = worker_stack.redis.client().zscore("storyq:active", str(job_id))
+    assert expiry is not None
+    assert expiry > time.time() * 1000
+
+    held.gate.set()
+    assert await running is Outcome.COMPLETED
+    await asyncio.gather(*attempts)
+    assert len(others) == 5
+
+
+async def test_a_superseded_generation_stops_within_two_seconds(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a generation running
+    job_id = await enqueue(store, dispatcher, user)
+    held: Held = ctx.generator  # type: ignore[assignment]
+    claim = await claim_one(dispatcher)
+    running = asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event()))
+    await asyncio.wait_for(held.started.wait(), 10)
+
+    # When Postgres gives the job to a new fence (its attempt handed back by a holder of the
+    # same token)
+    await store.jobs.release(job_id, fence=claim.fence)
+    moved_at = time.monotonic()
+
+    # Then the generation task ends within 2 s, and its result would count for nothing
+    assert await asyncio.wait_for(running, 5) is Outcome.DROPPED
+    assert held.cancelled_at[str(job_id)] - moved_at < 2.0
+    assert job_row(worker_stack.database_url, job_id)["content"] is None
+
+
+async def test_a_generation_redis_says_is_superseded_stops_within_two_seconds(
+    worker_stack: StackInfo,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a generation running
+    job_id = await enqueue(store, dispatcher, user)
+    held: Held = ctx.generator  # type: ignore[assignment]
+    claim = await claim_one(dispatcher)
+    running = asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event()))
+    await asyncio.wait_for(held.started.wait(), 10)
+
+    # When Redis holds a newer fence for the job
+    worker_stack.redis.client().hset("storyq:jobs", f"{job_id}:fence", claim.fence + 1000)
+    moved_at = time.monotonic()
+
+    # Then the generation task ends within 2 s
+    await asyncio.wait_for(running, 5)
+    assert held.cancelled_at[str(job_id)] - moved_at < 2.0
+
+
+async def test_a_generation_cut_off_from_postgres_stops_before_it_could_be_counted_dead(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a worker whose PostgREST can go away, running a generation
+    from storyq.config import DEV_JWT_SECRET
+    from storyq_local.servers import serve_in_thread
+    from storyq_local.supabase_emulator import create_app as supabase_app
+
+    own = serve_in_thread(
+        supabase_app(database_url=worker_stack.database_url, jwt_secret=DEV_JWT_SECRET)
+    )
+    settings = worker_settings.model_copy(update={"supabase_url": own.url})
+    held = Held()
+    job_id = await enqueue(store, dispatcher, user)
+    async with open_context(settings, generator=held) as cut_off:
+        running = asyncio.create_task(
+            run_attempt(cut_off, await claim_one(dispatcher), abandon=asyncio.Event())
+        )
+        await asyncio.wait_for(held.started.wait(), 10)
+
+        # When Postgres is out of its reach
+        await asyncio.to_thread(own.stop)
+
+        # Then it stops generating on its own, before its last heartbeat is a lease old (when
+        # a sweep or another worker's start may count the attempt as dead and run the job again)
+        outcome = await asyncio.wait_for(running, 10)
+    last_heartbeat = job_row(worker_stack.database_url, job_id)["heartbeat_at"].timestamp()
+    stopped = held.cancelled_at[str(job_id)] - time.monotonic() + time.time()
+    assert stopped < last_heartbeat + worker_settings.lease_seconds
+    assert outcome is Outcome.ERROR  # it could not hand the job back either: a sweep will
+    assert job_row(worker_stack.database_url, job_id)["status"] == "processing"
+
+
+async def test_nothing_of_a_job_stays_in_redis_when_its_worker_dies_after_postgres(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given one job completed and one failed for good in Postgres by workers that died before
+    # telling Redis (their leases and bookkeeping are still there)
+    done = await enqueue(store, dispatcher, user)
+    failed = await enqueue(store, dispatcher, user)
+    for job_id, finish in ((done, "complete"), (failed, "fail")):
+        claim = await claim_one(dispatcher, lease_seconds=0.3)
+        assert claim.job_id == str(job_id)
+        await start(store, worker_settings, job_id, claim.fence)
+        if finish == "complete":
+            await store.jobs.complete(job_id, fence=claim.fence, content="The end.")
+        else:
+            await store.jobs.fail(
+                job_id, fence=claim.fence, failure=Failure(code="x", message="x", retryable=False)
+            )
+        assert redis_entries(worker_stack, job_id)
+    # And bookkeeping of a job that is in no queue at all (a failed call left it)
+    orphan = uuid.uuid4()
+    worker_stack.redis.client().hset(
+        "storyq:jobs", mapping={f"{orphan}:fence": 7, f"{orphan}:user": "u"}
+    )
+
+    # When their leases lapse and a sweep runs
+    await asyncio.sleep(0.4)
+    summary = await sweep(ctx)
+
+    # Then Redis holds nothing of any of them
+    assert summary.reaped == 2
+    assert summary.orphans >= 1
+    for job_id in (done, failed, orphan):
+        assert redis_entries(worker_stack, job_id) == []
