@@ -111,6 +111,34 @@ async def test_clean_deletes_finished_job_rows_but_never_stories(
     assert db.job_status(waiting["jobId"]) == "pending"
 
 
+async def test_clean_deletes_cancelled_job_rows_too(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    # Given a job the user cancelled a while ago
+    user = make_user(credits=1)
+    job = await _queue(client, user)
+    assert (
+        await client.delete(f"/api/job/{job['jobId']}", headers=user.headers)
+    ).status_code == 200
+    db.run(
+        "update story_jobs set finished_at = now() - interval '1 hour' where id = %s",
+        (job["jobId"],),
+    )
+
+    # When an admin cleans cancelled rows older than a minute
+    response = await client.post(
+        "/api/admin/queue/clean",
+        json={"status": "cancelled", "olderThanSeconds": 60},
+        headers=admin.headers,
+    )
+
+    # Then the row is gone and the story stays
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert db.value("select count(*) from story_jobs where id = %s", (job["jobId"],)) == 0
+    assert db.value("select status from stories where id = %s", (job["storyId"],)) == "cancelled"
+
+
 @pytest.mark.parametrize(
     "body",
     [

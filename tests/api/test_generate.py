@@ -181,6 +181,37 @@ async def test_same_idempotency_key_and_body_replays_the_first_job_and_debits_on
     assert db.value("select count(*) from public.story_jobs where user_id = %s", (user.id,)) == 1
 
 
+async def test_a_key_outlives_its_cleaned_job_and_still_debits_once(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a keyed story that completed, and an admin who then cleaned completed job rows
+    user = make_user(credits=5)
+    admin_headers = make_user(admin=True).headers
+    headers = {**user.headers, "Idempotency-Key": "click-after-clean"}
+    first = (await client.post("/api/generate", json=GENERATE_BODY, headers=headers)).json()
+    db.start(first["jobId"])
+    db.complete(first["jobId"], "Once upon a time.", {})
+    db.run(
+        "update story_jobs set finished_at = now() - interval '1 minute' where id = %s",
+        (first["jobId"],),
+    )
+    cleaned = await client.post(
+        "/api/admin/queue/clean", json={"status": "completed"}, headers=admin_headers
+    )
+    assert cleaned.json()["deleted"] >= 1
+
+    # When the client retries the same request with the same key
+    again = await client.post("/api/generate", json=GENERATE_BODY, headers=headers)
+
+    # Then it gets the first answer's ids, the job's real status, and pays nothing more
+    assert again.status_code == 202
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (again.json()["jobId"], again.json()["storyId"]) == (first["jobId"], first["storyId"])
+    assert again.json()["status"] != "queued"
+    assert db.balance(user.id) == 4
+    assert db.value("select count(*) from public.stories where user_id = %s", (user.id,)) == 1
+
+
 async def test_same_idempotency_key_with_another_body_is_409(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:

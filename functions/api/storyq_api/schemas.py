@@ -57,10 +57,15 @@ class WaitTime(_Out):
     estimated_minutes: int
 
 
+AcceptedStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+
 class GenerateAccepted(_Out):
     job_id: UUID
     story_id: UUID
-    status: Literal["queued"] = "queued"
+    # "queued" for a new job; a replayed Idempotency-Key answers the job's status as it is now
+    # ("queued" only while it waits).
+    status: AcceptedStatus = "queued"
     message: str = "Story generation queued successfully"
     # null when Redis could not be reached: the job is safe in Postgres and will be dispatched.
     estimated_wait_time: WaitTime | None

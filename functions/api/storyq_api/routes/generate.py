@@ -96,6 +96,7 @@ async def generate(
     return GenerateAccepted(
         job_id=enqueued.job_id,
         story_id=enqueued.story_id,
+        status="queued" if enqueued.status == "pending" else enqueued.status,
         estimated_wait_time=wait_time(position),
         credits_remaining=enqueued.balance,
     )
