@@ -113,7 +113,7 @@ async def fill_behind(direct: redis.Redis, count: int, *, user_id: str) -> None:
     recorder = _Recorder()
     queue = Dispatcher(cast(Redis, recorder), max_active=5)
     for n in range(count):
-        await queue.enqueue(f"filler-{n}", user_id=user_id)
+        await queue.enqueue(f"filler-{n}", user_id=user_id, fence=n + 1)
     direct.flushall()
     direct.script_load(scripts.ENQUEUE.source)
     for start in range(0, count, 10_000):

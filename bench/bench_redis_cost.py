@@ -85,7 +85,7 @@ async def job_life(queue: Dispatcher, meter: Meter) -> dict[str, Any]:
         holder.append(claimed.fence)
 
     steps = {
-        "enqueue": await meter.measure(lambda: queue.enqueue("job-1", user_id="u")),
+        "enqueue": await meter.measure(lambda: queue.enqueue("job-1", user_id="u", fence=2)),
         "claim": await meter.measure(claim),
         "heartbeat": await meter.measure(
             lambda: queue.heartbeat("job-1", holder[0], lease_seconds=LEASE)
@@ -107,7 +107,7 @@ async def job_life(queue: Dispatcher, meter: Meter) -> dict[str, Any]:
 
 async def _warm_up(queue: Dispatcher) -> None:
     await queue.rebuild([])  # a new (or flushed) queue takes claims once a sweep rebuilt it
-    await queue.enqueue("warm-up", user_id="u")
+    await queue.enqueue("warm-up", user_id="u", fence=1)
     (claimed,) = await queue.claim(1, lease_seconds=LEASE)
     await queue.heartbeat("warm-up", claimed.fence, lease_seconds=LEASE)
     await queue.ack("warm-up", claimed.fence, generation_seconds=None)
@@ -130,7 +130,8 @@ def fill(direct: redis.Redis, queue: Dispatcher, depth: int) -> None:
     for start in range(0, depth, 10_000):
         pipe = direct.pipeline(transaction=False)
         for n in range(start, min(start + 10_000, depth)):
-            pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, f"job-{n}", f"u{n % 50}", 0, 1.0)
+            job, user, fence = f"job-{n}", f"u{n % 50}", n + 1
+            pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, job, user, fence, 1.0)
         pipe.execute()
 
 

@@ -31,7 +31,7 @@ from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.generation import GenerationRequest, GenerationResult, ProgressCallback
 from storyq.queue import Dispatcher
-from storyq.store import Store
+from storyq.store import StartedJob, Store
 from storyq_worker.handler import invoke
 from storyq_worker.invocation import run_invocation
 
@@ -199,8 +199,15 @@ async def _steps(
         t0 = clock()
         (claim,) = await queue.claim(1, lease_seconds=settings.lease_seconds)
         t1 = clock()
-        job = await store.jobs.start(UUID(claim.job_id), claim.fence)
+        job = await store.jobs.start(
+            UUID(claim.job_id),
+            claim.fence,
+            max_active=settings.max_active_jobs,
+            live_seconds=settings.lease_seconds,
+        )
         t2 = clock()
+        if not isinstance(job, StartedJob):
+            raise RuntimeError(f"the bench's own claim was refused: {job!r}")
         request = GenerationRequest(
             job_id=claim.job_id, prompt=job.prompt, target_words=job.target_words
         )
@@ -208,7 +215,7 @@ async def _steps(
         t3 = clock()
         await store.jobs.complete(
             UUID(claim.job_id),
-            attempt=claim.fence,
+            fence=claim.fence,
             content=result.content,
             title=result.title,
             result=result.summary(generation_seconds=0.0),

@@ -27,6 +27,11 @@ from tests.support.processes import RedisProcess
 from tests.support.users import ApiUser
 
 ISSUER = "http://127.0.0.1:54321/auth/v1"
+# Db.start stands in for a worker on the session's shared database, which holds every API
+# test's jobs: its starts are not held back by the global cap (tested in test_store_admin), and
+# count other attempts as live for an hour, so they never take another test's job away.
+START_ANY_CAP = 1_000_000
+START_LIVE_SECONDS = 3600.0
 
 
 def token_for(
@@ -67,24 +72,31 @@ class Db:
     def job_status(self, job_id: str) -> str:
         return str(self.value("select status from public.story_jobs where id = %s", (job_id,)))
 
+    def fence(self, job_id: str) -> int:
+        """The token of the job's next (pending) or running attempt."""
+        return int(self.value("select fence from public.story_jobs where id = %s", (job_id,)))
+
     def start(self, job_id: str, *, words: int | None = None) -> None:
-        """pending → processing (attempt 1), optionally with progress."""
-        attempt = int(self.value("select attempts from public.story_jobs where id = %s", (job_id,)))
-        self.run("select public.start_story_job(%s, %s)", (job_id, attempt + 1))
+        """pending → processing under the job's current fence, optionally with progress."""
+        fence = self.fence(job_id)
+        started = self.value(
+            "select public.start_story_job(%s, %s, %s, %s)",
+            (job_id, fence, START_ANY_CAP, START_LIVE_SECONDS),
+        )
+        assert started["started"], started
         if words is not None:
-            self.run("select public.heartbeat_story_job(%s, %s, %s)", (job_id, attempt + 1, words))
+            self.run("select public.heartbeat_story_job(%s, %s, %s)", (job_id, fence, words))
 
     def complete(self, job_id: str, content: str, result: dict[str, Any]) -> None:
-        attempt = self.value("select attempts from public.story_jobs where id = %s", (job_id,))
         self.run(
             "select public.complete_story_job(%s, %s, %s, null, %s)",
-            (job_id, attempt, content, Jsonb(result)),
+            (job_id, self.fence(job_id), content, Jsonb(result)),
         )
 
     def fail(self, job_id: str, *, code: str = "generator_error", message: str = "boom") -> None:
-        attempt = self.value("select attempts from public.story_jobs where id = %s", (job_id,))
         self.run(
-            "select public.fail_story_job(%s, %s, %s, %s, false)", (job_id, attempt, code, message)
+            "select public.fail_story_job(%s, %s, %s, %s, false)",
+            (job_id, self.fence(job_id), code, message),
         )
 
 

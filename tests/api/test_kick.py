@@ -126,7 +126,7 @@ async def test_no_kick_while_every_slot_is_taken(
     services: Services = app.state.services
     await services.dispatcher.rebuild([])
     for index in range(settings.max_active_jobs):
-        await services.dispatcher.enqueue(f"running-{index}", user_id="someone")
+        await services.dispatcher.enqueue(f"running-{index}", user_id="someone", fence=index + 1)
     assert len(await services.dispatcher.claim(5, lease_seconds=60)) == 5
 
     # When a user queues a story

@@ -45,7 +45,11 @@ def new_users(database_url: str, count: int) -> list[uuid.UUID]:
 
 
 def request(
-    user: uuid.UUID, *, key: str | None = None, prompt: str = "a lighthouse"
+    user: uuid.UUID,
+    *,
+    key: str | None = None,
+    prompt: str = "a lighthouse",
+    key_ttl_seconds: float = 86400.0,
 ) -> EnqueueRequest:
     return EnqueueRequest(
         user_id=user,
@@ -56,6 +60,7 @@ def request(
         max_attempts=3,
         idempotency_key=key,
         request_hash=f"hash:{prompt}" if key else None,
+        idempotency_ttl_seconds=key_ttl_seconds,
     )
 
 
@@ -99,6 +104,9 @@ async def test_concurrent_enqueues_never_overspend(store: Store, database_url: s
     assert unexpected == []
     made = Counter(r.job_id for r in results if isinstance(r, EnqueuedJob))
     assert all(count == 1 for count in made.values())
+    fences = [r.fence for r in results if isinstance(r, EnqueuedJob)]
+    assert None not in fences
+    assert len(set(fences)) == len(fences), "each job gets a fencing token of its own"
     jobs_per_user = {user: await store.jobs.list_for_user(user, limit=100) for user in users}
 
     # And each user got exactly as many jobs as their credits paid for, no more
@@ -128,8 +136,8 @@ async def test_one_idempotency_key_sent_50_times_makes_one_job(
         *(store.jobs.enqueue(request(user, key="click-1")) for _ in range(50))
     )
 
-    # Then they all answer with one job, created once and replayed 49 times
-    assert {r.job_id for r in results} == {results[0].job_id}
+    # Then they all answer with one job, created once and replayed 49 times, under its fence
+    assert {(r.job_id, r.fence) for r in results} == {(results[0].job_id, results[0].fence)}
     assert sorted(r.replayed for r in results) == [False] + [True] * 49
     # And the user paid once
     assert await store.credits.balance(user) == 4
@@ -152,6 +160,32 @@ async def test_a_key_reused_for_another_request_is_refused(store: Store, databas
     assert await store.credits.balance(user) == 4
     again = await store.jobs.enqueue(request(user, key="click-2", prompt="a lighthouse"))
     assert (again.job_id, again.replayed) == (first.job_id, True)
+
+
+async def test_a_key_is_free_again_once_its_ttl_has_passed(store: Store, database_url: str) -> None:
+    # Given a job enqueued with a key remembered for an hour, two hours ago
+    (user,) = new_users(database_url, 1)
+    await store.credits.grant(user, 5)
+    first = await store.jobs.enqueue(request(user, key="click-old", key_ttl_seconds=3600))
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "update public.idempotency_keys set created_at = now() - interval '2 hours'"
+            " where user_id = %s",
+            (user,),
+        )
+
+    # When the key comes back, even with another prompt
+    again = await store.jobs.enqueue(
+        request(user, key="click-old", prompt="a volcano", key_ttl_seconds=3600)
+    )
+
+    # Then it is a new request: a new job, charged again, and the key now replays that job
+    assert (again.replayed, again.job_id == first.job_id) == (False, False)
+    assert await store.credits.balance(user) == 3
+    replay = await store.jobs.enqueue(
+        request(user, key="click-old", prompt="a volcano", key_ttl_seconds=3600)
+    )
+    assert (replay.replayed, replay.job_id) == (True, again.job_id)
 
 
 async def test_keys_are_scoped_to_their_user(store: Store, database_url: str) -> None:
