@@ -174,11 +174,6 @@ async def test_cancelled_jobs_give_back_their_share_while_others_wait(queue: Dis
     assert (position.position, position.queue_length) == (1, 6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remove rolls back the user's LAST finish tag, whichever job was removed: a job "
-    "queued after cancelling older ones overtakes that user's own earlier job (common.lua unwait)",
-)
 async def test_one_users_jobs_stay_first_in_first_out_after_a_cancel(queue: Dispatcher) -> None:
     # Given one user queued three jobs and cancelled the first two
     fence = fences()

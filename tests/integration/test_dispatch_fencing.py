@@ -391,12 +391,6 @@ async def test_unclaim_puts_a_refused_claim_back_at_the_head_of_the_queue(
     assert again[0].score == claim.score
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a claim that empties the waiting set resets the fair-share clock (claim.lua); unclaim "
-    "restores the job's old score but not the clock, so jobs queued afterwards, the same user's "
-    "included, are scored below it and overtake it (unclaim.lua)",
-)
 async def test_a_refused_claim_stays_ahead_of_jobs_queued_after_it(queue: Dispatcher) -> None:
     # Given one user's three jobs: two served, the last claimed, refused by Postgres (the cap)
     # and given back

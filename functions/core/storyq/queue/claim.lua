@@ -33,6 +33,7 @@ local claims = {}
 for i = 1, #popped, 2 do
   local job = popped[i]
   local info = redis.call('HMGET', jobs, job .. ':user', job .. ':fence')
+  if info[1] then left_waiting(fair, info[1]) end
   redis.call('ZADD', active, expiry, job)
   claims[#claims + 1] = job
   claims[#claims + 1] = info[1] or ''

@@ -30,7 +30,9 @@ local function position_reply(waiting, active, stats, rank)
 end
 
 -- Add `job` to the waiting set with a start-time-fair-queuing score:
--- tag = max(virtual time, the user's last tag) + TAG_UNITS / weight.
+-- tag = max(virtual time, the user's last tag) + TAG_UNITS / weight. The fair hash also counts
+-- each user's waiting jobs (`n:<user>`), so a user whose last waiting job goes is given their
+-- virtual time back (see unwait).
 local function add_waiting(waiting, finish, fair, job, user, weight)
   local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
   local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
@@ -39,6 +41,14 @@ local function add_waiting(waiting, finish, fair, job, user, weight)
   local seq = redis.call('HINCRBY', fair, 'seq', 1) % SEQ_SPAN
   redis.call('ZADD', waiting, fmt_int(tag * SEQ_SPAN + seq), job)
   redis.call('ZADD', finish, fmt_int(tag), user)
+  redis.call('HINCRBY', fair, 'n:' .. user, 1)
+end
+
+-- One of `user`'s jobs left the waiting set (served or withdrawn); how many still wait.
+local function left_waiting(fair, user)
+  local left = redis.call('HINCRBY', fair, 'n:' .. user, -1)
+  if left <= 0 then redis.call('HDEL', fair, 'n:' .. user) end
+  return left
 end
 
 -- Move up to `limit` delayed jobs whose due time has come into the waiting set.
@@ -68,20 +78,25 @@ local function forget(jobs, job)
   redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight')
 end
 
--- Take `job` out of the waiting set and give its user back the virtual time it was charged
--- (its cost), so a user who withdraws jobs is not served later for them. Returns 1 if it was
--- waiting. Once nothing waits, the fair-share clock starts again at 0 (as in claim).
+-- Take `job` out of the waiting set and give its user back the virtual time it was charged,
+-- so a user who withdraws jobs is not served later for them: once none of theirs waits, their
+-- next job is tagged from the queue's virtual time again; while others wait, only withdrawing
+-- the newest takes its cost back (the older ones keep their order: one user's jobs stay FIFO).
+-- Returns 1 if it was waiting. Once nothing waits, the fair-share clock starts again at 0.
 local function unwait(waiting, finish, fair, jobs, job)
-  if redis.call('ZREM', waiting, job) == 0 then return 0 end
+  local score = redis.call('ZSCORE', waiting, job)
+  if not score then return 0 end
+  redis.call('ZREM', waiting, job)
   local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
   local user, weight = info[1], tonumber(info[2] or '1')
   if user then
+    local tag = math.floor(tonumber(score) / SEQ_SPAN)
     local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
     local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
     local back = last - math.max(1, math.floor(TAG_UNITS / weight + 0.5))
-    if back <= vtime then
+    if left_waiting(fair, user) <= 0 or (tag >= last and back <= vtime) then
       redis.call('ZREM', finish, user)
-    else
+    elseif tag >= last then
       redis.call('ZADD', finish, fmt_int(back), user)
     end
   end

@@ -148,7 +148,7 @@ class Dispatcher:
         k = self.keys
         reply = await scripts.UNCLAIM.run(
             self._redis,
-            [k.waiting, k.active, k.jobs],
+            [k.waiting, k.active, k.jobs, k.finish, k.fair],
             [_job(claim.job_id), str(claim.fence), claim.score or "0"],
         )
         return reply == 1
@@ -163,7 +163,7 @@ class Dispatcher:
         k = self.keys
         reply = await scripts.HEARTBEAT.run(
             self._redis,
-            [k.active, k.jobs, k.waiting, k.delayed],
+            [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
             [_job(job_id), str(fence), _ms(lease_seconds), user_id],
         )
         return reply == 1
@@ -193,7 +193,7 @@ class Dispatcher:
         k = self.keys
         reply = await scripts.RETRY_LATER.run(
             self._redis,
-            [k.waiting, k.delayed, k.active, k.jobs],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
             [_job(job_id), user_id, str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
         return reply == 1

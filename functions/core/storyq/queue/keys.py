@@ -44,7 +44,8 @@ class QueueKeys:
 
     @property
     def fair(self) -> str:
-        """HASH `vtime` (the queue's virtual time) and `seq` (arrival counter)."""
+        """HASH `vtime` (the queue's virtual time), `seq` (arrival counter) and `n:<user id>`
+        (how many of that user's jobs wait)."""
         return f"{self.prefix}:fair"
 
     @property

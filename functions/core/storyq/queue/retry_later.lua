@@ -6,17 +6,20 @@
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
 -- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
+-- KEYS[5] finish   ZSET user -> last finish tag
+-- KEYS[6] fair     HASH vtime, seq, n:<user>
 -- ARGV[1] job id
 -- ARGV[2] user id
 -- ARGV[3] fence of the next attempt
 -- ARGV[4] delay from now (ms)
 -- Returns 1 when the job is now delayed, 0 when Redis knows a newer fence.
-local waiting, delayed, active, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local waiting, delayed, active, jobs, finish, fair =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local job, user, fence = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local known = fence_of(jobs, job)
 if known and known > fence then return 0 end
 redis.call('ZREM', active, job)
-redis.call('ZREM', waiting, job)
+unwait(waiting, finish, fair, jobs, job)
 redis.call('ZADD', delayed, fmt_int(now_ms() + tonumber(ARGV[4])), job)
 redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', ARGV[3])
 return 1
