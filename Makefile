@@ -14,12 +14,13 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build reliability-results
+	sam-validate sam-build build reliability-results stress
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
 	@echo "make test   install what is missing, start what is needed, run every check"
 	@echo "make bench  run the benchmarks and print the tables"
+	@echo "make stress the Redis-loss and worker-kill scenarios 20 times with every core busy"
 	@echo "make build  the deployable build (arm64) for sam deploy, with bytecode compiled"
 
 $(STAMP): pyproject.toml
@@ -83,6 +84,11 @@ bench: venv services
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services
 	STORYQ_RECORD_RESULTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/reliability
+
+# The flush, restart and kill scenarios 20 times in a row with every core busy (about half an
+# hour; not part of `make test`). Figures in bench/results/stress.json.
+stress: venv services
+	$(BIN)/python -m tests.reliability.stress --rounds $(or $(ROUNDS),20)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .storyq

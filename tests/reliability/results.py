@@ -17,7 +17,9 @@ from typing import Any
 from storyq_local.config import project_root
 
 RESULTS_FILE = (
-    project_root() / "bench" / "results" / "reliability.json"
+    Path(os.environ["STORYQ_RESULTS_FILE"])  # `make stress`: one file per run
+    if os.environ.get("STORYQ_RESULTS_FILE")
+    else project_root() / "bench" / "results" / "reliability.json"
     if os.environ.get("STORYQ_RECORD_RESULTS") == "1"
     else project_root() / "tests" / "artifacts" / "reliability.json"
 )
