@@ -11,18 +11,14 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
 from upstash_redis.asyncio import Redis
 
-from storyq.clients import async_redis
-from storyq.config import Settings
 from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, QueueNotReady, RunningJob
-from storyq_local.servers import ThreadedServer
-from tests.conftest import UPSTASH_TOKEN
 from tests.support.processes import RedisProcess
 
 T = TypeVar("T")
@@ -32,26 +28,6 @@ LEASE = 30.0
 @pytest.fixture(autouse=True)
 def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
-
-
-@pytest.fixture
-async def upstash(upstash_emulator: ThreadedServer) -> AsyncIterator[Redis]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
-        upstash_redis_rest_url=upstash_emulator.url,
-        upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # coerced to SecretStr
-        upstash_rest_retries=0,
-    )
-    client = async_redis(settings)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def queue(upstash: Redis) -> Dispatcher:
-    dispatcher = Dispatcher(upstash, max_active=5)
-    await dispatcher.rebuild([])  # an empty Postgres: the queue is ready for claims
-    return dispatcher
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -20,11 +20,7 @@ import pytest
 import redis
 from upstash_redis.asyncio import Redis
 
-from storyq.clients import async_redis
-from storyq.config import Settings
 from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts
-from storyq_local.servers import ThreadedServer
-from tests.conftest import UPSTASH_TOKEN
 from tests.support.processes import RedisProcess
 
 T = TypeVar("T")
@@ -36,26 +32,6 @@ NOTHING = QueueCounts(waiting=0, active=0, delayed=0, avg_generation_seconds=270
 @pytest.fixture(autouse=True)
 def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
-
-
-@pytest.fixture
-async def upstash(upstash_emulator: ThreadedServer) -> AsyncIterator[Redis]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
-        upstash_redis_rest_url=upstash_emulator.url,
-        upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # coerced to SecretStr
-        upstash_rest_retries=0,
-    )
-    client = async_redis(settings)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def queue(upstash: Redis) -> Dispatcher:
-    dispatcher = Dispatcher(upstash, max_active=5)
-    await dispatcher.rebuild([])  # an empty Postgres: the queue is ready for claims
-    return dispatcher
 
 
 @pytest.fixture

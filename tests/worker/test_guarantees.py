@@ -96,6 +96,18 @@ async def claim_one(dispatcher: Dispatcher, *, lease_seconds: float = 60.0) -> C
     return claims[0]
 
 
+async def generation_running(
+    ctx: WorkerContext, store: Store, dispatcher: Dispatcher, user: uuid.UUID
+) -> tuple[uuid.UUID, Claim, asyncio.Task[Outcome]]:
+    """A new job, claimed and run by `ctx` (whose generator is a Held) until it generates."""
+    job_id = await enqueue(store, dispatcher, user)
+    claim = await claim_one(dispatcher)
+    running = asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event()))
+    held: Held = ctx.generator  # type: ignore[assignment]
+    await asyncio.wait_for(held.started.wait(), 10)
+    return job_id, claim, running
+
+
 async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
     worker_stack: StackInfo,
     worker_settings: Settings,
@@ -300,11 +312,8 @@ async def test_a_superseded_generation_stops_within_two_seconds(
     user: uuid.UUID,
 ) -> None:
     # Given a generation running
-    job_id = await enqueue(store, dispatcher, user)
+    job_id, claim, running = await generation_running(ctx, store, dispatcher, user)
     held: Held = ctx.generator  # type: ignore[assignment]
-    claim = await claim_one(dispatcher)
-    running = asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event()))
-    await asyncio.wait_for(held.started.wait(), 10)
 
     # When Postgres gives the job to a new fence (its attempt handed back by a holder of the
     # same token)
@@ -325,11 +334,8 @@ async def test_a_generation_redis_says_is_superseded_stops_within_two_seconds(
     user: uuid.UUID,
 ) -> None:
     # Given a generation running
-    job_id = await enqueue(store, dispatcher, user)
+    job_id, claim, running = await generation_running(ctx, store, dispatcher, user)
     held: Held = ctx.generator  # type: ignore[assignment]
-    claim = await claim_one(dispatcher)
-    running = asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event()))
-    await asyncio.wait_for(held.started.wait(), 10)
 
     # When Redis holds a newer fence for the job
     worker_stack.redis.client().hset("storyq:jobs", f"{job_id}:fence", claim.fence + 1000)
