@@ -89,8 +89,10 @@ end
 $$;
 
 -- Attempts now processing, after counting the dead ones (heartbeat older than p_live_seconds)
--- as lost, so that only live attempts hold a slot. Rows another transaction holds are skipped
--- (and still counted). The caller holds the start gate.
+-- as lost, so that they hold no slot. Only attempts with retries left are taken here: they go
+-- back to pending and touch no other row. A dead last attempt (its job fails and is refunded,
+-- which locks the story and the balance) and rows another transaction holds are left to the
+-- sweeper and still counted, so the caller, holding the start gate, never waits on a lock.
 create function private.running_attempts(p_live_seconds double precision)
 returns integer
 language plpgsql
@@ -101,7 +103,7 @@ declare
 begin
   for v_job_id in
     select id from public.story_jobs
-    where status = 'processing'
+    where status = 'processing' and attempts < max_attempts
       and heartbeat_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_live_seconds)
     order by heartbeat_at, id
     for update skip locked
@@ -174,14 +176,21 @@ begin
     raise exception using errcode = 'PT422', message = 'invalid_argument',
       detail = 'max_active >= 1 and live_seconds > 0 are required';
   end if;
-  -- The start gate: one start at a time across the deployment, so two starts cannot both see
-  -- a free slot. Taken before any row lock (no other function takes it: no lock cycle).
-  perform pg_catalog.pg_advisory_xact_lock(1937011313, 1);
+  -- The count below must see every start committed before the gate was ours: each statement
+  -- takes a fresh snapshot only under read committed.
+  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+    raise exception using errcode = 'PT500', message = 'read_committed_required',
+      detail = 'start_story_job counts running attempts under its gate: read committed only';
+  end if;
 
   select * into v_job from public.story_jobs where id = p_job_id for update;
   if not found then
     raise exception using errcode = 'PT404', message = 'job_not_found';
   end if;
+  -- The start gate: one start at a time across the deployment, so two starts cannot both see
+  -- a free slot. Taken after the job's own row (so no start waits on a row while holding it)
+  -- and held until commit; under it only rows no one else holds are locked (skip locked).
+  perform pg_catalog.pg_advisory_xact_lock(1937011313, 1);
   v_reason := case
     when v_job.status in ('completed', 'failed', 'cancelled') then 'finished'
     when v_job.fence is distinct from p_fence then 'stale'
@@ -198,9 +207,11 @@ begin
       || pg_catalog.jsonb_build_object('started', false, 'reason', v_reason);
   end if;
 
+  -- The clock, not the transaction's start: the gate may have been waited on.
   update public.story_jobs
-  set status = 'processing', attempts = attempts + 1, started_at = pg_catalog.now(),
-      heartbeat_at = pg_catalog.now(), progress_words = 0
+  set status = 'processing', attempts = attempts + 1,
+      started_at = pg_catalog.clock_timestamp(), heartbeat_at = pg_catalog.clock_timestamp(),
+      progress_words = 0
   where id = p_job_id
   returning * into v_job;
 
@@ -225,7 +236,8 @@ set search_path = ''
 as $$
 begin
   update public.story_jobs
-  set heartbeat_at = pg_catalog.now(), progress_words = coalesce(p_words, progress_words)
+  set heartbeat_at = pg_catalog.clock_timestamp(),
+      progress_words = coalesce(p_words, progress_words)
   where id = p_job_id and status = 'processing' and fence = p_fence;
   return found;
 end
@@ -475,6 +487,29 @@ begin
     and finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_older_than_seconds);
   get diagnostics v_deleted = row_count;
   return v_deleted;
+end
+$$;
+
+-- Cancel and refund every pending job (delayed retries included); returns their ids. Every row
+-- is locked in one statement before any refund locks a balance, so this never holds a balance
+-- while waiting on a job row that a failing attempt (which locks the row, then the balance)
+-- holds: no lock cycle.
+create or replace function public.empty_story_queue()
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job_ids uuid[];
+  v_job_id uuid;
+begin
+  select coalesce(pg_catalog.array_agg(id order by id), '{}') into v_job_ids
+  from (select id from public.story_jobs where status = 'pending' order by id for update) j;
+  foreach v_job_id in array v_job_ids loop
+    perform private.cancel_pending_job(v_job_id, 'queue emptied');
+  end loop;
+  return pg_catalog.to_jsonb(v_job_ids);
 end
 $$;
 

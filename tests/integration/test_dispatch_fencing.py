@@ -20,7 +20,7 @@ import pytest
 import redis
 from upstash_redis.asyncio import Redis
 
-from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts
+from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, RunningJob
 from tests.support.processes import RedisProcess
 
 T = TypeVar("T")
@@ -487,3 +487,25 @@ async def test_no_residue_of_finished_removed_or_emptied_jobs(
         elif kind == "hash":
             assert not [f for f in map(str, direct.hkeys(key)) if f.split(":")[0] in jobs], key
     assert set(direct.scan_iter()) == {queue.keys.ready, queue.keys.stats}
+
+
+async def test_a_restore_after_a_flush_never_overwrites_a_newer_fence(
+    queue: Dispatcher, redis_process: RedisProcess
+) -> None:
+    # Given a sweep that read job X running under fence 1, then Redis was flushed, then X's
+    # attempt failed and was queued for a retry under fence 2
+    now = datetime.now(UTC)
+    await queue.enqueue("x", user_id="A", fence=1)
+    await queue.claim(1, lease_seconds=LEASE)
+    await queue.retry_later("x", user_id="A", fence=2, delay_seconds=60)
+    redis_process.client().delete(queue.keys.ready)  # Redis lost its state: the mark is gone
+
+    # When that sweep rebuilds from what it read
+    await queue.rebuild(
+        [PendingJob("y", "B", 3, now)], running=[RunningJob("x", "A", 1)], lease_seconds=LEASE
+    )
+
+    # Then X stays delayed under fence 2, with no lease nobody holds
+    assert "x" not in await queue.active_job_ids()
+    assert (await queue.counts()).delayed == 1
+    assert await queue.heartbeat("x", 1, lease_seconds=LEASE) is False

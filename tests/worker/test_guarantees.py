@@ -421,3 +421,55 @@ async def test_nothing_of_a_job_stays_in_redis_when_its_worker_dies_after_postgr
     assert summary.orphans >= 1
     for job_id in (done, failed, orphan):
         assert redis_entries(worker_stack, job_id) == []
+
+
+@pytest.fixture
+async def hung_upstash() -> AsyncIterator[str]:
+    """An endpoint that accepts connections and never answers: Upstash hung mid-request."""
+    stuck: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stuck.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    yield f"http://{host}:{port}"
+    for writer in stuck:
+        writer.close()
+    server.close()
+
+
+async def test_a_hung_redis_never_holds_back_the_postgres_heartbeats(
+    worker_stack: StackInfo,
+    worker_settings: Settings,
+    hung_upstash: str,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a generation whose worker's Redis hangs on every call (its claim came through)
+    held = Held()
+    job_id = await enqueue(store, dispatcher, user)
+    claim = await claim_one(dispatcher)
+    settings = worker_settings.model_copy(
+        update={"upstash_redis_rest_url": hung_upstash, "http_timeout_seconds": 1.0}
+    )
+    async with open_context(settings, generator=held) as hung:
+        running = asyncio.create_task(run_attempt(hung, claim, abandon=asyncio.Event()))
+        await asyncio.wait_for(held.started.wait(), 10)
+
+        # When three leases pass
+        lease = worker_settings.lease_seconds
+        deadline = time.monotonic() + 3 * lease
+        while time.monotonic() < deadline:
+            await asyncio.sleep(lease / 4)
+            # Then Postgres hears from it all along: the attempt never looks dead
+            row = job_row(worker_stack.database_url, job_id)
+            silent_for = time.time() - row["heartbeat_at"].timestamp()
+            assert silent_for < lease, f"no heartbeat for {silent_for:.2f} s"
+        assert str(job_id) not in held.cancelled_at
+
+        # And the generation, let go, is saved (its Redis ack times out: a sweep tidies up)
+        held.gate.set()
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 10)
+    assert job_row(worker_stack.database_url, job_id)["status"] == "completed"

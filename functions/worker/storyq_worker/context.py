@@ -52,7 +52,11 @@ async def open_context(
         yield WorkerContext(
             settings=settings,
             store=Store(db),
-            dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
+            dispatcher=Dispatcher(
+                redis,
+                max_active=settings.max_active_jobs,
+                timeout_seconds=settings.http_timeout_seconds,
+            ),
             generator=generator or build_generator(settings),
             backoff=backoff_policy(settings),
             kicker=kicker

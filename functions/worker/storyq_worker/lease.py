@@ -10,12 +10,12 @@ again. So the keeper:
   Postgres confirmed (measured from when it was sent, so never later than Postgres's own
   clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
   may count its attempt as dead;
-- renews the Redis lease every lease / 3, only after Postgres has confirmed the attempt; Redis
-  follows (a lease it lost is re-created) unless it knows a newer fence, which stops the
-  generation too.
+- renews the Redis lease every lease / 3, only after Postgres has confirmed the attempt, in a
+  task of its own so a slow or hung Redis never delays a Postgres heartbeat; Redis follows (a
+  lease it lost is re-created) unless it knows a newer fence, which stops the generation too.
 
-`stop()` returns only after the last heartbeat has been answered, so no heartbeat can extend a
-lease after its generation is over.
+`stop()` returns only after the last heartbeat has been answered (or timed out), so no
+heartbeat can extend a lease after its generation is over.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class LeaseKeeper:
         self._beat_every = min(PROGRESS_SECONDS, lease / 4)
         self._renew_every = lease / 3
         self._fence_after = lease * SELF_FENCE
+        self._renewal: asyncio.Task[StopReason | None] | None = None
         self.words = 0
         self.stopped: StopReason | None = None
 
@@ -77,6 +78,8 @@ class LeaseKeeper:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self._renewal is not None:
+            await asyncio.wait({self._renewal})
 
     def _time_left(self) -> float:
         """Seconds until the attempt must have stopped unless a heartbeat is confirmed."""
@@ -86,14 +89,23 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         renew_at = loop.time() + self._renew_every
         while not await self._stopped_within(min(self._beat_every, max(0.0, self._time_left()))):
-            reason = await self._beat()
-            if reason is None and loop.time() >= renew_at - 0.01:
+            reason = await self._beat() or self._renewal_verdict()
+            if reason is None and loop.time() >= renew_at - 0.01 and self._renewal_idle():
                 renew_at = loop.time() + self._renew_every
-                reason = await self._renew_lease()
+                self._renewal = asyncio.create_task(self._renew_lease())
             if reason is not None:
                 self.stopped = reason
                 on_stop()
                 return
+
+    def _renewal_idle(self) -> bool:
+        return self._renewal is None or self._renewal.done()
+
+    def _renewal_verdict(self) -> StopReason | None:
+        """What the last finished Redis renewal said (None while one runs, or all is well)."""
+        if self._renewal is None or not self._renewal.done():
+            return None
+        return self._renewal.result()
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:
@@ -128,13 +140,16 @@ class LeaseKeeper:
         """The Redis lease, re-created if Redis lost it; a failure there is not fatal."""
         claim, ctx = self._claim, self._ctx
         try:
-            held = await ctx.dispatcher.heartbeat(
-                claim.job_id,
-                claim.fence,
-                lease_seconds=ctx.settings.lease_seconds,
-                user_id=claim.user_id,
-            )
-        except Exception:  # Redis down: Postgres still fences and caps the attempt
+            # Bounded like the Postgres heartbeat: a hung Redis must not hold the keeper past
+            # the moment the generation has to stop.
+            async with asyncio.timeout(max(0.0, min(self._time_left(), self._renew_every))):
+                held = await ctx.dispatcher.heartbeat(
+                    claim.job_id,
+                    claim.fence,
+                    lease_seconds=ctx.settings.lease_seconds,
+                    user_id=claim.user_id,
+                )
+        except Exception:  # Redis down or hung: Postgres still fences and caps the attempt
             logger.warning("Redis heartbeat failed", extra={"job_id": claim.job_id}, exc_info=True)
             return None
         if not held:

@@ -4,7 +4,7 @@
 -- the Postgres heartbeat, idempotency keys that outlive cleaned job rows, cleaning cancelled
 -- jobs, and the dispatch snapshot Redis is rebuilt from.
 begin;
-select plan(96);
+select plan(98);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -169,13 +169,18 @@ select throws_ok(
   format($$ select public.complete_story_job(%L, %s, 'zombie', null, '{}') $$,
     pg_temp.job('c1'), pg_temp.f('c1 F1')),
   'PT409', 'stale_attempt', 'c: the lost attempt can no longer complete');
--- On its last attempt, a dead attempt ends failed and refunded.
+-- A dead last attempt is not taken by a start (failing it refunds, which would lock a balance
+-- under the start gate): it holds its slot until the sweeper fails and refunds it.
 call pg_temp.enqueue('c4', 1);
 select is(public.start_story_job(pg_temp.job('c4'), pg_temp.fence('c4'), 3, 60) ->> 'started',
   'true', 'c: a third slot (cap 3) runs a job allowed only 1 attempt');
 call pg_temp.silence('c4');
+select is(public.start_story_job(pg_temp.job('c1'), pg_temp.fence('c1'), 3, 60) ->> 'reason',
+  'capacity', 'c: with cap 3, a dead last attempt still holds its slot at start');
+select is(public.requeue_stalled_story_job(pg_temp.job('c4'), pg_temp.fence('c4'), 60)
+            ->> 'outcome', 'failed', 'c: the sweeper fails the dead last attempt');
 select is(public.start_story_job(pg_temp.job('c1'), pg_temp.fence('c1'), 3, 60) ->> 'started',
-  'true', 'c: with cap 3, the dead last attempt frees its slot');
+  'true', 'c: then its slot is free');
 select results_eq(
   format('select j.status, j.refunded, j.error_code, s.status,
             (select count(*) from public.credit_ledger l

@@ -12,8 +12,8 @@ lease of its successor. Redis is the fast path for the global cap; Postgres enfo
 attempt starts (`start_story_job`), so a lost or wrong lease here costs a refused start, never
 a sixth generation.
 
-API (`Dispatcher(redis, *, max_active, prefix="storyq")`, all methods async; each method's
-docstring gives its contract):
+API (`Dispatcher(redis, *, max_active, prefix="storyq", timeout_seconds=None)`, all methods
+async; each method's docstring gives its contract):
 `enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `promote_due`,
 `reap_expired`, `remove`, `counts`, `empty`, `rebuild`, `sweep_orphans`, `is_ready`,
 `active_job_ids`.
@@ -23,6 +23,7 @@ Key layout: `keys.QueueKeys`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,12 +92,26 @@ class PendingJob:
 class Dispatcher:
     """The queue's operations over one Upstash Redis client (see the module docstring)."""
 
-    def __init__(self, redis: Redis, *, max_active: int, prefix: str = "storyq") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        max_active: int,
+        prefix: str = "storyq",
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """`timeout_seconds` bounds every script call (the Upstash SDK's HTTP client has no
+        timeout of its own): a hung Redis raises TimeoutError instead of stalling the caller."""
         if max_active < 1:
             raise ValueError("max_active must be at least 1")
         self._redis = redis
         self.max_active = max_active
         self.keys = QueueKeys(prefix)
+        self._timeout = timeout_seconds
+
+    async def _run(self, script: scripts.Script, keys: list[str], args: list[str]) -> object:
+        async with asyncio.timeout(self._timeout):
+            return await script.run(self._redis, keys, args)
 
     async def enqueue(
         self, job_id: str, *, user_id: str, fence: int, weight: float = 1.0
@@ -107,8 +122,8 @@ class Dispatcher:
         from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
         None when it is delayed or leased, or Redis knows a newer fence (nothing changes)."""
         k = self.keys
-        reply = await scripts.ENQUEUE.run(
-            self._redis,
+        reply = await self._run(
+            scripts.ENQUEUE,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats],
             [_job(job_id), user_id, str(_fence(fence)), _weight(weight)],
         )
@@ -118,9 +133,7 @@ class Dispatcher:
         """Rank (0-based), queue length, active leases and ETA minutes, in O(log n); None when
         the job is not waiting (delayed, leased or unknown)."""
         k = self.keys
-        reply = await scripts.POSITION.run(
-            self._redis, [k.waiting, k.active, k.stats], [_job(job_id)]
-        )
+        reply = await self._run(scripts.POSITION, [k.waiting, k.active, k.stats], [_job(job_id)])
         return self._position(reply)
 
     async def claim(self, limit: int, *, lease_seconds: float) -> list[Claim]:
@@ -133,8 +146,8 @@ class Dispatcher:
         if limit <= 0:
             return []
         k = self.keys
-        reply = await scripts.CLAIM.run(
-            self._redis,
+        reply = await self._run(
+            scripts.CLAIM,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready],
             [str(limit), _ms(lease_seconds), str(self.max_active), str(PROMOTE_ON_CLAIM)],
         )
@@ -146,8 +159,8 @@ class Dispatcher:
         """Give a claim back untouched (Postgres refused the start: the cap is reached): the
         lease goes and the job waits again at its old score. False when the lease is gone."""
         k = self.keys
-        reply = await scripts.UNCLAIM.run(
-            self._redis,
+        reply = await self._run(
+            scripts.UNCLAIM,
             [k.waiting, k.active, k.jobs, k.finish, k.fair],
             [_job(claim.job_id), str(claim.fence), claim.score or "0"],
         )
@@ -161,8 +174,8 @@ class Dispatcher:
         was reaped or was forgotten is re-created and stale entries of the job go. False when
         Redis knows a newer fence: the attempt is superseded and must stop."""
         k = self.keys
-        reply = await scripts.HEARTBEAT.run(
-            self._redis,
+        reply = await self._run(
+            scripts.HEARTBEAT,
             [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
             [_job(job_id), str(fence), _ms(lease_seconds), user_id],
         )
@@ -175,8 +188,8 @@ class Dispatcher:
         the attempt's lease was still held."""
         seconds = "" if generation_seconds is None else repr(max(0.0, float(generation_seconds)))
         k = self.keys
-        reply = await scripts.ACK.run(
-            self._redis,
+        reply = await self._run(
+            scripts.ACK,
             [k.active, k.jobs, k.stats, k.waiting, k.delayed, k.finish, k.fair],
             [_job(job_id), str(fence), seconds],
         )
@@ -191,8 +204,8 @@ class Dispatcher:
         set when due, scored as a new arrival of its user. False when Redis knows a newer
         fence (nothing changes)."""
         k = self.keys
-        reply = await scripts.RETRY_LATER.run(
-            self._redis,
+        reply = await self._run(
+            scripts.RETRY_LATER,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
             [_job(job_id), user_id, str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
@@ -201,8 +214,8 @@ class Dispatcher:
     async def promote_due(self, limit: int = 100) -> int:
         """Move due retries to the waiting set; how many moved."""
         k = self.keys
-        reply = await scripts.PROMOTE_DUE.run(
-            self._redis, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
+        reply = await self._run(
+            scripts.PROMOTE_DUE, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
         )
         return _int(reply)
 
@@ -210,15 +223,15 @@ class Dispatcher:
         """Remove leases whose expiry passed and return them, each to exactly one caller, who
         asks Postgres what became of the attempt and makes Redis follow."""
         k = self.keys
-        reply = await scripts.REAP_EXPIRED.run(self._redis, [k.active, k.jobs], [str(limit)])
+        reply = await self._run(scripts.REAP_EXPIRED, [k.active, k.jobs], [str(limit)])
         return _claims(reply)
 
     async def remove(self, job_id: str) -> bool:
         """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
         user back the fair-share time it was charged; a leased job is left alone (False)."""
         k = self.keys
-        reply = await scripts.REMOVE.run(
-            self._redis,
+        reply = await self._run(
+            scripts.REMOVE,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
             [_job(job_id)],
         )
@@ -228,7 +241,7 @@ class Dispatcher:
         """Waiting, active (leases), delayed, and the rolling mean generation time."""
         k = self.keys
         reply = _list(
-            await scripts.COUNTS.run(self._redis, [k.waiting, k.active, k.delayed, k.stats], [])
+            await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats], [])
         )
         waiting, active, delayed, mean = reply
         return QueueCounts(
@@ -242,9 +255,7 @@ class Dispatcher:
         """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
         their ids, waiting ones first."""
         k = self.keys
-        reply = await scripts.EMPTY.run(
-            self._redis, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], []
-        )
+        reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
         return [str(job_id) for job_id in _list(reply)]
 
     async def rebuild(
@@ -267,7 +278,7 @@ class Dispatcher:
         added = 0
         for batch in _chunks(ordered, REBUILD_BATCH):
             args = [arg for job in batch for arg in _rebuild_args(job)]
-            added += _int(await scripts.REBUILD.run(self._redis, keys, args))
+            added += _int(await self._run(scripts.REBUILD, keys, args))
         await self._restore_leases(running, lease_seconds=lease_seconds)
         return added
 
@@ -278,7 +289,9 @@ class Dispatcher:
         args = [_ms(lease_seconds)]
         args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.fence))]
         return _int(
-            await scripts.RESTORE_LEASES.run(self._redis, [k.active, k.jobs, k.ready], args)
+            await self._run(
+                scripts.RESTORE_LEASES, [k.active, k.jobs, k.ready, k.waiting, k.delayed], args
+            )
         )
 
     async def sweep_orphans(self, count: int = 100) -> int:
@@ -286,8 +299,10 @@ class Dispatcher:
         `count` hash fields per call (the walk resumes where the last call stopped); how many
         jobs were forgotten."""
         k = self.keys
-        reply = await scripts.SWEEP_ORPHANS.run(
-            self._redis, [k.jobs, k.waiting, k.delayed, k.active, k.orphan_cursor], [str(count)]
+        reply = await self._run(
+            scripts.SWEEP_ORPHANS,
+            [k.jobs, k.waiting, k.delayed, k.active, k.orphan_cursor],
+            [str(count)],
         )
         return _int(reply)
 
