@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from tests.reliability import results
-from tests.reliability.conftest import MakeUser, Stack, Workers, drain_leftovers
+from tests.reliability.conftest import (
+    MakeUser,
+    Stack,
+    Workers,
+    assert_no_residue,
+    drain_leftovers,
+)
 from tests.reliability.facts import (
     all_terminal,
     assert_books_balance,
@@ -66,6 +72,8 @@ def test_posts_while_upstash_is_unreachable_are_accepted_and_dispatched_later(
     assert {row["status"] for row in final} == {"completed"}
     assert set(story_writes(stack.database_url, job_ids).values()) == {1}
     assert_books_balance(stack.database_url)
+    # And Redis keeps nothing of them
+    residue = assert_no_residue(stack)
 
     results.record(
         "upstash_unreachable",
@@ -77,4 +85,5 @@ def test_posts_while_upstash_is_unreachable_are_accepted_and_dispatched_later(
         completed_after_recovery_s=round(dispatched_after, 2),
         jobs_lost=0,
         double_charges=0,
+        redis_residue=residue,
     )
