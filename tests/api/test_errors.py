@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from storyq.config import Settings
+from storyq_api.app import MAX_BODY_BYTES
 from storyq_api.deps import Services
 from tests.api.conftest import assert_problem, client_for
 from tests.support.users import ApiUser
@@ -111,7 +112,7 @@ async def test_error_answers_carry_cors_and_expose_the_rate_limit_headers(
 
 async def test_a_413_carries_cors_headers(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/api/generate", content=b"x" * (17 * 1024), headers={"Origin": ORIGIN}
+        "/api/generate", content=b"x" * (MAX_BODY_BYTES + 1), headers={"Origin": ORIGIN}
     )
     assert_problem(response, 413, "payload_too_large")
     assert response.headers["access-control-allow-origin"] == ORIGIN

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from storyq.config import Settings
+from storyq_api.app import MAX_BODY_BYTES
 from tests.api.conftest import GENERATE_BODY, Db, assert_problem, client_for, dead_url, token_for
 from tests.support.processes import RedisProcess
 from tests.support.users import ApiUser, bearer
@@ -108,25 +109,26 @@ async def test_a_body_that_is_not_json_is_422(
     assert_problem(response, 422, "validation_error")
 
 
-async def test_a_body_over_16_kib_is_413_by_its_content_length(
+async def test_a_body_over_the_cap_is_413_by_its_content_length_and_says_the_limit(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:
     user = make_user(credits=1)
-    body = b'{"prompt": "' + b"x" * (16 * 1024) + b'"}'
+    body = b'{"prompt": "' + b"x" * MAX_BODY_BYTES + b'"}'
     response = await client.post(
         "/api/generate", content=body, headers={**user.headers, "Content-Type": "application/json"}
     )
     assert_problem(response, 413, "payload_too_large")
+    assert str(MAX_BODY_BYTES) in response.json()["detail"]
     assert db.balance(user.id) == 1
 
 
-async def test_a_streamed_body_over_16_kib_is_413_without_a_content_length(
+async def test_a_streamed_body_over_the_cap_is_413_without_a_content_length(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     # Given a chunked body (no Content-Length) that grows past the cap
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"prompt": "'
-        for _ in range(20):
+        for _ in range(MAX_BODY_BYTES // 1024 + 1):
             yield b"x" * 1024
         yield b'"}'
 

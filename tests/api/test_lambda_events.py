@@ -20,6 +20,7 @@ import pytest
 
 from storyq.config import Settings
 from storyq_api import handler as handler_module
+from storyq_api.app import MAX_BODY_BYTES
 from storyq_api.handler import LambdaHandler, make_handler, stage_base_path
 from storyq_api.telemetry import logger
 from tests.api.conftest import Db
@@ -282,7 +283,7 @@ def test_an_oversized_event_body_is_413(
 ) -> None:
     user = make_user(credits=1)
     event = load_event("generate", token=user.token)
-    event["body"] = json.dumps({"prompt": "x" * 17_000})
+    event["body"] = json.dumps({"prompt": "x" * (MAX_BODY_BYTES + 1)})
     del event["headers"]["content-length"]
     response = invoke(event)
     assert response["statusCode"] == 413

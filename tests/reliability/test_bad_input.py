@@ -62,7 +62,8 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any] | list[Any] | str, int]] = [
     ("lone_surrogate", b'{"prompt": "half a pair \\ud800"}', 422),
     ("invalid_utf8", b'{"prompt": "\xff\xfe broken"}', 422),
     ("deeply_nested", b'{"prompt": "x", "title": ' + b"[" * 5000 + b"]" * 5000 + b"}", 422),
-    ("huge_body", {"prompt": "p" * 17000}, 413),
+    ("prompt_too_long", {"prompt": "p" * 17000}, 422),
+    ("huge_body", {"prompt": "p" * 60000}, 413),
 ]
 
 BAD_IDS = [
@@ -209,7 +210,8 @@ def test_bad_input_summary() -> None:
     results.record(
         "bad_input",
         injected="malformed JSON, wrong types, out-of-range values, unknown fields, U+0000, lone "
-        "surrogates, invalid UTF-8, deep nesting, 17 KB bodies; SQL/Lua injection and Unicode "
+        "surrogates, invalid UTF-8, deep nesting, 17 and 60 KB bodies; SQL/Lua injection and "
+        "Unicode "
         "in prompts (202, stored verbatim) and in ids (4xx)",
         runs=len(BAD_BODIES)
         + len(NUL_BODIES)

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from storyq_api.deps import ServicesDep
@@ -59,6 +59,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 AdminCaller = Annotated[Principal, Depends(current_admin)]
 
 
-async def within_request_limit(user: CurrentUser, services: ServicesDep) -> None:
-    """The per-user limit on every user request but POST /api/generate (which has its own)."""
-    await services.request_limiter.enforce(str(user.id))
+async def within_request_limit(user: CurrentUser, services: ServicesDep, request: Request) -> None:
+    """The per-user limit on every user request but POST /api/generate (which has its own);
+    every answer then carries its RateLimit-* headers."""
+    await services.request_limiter.enforce(str(user.id), state=request.state)

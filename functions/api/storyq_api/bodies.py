@@ -44,3 +44,42 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     DOCUMENTED[model.__name__] = model
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+# The most bytes one character takes in JSON: an astral code point escaped as a surrogate pair,
+# "\ud83d\ude00" (what Python's json, requests and PHP's json_encode send by default).
+ESCAPED_CHAR_BYTES = 12
+# Room for the whitespace and key order a client may use around the fields.
+BODY_SLACK_BYTES = 1024
+
+
+def longest_body_bytes(model: type[BaseModel]) -> int:
+    """The size of the longest valid `model` body in its most escaped JSON form: every string
+    at its maximum length in characters at 12 bytes each, every number at its widest, plus
+    keys, punctuation and BODY_SLACK_BYTES. Lengths in the contract are characters (code
+    points), so the byte cap on bodies is derived from them, never the other way round."""
+    schema = model.model_json_schema(by_alias=True)
+    size = 2 + BODY_SLACK_BYTES
+    for name, field in schema.get("properties", {}).items():
+        size += len(name) + 4 + _widest_value(field)  # "name": value,
+    return size
+
+
+def _widest_value(field: dict[str, Any]) -> int:
+    options = field.get("anyOf", [field])
+    widths = [_widest_scalar(option) for option in options]
+    return max(widths, default=_UNBOUNDED)
+
+
+_UNBOUNDED = 64
+
+
+def _widest_scalar(field: dict[str, Any]) -> int:
+    if "maxLength" in field:
+        return 2 + int(field["maxLength"]) * ESCAPED_CHAR_BYTES
+    if field.get("type") in ("integer", "number"):
+        bounds = [field.get(key) for key in ("minimum", "maximum")]
+        return max((len(str(bound)) for bound in bounds if bound is not None), default=24)
+    if field.get("type") in ("boolean", "null"):
+        return 5
+    return _UNBOUNDED

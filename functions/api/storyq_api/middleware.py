@@ -1,4 +1,5 @@
-"""ASGI middleware: a request body cap checked before anything parses it, and a last resort
+"""ASGI middleware: a request body cap checked before anything parses it, HEAD answered as GET
+without a body, the rate-limit headers on every answer of a limited request, and a last resort
 that turns an unexpected exception into a bare 500 problem (the traceback goes to the log)."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from storyq_api.errors import internal_error_response, problem_response
 from storyq_api.telemetry import logger
 
-MAX_BODY_BYTES = 16 * 1024
+# Request state key under which a limiter leaves the headers of its verdict (see ratelimit).
+RATE_LIMIT_STATE = "rate_limit_headers"
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -28,9 +30,10 @@ class BodyLimitMiddleware:
     requests too and the routes never see a partial body.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, why: str) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.why = why
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +63,7 @@ class BodyLimitMiddleware:
         response = problem_response(
             status=413,
             code="payload_too_large",
-            detail=f"the request body is larger than {self.max_bytes} bytes",
+            detail=f"the request body is larger than {self.max_bytes} bytes, {self.why}",
         )
         await response(scope, receive, send)
 
@@ -76,6 +79,60 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class HeadMiddleware:
+    """HEAD is GET without the body (RFC 9110 §9.3.2): the route, auth and rate limit run as for
+    GET, and the status and headers (Content-Length included) are GET's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def without_body(message: Message) -> None:
+            nonlocal ended
+            if message["type"] == "http.response.body":
+                if ended:
+                    return
+                ended = not message.get("more_body", False)
+                message = {"type": "http.response.body", "body": b"", "more_body": not ended}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
+class RateLimitHeadersMiddleware:
+    """Every answer to a request that counted toward a limit carries that limit's `RateLimit-*`
+    headers, errors (402, 404, 422, ...) included: the limiter leaves them in the request state,
+    and they are added here unless the answer set its own (a 429's Retry-After)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def with_headers(message: Message) -> None:
+            limit_headers: dict[str, str] | None = state.get(RATE_LIMIT_STATE)
+            if message["type"] == "http.response.start" and limit_headers:
+                present = {name.lower() for name, _ in message.get("headers", ())}
+                extra = [
+                    (name.lower().encode(), value.encode())
+                    for name, value in limit_headers.items()
+                    if name.lower().encode() not in present
+                ]
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class CatchAllMiddleware:

@@ -11,11 +11,13 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from upstash_ratelimit.asyncio import Ratelimit, SlidingWindow
 from upstash_redis.asyncio import Redis
 
 from storyq_api.errors import RateLimited
+from storyq_api.middleware import RATE_LIMIT_STATE
 from storyq_api.telemetry import logger
 
 
@@ -75,9 +77,12 @@ class UserRateLimiter:
             reset=float(response.reset),
         )
 
-    async def enforce(self, user_id: str) -> Verdict | None:
-        """`check`, raising RateLimited (429 with Retry-After) when the window is full."""
+    async def enforce(self, user_id: str, *, state: Any = None) -> Verdict | None:
+        """`check`, raising RateLimited (429 with Retry-After) when the window is full. With a
+        request `state`, the verdict's headers are left there for every answer to carry."""
         verdict = await self.check(user_id)
+        if verdict is not None and state is not None:
+            setattr(state, RATE_LIMIT_STATE, verdict.headers())
         if verdict is not None and not verdict.allowed:
             raise RateLimited(
                 f"too many requests; try again in {verdict.headers()['Retry-After']} s",

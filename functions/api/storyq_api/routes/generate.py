@@ -27,7 +27,7 @@ from storyq_api.degrade import unless_redis_down
 from storyq_api.deps import Services, ServicesDep
 from storyq_api.errors import RateLimited, problem_responses
 from storyq_api.ratelimit import Verdict
-from storyq_api.schemas import GenerateAccepted, GenerateRequest
+from storyq_api.schemas import AcceptedStatus, GenerateAccepted, GenerateRequest
 from storyq_api.views import wait_time
 
 router = APIRouter(tags=["stories"])
@@ -75,13 +75,12 @@ def request_hash(request: GenerateRequest) -> str:
 async def generate(
     user: CurrentUser,
     body: Annotated[GenerateRequest, Depends(_body)],
+    request: Request,
     response: Response,
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> GenerateAccepted:
-    verdict = await _rate_limit(services, str(user.id))
-    if verdict is not None:
-        response.headers.update(verdict.headers())
+    await _rate_limit(services, str(user.id), request)
 
     started = time.perf_counter()
     enqueued = await _enqueue(services, user_id=user.id, body=body, key=idempotency_key)
@@ -93,13 +92,24 @@ async def generate(
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/api/job/{enqueued.job_id}"
+    status: AcceptedStatus = "queued" if enqueued.status == "pending" else enqueued.status
     return GenerateAccepted(
         job_id=enqueued.job_id,
         story_id=enqueued.story_id,
-        status="queued" if enqueued.status == "pending" else enqueued.status,
+        status=status,
+        message=REPLAY_MESSAGES.get(status, GenerateAccepted.model_fields["message"].default),
         estimated_wait_time=wait_time(position),
         credits_remaining=enqueued.balance,
     )
+
+
+# What a replayed Idempotency-Key says of a job that no longer waits (the job as it is now).
+REPLAY_MESSAGES: dict[str, str] = {
+    "processing": "Story generation already in progress",
+    "completed": "Story already generated",
+    "failed": "Story generation failed; the credits were refunded",
+    "cancelled": "Story generation was cancelled; the credits were refunded",
+}
 
 
 def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
@@ -112,9 +122,10 @@ def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
     return position.active_jobs + position.position < max_active
 
 
-async def _rate_limit(services: Services, user_id: str) -> Verdict | None:
+async def _rate_limit(services: Services, user_id: str, request: Request) -> Verdict | None:
+    """The user's POST /api/generate window; every answer carries its RateLimit-* headers."""
     try:
-        return await services.generate_limiter.enforce(user_id)
+        return await services.generate_limiter.enforce(user_id, state=request.state)
     except RateLimited:
         telemetry.generate_rejected(RateLimited.code)
         raise
