@@ -66,8 +66,6 @@ async def retry_job(ops: Ops, job_id: UUID) -> tuple[Job, Position | None]:
     """A failed job back to pending under a new fence (nothing charged again), then into the
     Redis queue."""
     job = await ops.store.admin.retry_failed(job_id)
-    if job.fence is None:  # every pending row has one; an older server would not say
-        return job, None
     position = await unless_redis_down(
         "enqueue",
         ops.dispatcher.enqueue(str(job.job_id), user_id=str(job.user_id), fence=job.fence),

@@ -24,7 +24,6 @@ from storyq.generation import (
 )
 from storyq.queue import Claim
 from storyq.store import (
-    FailOutcome,
     Failure,
     JobNotFound,
     StaleAttempt,
@@ -187,7 +186,7 @@ async def _fail(
         outcome = await ctx.store.jobs.fail(UUID(claim.job_id), fence=claim.fence, failure=failure)
     except _NOT_OURS:
         return await _drop(ctx, claim, "failed after another attempt took over")
-    await _hand_back(ctx, claim, outcome)
+    await follow(ctx, claim.job_id, held_fence=claim.fence, state=outcome)
     extra = {"job_id": claim.job_id, "attempt": job.attempt, "error_code": error.code}
     if not outcome.will_retry:
         logger.warning("job failed for good", extra={**extra, "refunded": outcome.refunded})
@@ -206,14 +205,9 @@ async def _release(ctx: WorkerContext, claim: Claim, *, why: str) -> Outcome:
         # Postgres unreachable: its row goes silent and a sweep counts the attempt as lost.
         logger.warning("release failed; a sweep will recover the job", exc_info=True)
         return Outcome.ERROR
-    await _hand_back(ctx, claim, outcome)
+    await follow(ctx, claim.job_id, held_fence=claim.fence, state=outcome)
     logger.info("attempt released", extra={"job_id": claim.job_id, "reason": why})
     return Outcome.RELEASED
-
-
-async def _hand_back(ctx: WorkerContext, claim: Claim, outcome: FailOutcome) -> None:
-    """Redis follows the failed or released attempt: delayed under the new fence, or gone."""
-    await follow(ctx, claim.job_id, held_fence=claim.fence, state=outcome)
 
 
 async def _drop(ctx: WorkerContext, claim: Claim, why: str) -> Outcome:

@@ -64,10 +64,6 @@ class LeaseKeeper:
         self.words = 0
         self.stopped: StopReason | None = None
 
-    @property
-    def lost(self) -> bool:
-        return self.stopped is not None
-
     def progress(self, words: int) -> None:
         self.words = words
 

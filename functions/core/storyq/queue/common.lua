@@ -108,3 +108,15 @@ local function is_queued(waiting, delayed, active, job)
   return redis.call('ZSCORE', waiting, job) or redis.call('ZSCORE', delayed, job)
     or redis.call('ZSCORE', active, job)
 end
+
+-- Redis knows a newer fence for `job` than `fence` (a number): whoever holds `fence` is stale.
+local function newer_fence_known(jobs, job, fence)
+  local known = fence_of(jobs, job)
+  return known ~= nil and known > fence
+end
+
+-- Redis holds nothing of `job` and no newer fence: Postgres's view of it (`fence`) may go in.
+local function missing(waiting, delayed, active, jobs, job, fence)
+  return not is_queued(waiting, delayed, active, job)
+    and not newer_fence_known(jobs, job, tonumber(fence))
+end

@@ -24,8 +24,7 @@ end
 if redis.call('ZSCORE', delayed, job) or redis.call('ZSCORE', active, job) then
   return false
 end
-local known = fence_of(jobs, job)
-if known and known > fence then return false end
+if newer_fence_known(jobs, job, fence) then return false end
 redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', ARGV[3], job .. ':weight', ARGV[4])
 add_waiting(waiting, finish, fair, job, user, weight)
 return position_reply(waiting, active, stats, redis.call('ZRANK', waiting, job))

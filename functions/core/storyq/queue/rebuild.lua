@@ -17,8 +17,7 @@ local added = 0
 for i = 1, #ARGV, 5 do
   local job, user, fence, weight, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     tonumber(ARGV[i + 4])
-  local known = fence_of(jobs, job)
-  if not is_queued(waiting, delayed, active, job) and not (known and known > tonumber(fence)) then
+  if missing(waiting, delayed, active, jobs, job, fence) then
     redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', fence, job .. ':weight', weight)
     if due and due > now then
       redis.call('ZADD', delayed, fmt_int(due), job)

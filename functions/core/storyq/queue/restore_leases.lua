@@ -20,8 +20,7 @@ local expiry = fmt_int(now + tonumber(ARGV[1]))
 local restored = 0
 for i = 2, #ARGV, 3 do
   local job, user, fence = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local known = fence_of(jobs, job)
-  if not is_queued(waiting, delayed, active, job) and not (known and known > tonumber(fence)) then
+  if missing(waiting, delayed, active, jobs, job, fence) then
     redis.call('ZADD', active, expiry, job)
     redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', fence)
     restored = restored + 1

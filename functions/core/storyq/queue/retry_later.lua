@@ -16,8 +16,7 @@
 local waiting, delayed, active, jobs, finish, fair =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local job, user, fence = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local known = fence_of(jobs, job)
-if known and known > fence then return 0 end
+if newer_fence_known(jobs, job, fence) then return 0 end
 redis.call('ZREM', active, job)
 unwait(waiting, finish, fair, jobs, job)
 redis.call('ZADD', delayed, fmt_int(now_ms() + tonumber(ARGV[4])), job)

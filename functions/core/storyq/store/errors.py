@@ -52,13 +52,6 @@ class StaleAttempt(StoreError):
     status = 409
 
 
-class JobNotStartable(StoreError):
-    """The job is cancelled, completed or failed: there is nothing to run."""
-
-    code = "job_not_startable"
-    status = 409
-
-
 class JobNotCancellable(StoreError):
     """Only a pending job can be cancelled."""
 
@@ -119,7 +112,6 @@ _BY_CODE: dict[str, type[StoreError]] = {
         InsufficientCredits,
         IdempotencyConflict,
         StaleAttempt,
-        JobNotStartable,
         JobNotCancellable,
         JobNotRetryable,
         JobNotFound,

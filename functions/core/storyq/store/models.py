@@ -155,7 +155,7 @@ class Job(_Row):
     status: JobStatus
     attempts: int
     max_attempts: int
-    fence: int | None = None
+    fence: int
     priority: int = 0
     idempotency_key: str | None = None
     request_hash: str | None = None
