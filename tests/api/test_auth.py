@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from storyq.config import Settings
+from storyq_local.users import ensure_user
 from tests.api.conftest import (
     GENERATE_BODY,
     ISSUER,
@@ -23,6 +24,15 @@ from tests.api.conftest import (
 from tests.conftest import JWT_SECRET
 from tests.support.users import bearer
 
+# The subject of the tokens below that should pass: a user who signed up (a valid token of a
+# deleted account is refused; see test_contract_edges).
+SIGNED_UP = uuid.uuid4()
+
+
+@pytest.fixture(autouse=True)
+def _signed_up(database_url: str) -> None:
+    ensure_user(database_url, SIGNED_UP)
+
 
 def _unauthorized(response: httpx.Response) -> None:
     assert_problem(response, 401, "unauthorized")
@@ -30,10 +40,9 @@ def _unauthorized(response: httpx.Response) -> None:
 
 
 async def test_a_valid_token_is_accepted(client: httpx.AsyncClient) -> None:
-    user_id = uuid.uuid4()
-    response = await client.get("/api/me", headers=bearer(token_for(user_id)))
+    response = await client.get("/api/me", headers=bearer(token_for(SIGNED_UP)))
     assert response.status_code == 200
-    assert response.json() == {"userId": str(user_id), "credits": 0, "isAdmin": False}
+    assert response.json() == {"userId": str(SIGNED_UP), "credits": 0, "isAdmin": False}
 
 
 async def test_no_token_is_401_with_a_bare_challenge(client: httpx.AsyncClient) -> None:
@@ -55,7 +64,7 @@ async def test_garbage_is_401(client: httpx.AsyncClient, garbage: str) -> None:
 def _claims(**overrides: object) -> dict[str, object]:
     now = int(time.time())
     claims: dict[str, object] = {
-        "sub": str(uuid.uuid4()),
+        "sub": str(SIGNED_UP),
         "aud": "authenticated",
         "role": "authenticated",
         "iat": now,
@@ -192,20 +201,20 @@ async def test_admins_get_403_not_422_for_a_user_token_with_a_bad_body(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.post(
-        "/api/admin/queue/clean", content=b"{not json", headers=bearer(token_for(uuid.uuid4()))
+        "/api/admin/queue/clean", content=b"{not json", headers=bearer(token_for(SIGNED_UP))
     )
     assert_problem(response, 403, "forbidden")
 
 
 async def test_user_tokens_get_403_on_admin_endpoints(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/admin/queue", headers=bearer(token_for(uuid.uuid4())))
+    response = await client.get("/api/admin/queue", headers=bearer(token_for(SIGNED_UP)))
     assert_problem(response, 403, "forbidden")
 
 
 async def test_admin_tokens_and_the_service_role_key_are_admins(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    admin = bearer(token_for(uuid.uuid4(), admin=True))
+    admin = bearer(token_for(SIGNED_UP, admin=True))
     service = bearer(settings.supabase_service_role_key.get_secret_value())
     assert (await client.get("/api/admin/queue", headers=admin)).status_code == 200
     assert (await client.get("/api/admin/queue", headers=service)).status_code == 200
@@ -213,7 +222,7 @@ async def test_admin_tokens_and_the_service_role_key_are_admins(
 
 async def test_admin_in_user_metadata_is_not_admin(client: httpx.AsyncClient) -> None:
     # user_metadata is writable by the user; only app_metadata is the project's word
-    token = token_for(uuid.uuid4(), user_metadata={"role": "admin"})
+    token = token_for(SIGNED_UP, user_metadata={"role": "admin"})
     response = await client.get("/api/admin/queue", headers=bearer(token))
     assert_problem(response, 403, "forbidden")
 

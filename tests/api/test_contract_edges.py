@@ -183,3 +183,56 @@ async def test_every_answer_of_a_limited_request_carries_its_ratelimit_headers(
         assert int(response.headers["RateLimit-Limit"]) > 0
         assert "RateLimit-Remaining" in response.headers
         assert "RateLimit-Reset" in response.headers
+
+
+def every_route(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path template) of every operation the API documents but health (no token)."""
+    return sorted(
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if path != "/api/health"
+    )
+
+
+async def test_a_deleted_account_gets_one_answer_on_every_route(
+    app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given an admin (admins reach every route) with a job, whose account is then deleted
+    owner = make_user(credits=1, admin=True)
+    job = await _queue(client, owner)
+    app.state.services.accounts.forget(owner.id)  # as a container that never served them
+    db.run("delete from auth.users where id = %s", (owner.id,))
+    ids = {"{jobId}": job["jobId"], "{storyId}": job["storyId"]}
+
+    routes = every_route(app)
+    assert len(routes) >= 10
+    for method, template in routes:
+        path = template
+        for name, value in ids.items():
+            path = path.replace(name, value)
+        # When the still-valid token calls it (a body that would be valid, where one is taken)
+        body = {"amount": 1, "userId": str(owner.id)} if path.endswith("/credits") else None
+        if path == "/api/generate":
+            body = GENERATE_BODY
+        response = await client.request(method, path, json=body, headers=owner.headers)
+        # Then it is refused the same way everywhere
+        assert_problem(response, 401, "user_not_found")
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"], path
+
+
+async def test_a_deletion_is_noticed_at_once_by_generate_then_everywhere(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a user the app has just served (so it remembers the account exists)
+    user = make_user(credits=2)
+    assert (await client.get("/api/me", headers=user.headers)).status_code == 200
+
+    # When the account is deleted, generating is refused at once and debits nothing
+    db.run("delete from auth.users where id = %s", (user.id,))
+    response = await client.post("/api/generate", json=GENERATE_BODY, headers=user.headers)
+    assert_problem(response, 401, "user_not_found")
+    assert db.value("select count(*) from public.story_jobs where user_id = %s", (user.id,)) == 0
+
+    # And from then on the other routes give the same answer
+    assert_problem(await client.get("/api/me", headers=user.headers), 401, "user_not_found")

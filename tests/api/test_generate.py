@@ -324,10 +324,10 @@ async def test_the_service_role_cannot_generate(
     assert_problem(response, 403, "forbidden")
 
 
-async def test_a_valid_token_for_a_user_not_in_auth_users_is_404_not_a_500(
+async def test_a_valid_token_for_a_user_not_in_auth_users_is_401_not_a_500(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.post(
         "/api/generate", json=GENERATE_BODY, headers=bearer(token_for(uuid.uuid4()))
     )
-    assert_problem(response, 404, "not_found")
+    assert_problem(response, 401, "user_not_found")

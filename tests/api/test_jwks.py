@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from storyq.config import Settings
 from storyq_local.servers import ThreadedServer, serve_in_thread
+from storyq_local.users import ensure_user
 from tests.api.conftest import ISSUER, assert_problem, client_for
 from tests.support.users import bearer
 
@@ -88,9 +89,10 @@ def _claims(user_id: uuid.UUID, **extra: Any) -> dict[str, Any]:
     ("key", "alg", "kid"), [(RSA_KEY, "RS256", "rsa-1"), (EC_KEY, "ES256", "ec-1")]
 )
 async def test_tokens_signed_with_a_published_key_are_accepted(
-    jwks_settings: Settings, key: Any, alg: str, kid: str
+    jwks_settings: Settings, database_url: str, key: Any, alg: str, kid: str
 ) -> None:
     user_id = uuid.uuid4()
+    ensure_user(database_url, user_id)
     token = jwt.encode(_claims(user_id), key, algorithm=alg, headers={"kid": kid})
     async with client_for(jwks_settings) as http:
         response = await http.get("/api/me", headers=bearer(token))
@@ -99,9 +101,11 @@ async def test_tokens_signed_with_a_published_key_are_accepted(
 
 
 async def test_the_key_set_is_fetched_once_and_cached(
-    jwks_settings: Settings, jwks_server: JwksServer
+    jwks_settings: Settings, jwks_server: JwksServer, database_url: str
 ) -> None:
-    token = jwt.encode(_claims(uuid.uuid4()), RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1"})
+    user_id = uuid.uuid4()
+    ensure_user(database_url, user_id)
+    token = jwt.encode(_claims(user_id), RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1"})
     before = len(jwks_server.fetches)
     async with client_for(jwks_settings) as http:
         for _ in range(5):

@@ -32,10 +32,13 @@ async def authenticated(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Any verified caller, the service role included."""
+    """Any verified caller whose account exists, the service role included (it has none)."""
     if credentials is None:
         raise Unauthorized("a bearer token is required", missing=True)
-    return await services.verifier.verify(credentials.credentials)
+    principal = await services.verifier.verify(credentials.credentials)
+    if principal.user_id is not None:
+        await services.accounts.require(principal.user_id)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(authenticated)]

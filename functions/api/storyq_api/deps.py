@@ -14,6 +14,7 @@ from storyq.config import Settings
 from storyq.kick import WorkerKicker
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_api.accounts import AccountCheck
 from storyq_api.operations import Ops
 from storyq_api.ratelimit import UserRateLimiter
 from storyq_api.tokens import TokenVerifier
@@ -29,6 +30,7 @@ class Services:
     store: Store
     dispatcher: Dispatcher
     verifier: TokenVerifier
+    accounts: AccountCheck
     generate_limiter: UserRateLimiter
     request_limiter: UserRateLimiter
     kicker: WorkerKicker
@@ -49,13 +51,15 @@ class Services:
         redis = async_redis(settings)
         db = async_postgrest(settings)
         timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+        store = Store(db)
         return cls(
             settings=settings,
             redis=redis,
             db=db,
-            store=Store(db),
+            store=store,
             dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
             verifier=TokenVerifier(settings),
+            accounts=AccountCheck(store.users),
             generate_limiter=UserRateLimiter(
                 redis,
                 name="generate",

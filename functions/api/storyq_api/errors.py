@@ -46,6 +46,15 @@ class Unauthorized(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
+class AccountGone(Unauthorized):
+    """A valid token whose user is no longer in auth.users (a deleted account)."""
+
+    code = "user_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("the account this token was issued for no longer exists")
+
+
 class Forbidden(ApiError):
     status, code = 403, "forbidden"
 

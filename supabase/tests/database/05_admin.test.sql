@@ -1,10 +1,17 @@
 -- Operator functions: credits, queue counts and the dashboard view, clean, retry, empty.
 begin;
-select plan(36);
+select plan(39);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
   ('00000000-0000-0000-0000-0000000000b2');
+
+-- Accounts: the API's check that a token's subject still exists.
+select ok(public.user_exists('00000000-0000-0000-0000-0000000000a1'), 'a signed-up user exists');
+select ok(not public.user_exists('00000000-0000-0000-0000-0000000000c3'),
+  'a user not in auth.users does not');
+select ok(not has_function_privilege('authenticated', 'public.user_exists(uuid)', 'execute'),
+  'only the service role may ask');
 
 -- Credits.
 select is(public.credit_balance('00000000-0000-0000-0000-0000000000a1'), 0,

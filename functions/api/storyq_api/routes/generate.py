@@ -19,13 +19,13 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from storyq.queue import Position
-from storyq.store import EnqueuedJob, EnqueueRequest, StoreError
+from storyq.store import EnqueuedJob, EnqueueRequest, StoreError, UserNotFound
 from storyq_api import telemetry
 from storyq_api.auth import CurrentUser
 from storyq_api.bodies import parse, request_body
 from storyq_api.degrade import unless_redis_down
 from storyq_api.deps import Services, ServicesDep
-from storyq_api.errors import RateLimited, problem_responses
+from storyq_api.errors import AccountGone, RateLimited, problem_responses
 from storyq_api.ratelimit import Verdict
 from storyq_api.schemas import AcceptedStatus, GenerateAccepted, GenerateRequest
 from storyq_api.views import wait_time
@@ -151,6 +151,11 @@ async def _enqueue(
     )
     try:
         return await services.store.jobs.enqueue(request)
+    except UserNotFound as exc:
+        # Deleted since the account check remembered it: the same answer as every route's.
+        services.accounts.forget(user_id)
+        telemetry.generate_rejected(AccountGone.code)
+        raise AccountGone() from exc
     except StoreError as exc:
         telemetry.generate_rejected(exc.code)
         raise

@@ -54,10 +54,11 @@ from storyq.store.models import (
     StoryStatus,
 )
 from storyq.store.stories import StoryStore
+from storyq.store.users import UserStore
 
 
 class Store:
-    """The four stores over one service-role PostgREST client (which the caller owns)."""
+    """The stores over one service-role PostgREST client (which the caller owns)."""
 
     def __init__(self, db: AsyncPostgrestClient) -> None:
         self.db = db
@@ -65,6 +66,7 @@ class Store:
         self.stories = StoryStore(db)
         self.credits = CreditStore(db)
         self.admin = AdminStore(db)
+        self.users = UserStore(db)
 
 
 __all__ = [
@@ -109,4 +111,5 @@ __all__ = [
     "StoryStatus",
     "StoryStore",
     "UserNotFound",
+    "UserStore",
 ]
