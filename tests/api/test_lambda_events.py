@@ -121,6 +121,32 @@ def test_health_event(invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> Non
     assert response["headers"]["content-type"] == "application/json"
 
 
+def test_a_preflight_reaches_the_function_and_is_answered_there(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], settings: Settings
+) -> None:
+    # Given the browser's preflight for POST /api/generate, as the ANY route passes it on (the
+    # template leaves CORS to the function: one set of rules)
+    event = load_event("generate")
+    origin = settings.cors_origins[0]
+    event["requestContext"]["http"]["method"] = "OPTIONS"
+    event["body"] = None
+    event["headers"] = {
+        "origin": origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type,idempotency-key",
+    }
+
+    # When the function takes it
+    response = invoke(event)
+
+    # Then it allows the page's origin, the method and the headers the page sends
+    headers = {name.lower(): value for name, value in response["headers"].items()}
+    assert response["statusCode"] == 200
+    assert headers["access-control-allow-origin"] == origin
+    assert "POST" in headers["access-control-allow-methods"]
+    assert "idempotency-key" in headers["access-control-allow-headers"].lower()
+
+
 def test_generate_event_queues_and_replays_by_its_idempotency_key(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], make_user: MakeUser, db: Db
 ) -> None:

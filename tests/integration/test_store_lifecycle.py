@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -39,6 +40,13 @@ RETRY = Failure(code="upstream_timeout", message="the model took too long", retr
 # reaches and count an attempt as live for an hour, so they never act on those jobs.
 NO_CAP = 1_000_000
 LIVE_SECONDS = 3600.0
+
+# How the sweeper asks about an attempt that went silent (a one-minute lease, no retry delay).
+SILENT_FOR_A_LEASE: dict[str, Any] = {
+    "live_seconds": 60,
+    "reason": "the worker stopped sending heartbeats",
+    "retry_delay_seconds": 0.0,
+}
 
 
 @pytest.fixture
@@ -270,12 +278,12 @@ async def test_a_stalled_attempt_is_found_and_requeued(
 
     # Then it finds it and Postgres counts it as a lost attempt: pending under a new fence
     assert [(s.fence, s.attempt, s.user_id) for s in stalled] == [(fence, 1, user)]
-    lost = await store.jobs.requeue_stalled(job.job_id, fence=fence, live_seconds=60)
+    lost = await store.jobs.requeue_stalled(job.job_id, fence=fence, **SILENT_FOR_A_LEASE)
     assert (lost.outcome, lost.status, lost.attempts) == ("requeued", "pending", 1)
     assert fence_of(lost) > fence
     assert (await store.jobs.get(job.job_id)).error_code == "worker_lost"
     # and a second sweeper asking about the same attempt learns it is superseded
-    again = await store.jobs.requeue_stalled(job.job_id, fence=fence, live_seconds=60)
+    again = await store.jobs.requeue_stalled(job.job_id, fence=fence, **SILENT_FOR_A_LEASE)
     assert (again.outcome, again.status, again.fence) == ("superseded", "pending", lost.fence)
 
 
@@ -287,7 +295,7 @@ async def test_a_live_attempt_is_never_taken_from_its_worker(store: Store, user:
     assert await store.jobs.heartbeat(job.job_id, fence, words=10)
 
     # When a sweeper asks about it
-    lost = await store.jobs.requeue_stalled(job.job_id, fence=fence, live_seconds=60)
+    lost = await store.jobs.requeue_stalled(job.job_id, fence=fence, **SILENT_FOR_A_LEASE)
 
     # Then Postgres says it is live, and nothing changed
     assert (lost.outcome, lost.status, lost.fence, lost.attempts) == (
@@ -310,10 +318,10 @@ async def test_what_the_sweeper_learns_about_other_lost_attempts(
 
     # When the sweeper asks about each attempt
     never = await store.jobs.requeue_stalled(
-        unstarted.job_id, fence=fence_of(unstarted), live_seconds=60
+        unstarted.job_id, fence=fence_of(unstarted), **SILENT_FOR_A_LEASE
     )
-    dead = await store.jobs.requeue_stalled(last.job_id, fence=fence_of(last), live_seconds=60)
-    gone = await store.jobs.requeue_stalled(uuid.uuid4(), fence=1, live_seconds=60)
+    dead = await store.jobs.requeue_stalled(last.job_id, fence=fence_of(last), **SILENT_FOR_A_LEASE)
+    gone = await store.jobs.requeue_stalled(uuid.uuid4(), fence=1, **SILENT_FOR_A_LEASE)
 
     # Then the unstarted one waits as it was, the last attempt fails the job (refunded), and the
     # missing one is gone

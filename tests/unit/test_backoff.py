@@ -58,20 +58,23 @@ def test_retry_after_is_a_floor() -> None:
 
 
 def test_an_extravagant_retry_after_is_clamped() -> None:
-    assert retry_delay(1, retry_after=86_400.0, random=LOWEST) == RETRY_AFTER_LIMIT_SECONDS
+    assert (
+        retry_delay(1, retry_after=86_400.0, policy=POLICY, random=LOWEST)
+        == RETRY_AFTER_LIMIT_SECONDS
+    )
     assert retry_delay(1, retry_after=-5.0, policy=POLICY, random=LOWEST) == pytest.approx(24.0)
 
 
 def test_attempts_start_at_one() -> None:
     with pytest.raises(ValueError, match="attempts"):
-        retry_delay(0)
+        retry_delay(0, policy=POLICY)
 
 
 def test_a_policy_that_could_shrink_delays_is_refused() -> None:
     with pytest.raises(ValueError, match="jitter"):
-        Backoff(jitter=1.5)
+        Backoff(base_seconds=5, max_seconds=300, jitter=1.5)
     with pytest.raises(ValueError, match="factor"):
-        Backoff(factor=0.5)
+        Backoff(base_seconds=5, max_seconds=300, factor=0.5)
 
 
 @pytest.mark.parametrize(

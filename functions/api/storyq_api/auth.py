@@ -59,7 +59,6 @@ async def current_admin(caller: Caller) -> Principal:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
-AdminCaller = Annotated[Principal, Depends(current_admin)]
 
 
 async def within_request_limit(user: CurrentUser, services: ServicesDep, request: Request) -> None:

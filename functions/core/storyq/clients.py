@@ -10,8 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
-from postgrest import AsyncPostgrestClient, SyncPostgrestClient
-from upstash_redis import Redis as SyncRedis
+from postgrest import AsyncPostgrestClient
 from upstash_redis.asyncio import Redis as AsyncRedis
 
 from storyq.config import Settings
@@ -96,29 +95,9 @@ def async_postgrest(settings: Settings) -> AsyncPostgrestClient:
     return AsyncPostgrestClient(url, headers=headers, http_client=session)
 
 
-def sync_postgrest(settings: Settings) -> SyncPostgrestClient:
-    """The same client, blocking, for the CLI."""
-    url, headers = _rest_url(settings), _postgrest_headers(settings)
-    session = httpx.Client(
-        base_url=url, headers=headers, timeout=settings.http_timeout_seconds, follow_redirects=True
-    )
-    return SyncPostgrestClient(url, headers=headers, http_client=session)
-
-
 def async_redis(settings: Settings) -> AsyncRedis:
     """An Upstash REST client; telemetry off, retries sized for a queue rather than a page."""
     return AsyncRedis(
-        url=settings.upstash_redis_rest_url,
-        token=settings.upstash_redis_rest_token.get_secret_value(),
-        rest_retries=settings.upstash_rest_retries,
-        rest_retry_interval=settings.upstash_rest_retry_interval,
-        allow_telemetry=False,
-    )
-
-
-def sync_redis(settings: Settings) -> SyncRedis:
-    """The same client, blocking, for the CLI."""
-    return SyncRedis(
         url=settings.upstash_redis_rest_url,
         token=settings.upstash_redis_rest_token.get_secret_value(),
         rest_retries=settings.upstash_rest_retries,

@@ -31,10 +31,18 @@ DEV_SUPABASE_URL = "http://127.0.0.1:54321"
 _DEV_SECRETS = {DEV_JWT_SECRET, DEV_SERVICE_ROLE_KEY, DEV_UPSTASH_TOKEN}
 
 
-class Settings(BaseSettings):
-    """Everything the functions and the CLI are configured with, from the environment or .env."""
+class SecretsLocation(BaseSettings):
+    """Where the secrets are: read first, on its own, since the rest of Settings may need them."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # The SSM path of the SecureString parameters (see storyq.secrets); unset locally.
+    storyq_secrets_path: str | None = None
+
+
+class Settings(SecretsLocation):
+    """Everything the functions and the CLI are configured with, from the environment or .env
+    (and, in AWS, the SSM parameters under STORYQ_SECRETS_PATH)."""
 
     # "dev" accepts the local defaults below; anything else refuses them (see the validator).
     storyq_env: Literal["dev", "prod"] = "dev"
@@ -134,4 +142,5 @@ def get_settings() -> Settings:
     """The process-wide settings, read once (at cold start in Lambda, secrets from SSM)."""
     from storyq.secrets import load_secrets
 
-    return Settings(**load_secrets())  # type: ignore[arg-type]  # str values, coerced by pydantic
+    secrets = load_secrets(SecretsLocation().storyq_secrets_path)
+    return Settings(**secrets)  # type: ignore[arg-type]  # str values, coerced by pydantic

@@ -1,12 +1,11 @@
 """Secrets for Lambda: SSM SecureString parameters read at cold start through Powertools.
 
-The template passes only the parameters' path (STORYQ_SECRETS_PATH); the values never appear
-in the function's configuration. Powertools caches them (300 s by default).
+The template passes only the parameters' path (STORYQ_SECRETS_PATH, read by
+`config.SecretsLocation`); the values never appear in the function's configuration. Powertools
+caches them (300 s by default).
 """
 
 from __future__ import annotations
-
-import os
 
 # parameter name under the path → the Settings field it fills
 SECRET_FIELDS: dict[str, str] = {
@@ -17,9 +16,9 @@ SECRET_FIELDS: dict[str, str] = {
 }
 
 
-def load_secrets(path: str | None = None) -> dict[str, str]:
-    """Settings overrides from SSM, or nothing when no path is configured (local runs)."""
-    path = path or os.environ.get("STORYQ_SECRETS_PATH")
+def load_secrets(path: str | None) -> dict[str, str]:
+    """Settings overrides from the SSM parameters under `path`, or nothing when there is no
+    path (local runs)."""
     if not path:
         return {}
     from aws_lambda_powertools.utilities import parameters  # boto3 is only needed in AWS

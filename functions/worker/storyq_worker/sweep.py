@@ -65,8 +65,7 @@ async def _record_lost(
         UUID(job_id),
         fence=fence,
         live_seconds=ctx.settings.lease_seconds,
-        error_code="worker_lost",
-        error_message=why,
+        reason=why,
         retry_delay_seconds=ctx.retry_delay(attempt),
     )
     await follow(ctx, job_id, held_fence=fence, state=lost)

@@ -20,13 +20,14 @@ RETRY_AFTER_LIMIT_SECONDS = 3600.0
 class Backoff:
     """delay(n) = min(max_seconds, base_seconds * factor^(n-1) * (1 +- jitter)).
 
+    base and max come from Settings (RETRY_BASE_SECONDS, RETRY_MAX_SECONDS), their one home.
     With jitter below (factor - 1) / (factor + 1) (1/3 for factor 2) each delay is longer than
     the one before until the cap, whatever the random draw.
     """
 
-    base_seconds: float = 30.0
+    base_seconds: float
+    max_seconds: float
     factor: float = 2.0
-    max_seconds: float = 600.0
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
@@ -43,14 +44,11 @@ class Backoff:
         return float(min(self.max_seconds, self.base_seconds * self.factor**exponent))
 
 
-DEFAULT_BACKOFF = Backoff()
-
-
 def retry_delay(
     attempts: int,
     *,
+    policy: Backoff,
     retry_after: float | None = None,
-    policy: Backoff = DEFAULT_BACKOFF,
     random: Callable[[], float] = _random.random,
 ) -> float:
     """Seconds to wait after `attempts` failed attempts (1 after the first failure).

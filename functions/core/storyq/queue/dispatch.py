@@ -86,6 +86,7 @@ class PendingJob:
     fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
+    # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
     weight: float = 1.0
 
 
@@ -118,9 +119,10 @@ class Dispatcher:
     ) -> Position | None:
         """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
         queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
-        and one user's jobs stay FIFO. `weight` is the user's share (1 by default, meaningful
-        from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
-        None when it is delayed or leased, or Redis knows a newer fence (nothing changes)."""
+        and one user's jobs stay FIFO. `weight` is the user's share (meaningful from 0.01 to
+        1000); every caller passes the default 1 until plan tiers set it. Idempotent: the
+        job's position, also when it was already waiting; None when it is delayed or leased, or
+        Redis knows a newer fence (nothing changes)."""
         k = self.keys
         reply = await self._run(
             scripts.ENQUEUE,

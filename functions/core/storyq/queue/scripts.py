@@ -62,21 +62,3 @@ RESTORE_LEASES = Script.load("restore_leases")
 SWEEP_ORPHANS = Script.load("sweep_orphans")
 POSITION = Script.load("position")
 COUNTS = Script.load("counts")
-
-ALL: tuple[Script, ...] = (
-    ENQUEUE,
-    CLAIM,
-    HEARTBEAT,
-    ACK,
-    UNCLAIM,
-    RETRY_LATER,
-    PROMOTE_DUE,
-    REAP_EXPIRED,
-    REMOVE,
-    EMPTY,
-    REBUILD,
-    RESTORE_LEASES,
-    SWEEP_ORPHANS,
-    POSITION,
-    COUNTS,
-)

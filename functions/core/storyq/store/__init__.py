@@ -30,7 +30,6 @@ from storyq.store.errors import (
 )
 from storyq.store.jobs import MAX_PAGE_SIZE, JobStore
 from storyq.store.models import (
-    JOB_STATUSES,
     TERMINAL_STATUSES,
     CleanableStatus,
     CompletedJob,
@@ -70,7 +69,6 @@ class Store:
 
 
 __all__ = [
-    "JOB_STATUSES",
     "MAX_PAGE_SIZE",
     "TERMINAL_STATUSES",
     "AdminStore",

@@ -35,6 +35,8 @@ from storyq.store.models import (
 )
 
 MAX_PAGE_SIZE = 100
+# The error code of an attempt whose worker went silent (its heartbeat outlived the lease).
+WORKER_LOST = "worker_lost"
 
 
 class JobStore:
@@ -124,19 +126,19 @@ class JobStore:
         *,
         fence: int,
         live_seconds: float,
-        error_code: str = "worker_lost",
-        error_message: str = "the worker stopped sending heartbeats",
-        retry_delay_seconds: float = 0.0,
+        reason: str,
+        retry_delay_seconds: float,
     ) -> LostAttempt:
         """Ask Postgres about an attempt Redis lost track of: when its heartbeat is older than
-        `live_seconds` it is dead and counts as a failed, retryable attempt; a fresh heartbeat
-        means it is alive (`live`). See LostAttempt for every outcome."""
+        `live_seconds` it is dead and counts as a failed attempt (`WORKER_LOST`, with `reason`
+        as its message), retried after `retry_delay_seconds` if it has attempts left; a fresh
+        heartbeat means it is alive (`live`). See LostAttempt for every outcome."""
         params = {
             "p_job_id": job_id,
             "p_fence": fence,
             "p_live_seconds": live_seconds,
-            "p_error_code": error_code,
-            "p_error_message": error_message,
+            "p_error_code": WORKER_LOST,
+            "p_error_message": reason,
             "p_retry_delay_seconds": retry_delay_seconds,
         }
         return await call_model(self._db, "requeue_stalled_story_job", params, LostAttempt)

@@ -19,9 +19,6 @@ JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
 CleanableStatus = Literal["completed", "failed", "cancelled"]
 
-JOB_STATUSES: Final[frozenset[str]] = frozenset(
-    {"pending", "processing", "completed", "failed", "cancelled"}
-)
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
 
 
