@@ -40,6 +40,18 @@ def test_assets_are_served_under_web(api: httpx.Client, path: str, kind: str) ->
     assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+def test_every_module_of_the_page_is_served_as_javascript(api: httpx.Client) -> None:
+    """app.js imports the page's other modules: under nosniff, one served as anything but
+    JavaScript (or missing) is refused and the page never starts."""
+    names = sorted(path.name for path in WEB_DIR.glob("*.js"))
+    assert "app.js" in names
+    for name in names:
+        answer = api.get(f"/web/{name}")
+        assert answer.status_code == 200, name
+        assert "javascript" in answer.headers["content-type"], name
+        assert answer.text == (WEB_DIR / name).read_text(), name
+
+
 def test_the_page_is_the_committed_file(api: httpx.Client) -> None:
     """No build step: what is committed is what is served."""
     assert api.get("/web/storyq-client.js").text == (WEB_DIR / "storyq-client.js").read_text()

@@ -1,0 +1,210 @@
+// @ts-check
+/**
+ * Who is signed in: the pasted token or the Supabase session, signing in and out, the header's
+ * name and credits, and fail(), since a 401 from any action ends the session.
+ */
+
+import { StoryqClient, StoryqError } from './storyq-client.js';
+import { loadJobs, resetList } from './job-list.js';
+import { clearError, showError } from './messages.js';
+import { config, state, ui } from './state.js';
+import { resume } from './watchers.js';
+
+const TOKEN_KEY = 'storyq.token';
+
+/** The `sub` claim of a JWT, unverified (the API verifies); '' when unreadable. @param {string} token */
+function subjectOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const payload = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+    return typeof payload.sub === 'string' ? payload.sub : '';
+  } catch {
+    return '';
+  }
+}
+
+/** Load the supabase-js UMD build named by config.supabaseScript, if window.supabase is missing. */
+async function loadSupabase() {
+  const w = /** @type {any} */ (window);
+  if (!config.supabaseUrl || !config.supabaseAnonKey) return null;
+  if (!w.supabase && config.supabaseScript) {
+    await new Promise((resolve) => {
+      const script = document.createElement('script');
+      script.src = /** @type {string} */ (config.supabaseScript);
+      script.onload = resolve;
+      script.onerror = resolve; // fall back to token sign-in
+      document.head.append(script);
+    });
+  }
+  if (!w.supabase || typeof w.supabase.createClient !== 'function') return null;
+  return w.supabase.createClient(config.supabaseUrl, config.supabaseAnonKey);
+}
+
+async function currentToken() {
+  if (state.supabase) {
+    const { data } = await state.supabase.auth.getSession();
+    if (data?.session?.access_token) return data.session.access_token;
+  }
+  return state.token;
+}
+
+function showSignIn() {
+  ui.app.hidden = true;
+  ui.account.hidden = true;
+  ui.signIn.hidden = false;
+  ui.passwordForm.hidden = !state.supabase;
+  /** @type {HTMLElement} */ (ui.signIn.querySelector('input, textarea:not([hidden])'))?.focus();
+}
+
+/** @param {string} token */
+function acceptToken(token) {
+  state.token = token.trim();
+  localStorage.setItem(TOKEN_KEY, state.token);
+}
+
+async function signOut() {
+  state.signingOut = true;
+  for (const controller of state.watchers.values()) controller.abort();
+  state.watchers.clear();
+  state.token = null;
+  localStorage.removeItem(TOKEN_KEY);
+  if (state.supabase) {
+    try {
+      await state.supabase.auth.signOut();
+    } catch {
+      // offline: the local session is gone anyway
+    }
+  }
+  state.client = null;
+  state.userId = '';
+  state.credits = null;
+  resetList();
+  ui.reader.hidden = true;
+  showSignIn();
+  state.signingOut = false;
+}
+
+/** A 401 anywhere: back to sign-in, saying why. @param {unknown} error */
+async function onUnauthorized(error) {
+  if (state.signingOut || !state.client) return;
+  await signOut();
+  showError(error);
+}
+
+/**
+ * Handle an error from any action: 401 signs out, everything else is shown.
+ * @param {unknown} error
+ */
+export function fail(error) {
+  if (error instanceof DOMException && error.name === 'AbortError') return;
+  if (error instanceof StoryqError && error.status === 401) {
+    void onUnauthorized(error);
+    return;
+  }
+  showError(error);
+}
+
+async function enter() {
+  const token = await currentToken();
+  state.userId = (token && subjectOf(token)) || 'anonymous';
+  state.client = new StoryqClient({
+    baseUrl: config.apiBaseUrl || '',
+    getToken: currentToken,
+    supabase: state.supabase && config.realtime !== false ? state.supabase : null,
+  });
+  ui.signIn.hidden = true;
+  ui.app.hidden = false;
+  ui.account.hidden = false;
+  ui.who.textContent = `Signed in as ${state.userId.slice(0, 8)}`;
+  ui.who.title = state.userId;
+  try {
+    await refreshCredits();
+    await loadJobs(true);
+    await resume();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+export async function refreshCredits() {
+  if (!state.client) return;
+  const me = await state.client.me();
+  if (me === null) {
+    state.credits = null;
+    ui.credits.hidden = true;
+    return;
+  }
+  if (me.userId) state.userId = me.userId;
+  setCredits(me.credits);
+}
+
+/** @param {number | null | undefined} credits */
+export function setCredits(credits) {
+  if (typeof credits !== 'number') return;
+  state.credits = credits;
+  ui.credits.textContent = `${credits} credit${credits === 1 ? '' : 's'}`;
+  ui.credits.dataset.credits = String(credits);
+  ui.credits.classList.toggle('empty', credits <= 0);
+  ui.credits.hidden = false;
+}
+
+export function bindAccount() {
+  ui.tokenForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const field = /** @type {HTMLTextAreaElement} */ (ui.tokenForm.elements.namedItem('token'));
+    const token = field.value.trim();
+    if (!token) return;
+    clearError();
+    acceptToken(token);
+    field.value = '';
+    enter().catch(fail);
+  });
+  ui.passwordForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!state.supabase) return;
+    const form = new FormData(ui.passwordForm);
+    clearError();
+    const { error } = await state.supabase.auth.signInWithPassword({
+      email: String(form.get('email') || ''), password: String(form.get('password') || ''),
+    });
+    if (error) {
+      showError(new StoryqError({ status: 401, code: 'sign_in_failed', title: 'Sign-in failed',
+        detail: error.message }));
+      return;
+    }
+    enter().catch(fail);
+  });
+  ui.signOut.addEventListener('click', () => {
+    clearError();
+    void signOut();
+  });
+}
+
+/** Sign in with what the browser has (a ?token= link, a kept token, a Supabase session), or ask. */
+export async function startSession() {
+  // ?token=… signs in (handy with the link `make dev` prints); drop it from the address bar.
+  const url = new URL(window.location.href);
+  const fromUrl = url.searchParams.get('token');
+  if (fromUrl) {
+    acceptToken(fromUrl);
+    url.searchParams.delete('token');
+    window.history.replaceState(null, '', `${url.pathname}${url.search}${url.hash}`);
+  } else {
+    state.token = localStorage.getItem(TOKEN_KEY);
+  }
+  try {
+    state.supabase = await loadSupabase();
+  } catch {
+    state.supabase = null;
+  }
+  if (state.supabase) {
+    state.supabase.auth.onAuthStateChange((/** @type {string} */ event) => {
+      if (event === 'SIGNED_OUT' && state.client && !state.signingOut) void signOut();
+    });
+  }
+  if (await currentToken()) {
+    await enter();
+  } else {
+    showSignIn();
+  }
+}

@@ -1,0 +1,73 @@
+// @ts-check
+/** How a job and its times read on the page: its title, the line under it, clock times, ETAs. */
+
+import { promptOf } from './storage.js';
+
+/** @typedef {import('./storyq-client.js').Job} Job */
+
+/** @param {Job} job */
+export function titleOf(job) {
+  if (job.title) return job.title;
+  const prompt = promptOf(job.jobId);
+  if (prompt) return prompt.length > 60 ? `${prompt.slice(0, 57)}…` : prompt;
+  return 'Untitled story';
+}
+
+/** @param {string | null | undefined} iso */
+export function timeOf(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay
+    ? date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** @param {number} minutes */
+export function eta(minutes) {
+  if (minutes <= 1) return 'about a minute';
+  if (minutes < 90) return `about ${minutes} min`;
+  return `about ${Math.round(minutes / 60)} h`;
+}
+
+/** The line under a job's title. @param {Job} job */
+export function detailOf(job) {
+  const attempt = job.attempts > 1 ? ` · attempt ${job.attempts} of ${job.maxAttempts}` : '';
+  switch (job.status) {
+    case 'pending': {
+      const wait = job.waitTime;
+      const retry = job.attempts > 0 ? 'Waiting to retry' : 'Waiting in the queue';
+      if (!wait) return `${retry}${attempt}`;
+      const where = wait.position <= 0
+        ? 'Next in line'
+        : `Position ${wait.position + 1}${wait.queueLength ? ` of ${wait.queueLength}` : ''} in the queue`;
+      return `${where} · ${eta(wait.estimatedMinutes)}${attempt}`;
+    }
+    case 'processing': {
+      const progress = job.progress;
+      if (!progress || !progress.words) return `Writing…${attempt}`;
+      return `Writing… ${progress.words.toLocaleString()} words (${progress.percent} %)${attempt}`;
+    }
+    case 'completed': {
+      const words = job.result?.words;
+      const seconds = job.result?.generationTime;
+      const parts = [];
+      if (words) parts.push(`${words.toLocaleString()} words`);
+      if (typeof seconds === 'number') parts.push(`written in ${formatDuration(seconds)}`);
+      parts.push(`finished ${timeOf(job.finishedAt)}`);
+      return parts.join(' · ');
+    }
+    case 'failed':
+      return `${job.error?.message || 'The story could not be written'}${job.refunded ? ' · credit refunded' : ''}`;
+    case 'cancelled':
+      return `Cancelled${job.refunded ? ' · credit refunded' : ''}`;
+    default:
+      return '';
+  }
+}
+
+/** @param {number} seconds */
+function formatDuration(seconds) {
+  if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+  return `${Math.round(seconds / 60)} min`;
+}
