@@ -77,6 +77,19 @@ def test_stats(
     stats = json.loads(capsys.readouterr().out)
     assert stats["failed"] >= 1
     assert stats["source"] == "redis"
+    # the document GET /api/admin/queue answers
+    assert set(stats) == {
+        "waiting",
+        "active",
+        "delayed",
+        "completed",
+        "failed",
+        "cancelled",
+        "maxActive",
+        "avgGenerationSeconds",
+        "oldestPendingAt",
+        "source",
+    }
 
 
 def test_clean(

@@ -17,10 +17,10 @@ from moto import mock_aws
 
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
+from storyq.operations import worth_a_kick
 from storyq.queue import Position
 from storyq_api.app import create_app
 from storyq_api.deps import Services
-from storyq_api.routes.generate import worth_a_kick
 from tests.api.conftest import GENERATE_BODY
 from tests.support.processes import RedisProcess
 from tests.support.users import ApiUser

@@ -26,6 +26,7 @@ from storyq.store import (
     JobCursor,
     JobNotCancellable,
     JobNotFound,
+    JobResult,
     JobState,
     StaleAttempt,
     StartedJob,
@@ -40,6 +41,8 @@ RETRY = Failure(code="upstream_timeout", message="the model took too long", retr
 # reaches and count an attempt as live for an hour, so they never act on those jobs.
 NO_CAP = 1_000_000
 LIVE_SECONDS = 3600.0
+
+RESULT = JobResult(generation_time=12.5, quality="high", words=3, generator="template")
 
 # How the sweeper asks about an attempt that went silent (a one-minute lease, no retry delay).
 SILENT_FOR_A_LEASE: dict[str, Any] = {
@@ -153,7 +156,7 @@ async def test_a_stale_attempt_can_neither_complete_nor_fail(store: Store, user:
     assert await store.jobs.heartbeat(job.job_id, second, words=250) is True
     assert (await store.jobs.get(job.job_id)).progress_words == 250
     done = await store.jobs.complete(
-        job.job_id, fence=second, content="the real story", title="Comet", result={"quality": 0.8}
+        job.job_id, fence=second, content="the real story", title="Comet", result=RESULT
     )
     story = await store.stories.get(done.story_id, user_id=user)
     assert (story.status, story.content, story.words, story.title) == (
@@ -162,7 +165,7 @@ async def test_a_stale_attempt_can_neither_complete_nor_fail(store: Store, user:
         3,
         "Comet",
     )
-    assert (await store.jobs.get(job.job_id)).result == {"quality": 0.8}
+    assert (await store.jobs.get(job.job_id)).result == RESULT
 
 
 async def test_every_return_to_pending_issues_a_new_larger_fence(

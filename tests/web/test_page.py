@@ -17,12 +17,12 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from storyq_local.servers import ThreadedServer
+from storyq_local.stack.servers import ThreadedServer
+from storyq_local.stack.workers import WorkerThread
 from tests.support.users import ApiUser as WebUser
 from tests.web.conftest import (
     Users,
     WebStack,
-    WorkerThread,
     cancel_unfinished,
     screenshot,
     serve_api,
@@ -151,7 +151,10 @@ def test_generate_watch_cancel_reload_and_read(
     expect(row(page, second)).to_be_visible()
     expect(row(page, third)).to_have_attribute("data-status", "cancelled")
     expect(row(page, first)).to_have_attribute("data-status", "completed", timeout=SLOW)
-    expect(row(page, second)).to_have_attribute("data-status", "processing", timeout=SLOW)
+    # (the second may be written before the page looks again: its running state can be missed)
+    expect(row(page, second)).to_have_attribute(
+        "data-status", re.compile("^(processing|completed)$"), timeout=SLOW
+    )
     screenshot(page, "3-after-reload")
     expect(row(page, second)).to_have_attribute("data-status", "completed", timeout=SLOW)
     expect(row(page, second).locator(".badge")).to_have_text("Ready")

@@ -12,14 +12,13 @@ from upstash_redis.asyncio import Redis
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
+from storyq.operations import REDIS_BUDGET_SECONDS, JobOperations
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_api import telemetry
 from storyq_api.accounts import AccountCheck
-from storyq_api.operations import Ops
 from storyq_api.ratelimit import UserRateLimiter
 from storyq_api.tokens import TokenVerifier
-
-REDIS_BUDGET_SECONDS = 5.0
 
 
 @dataclass
@@ -34,30 +33,32 @@ class Services:
     generate_limiter: UserRateLimiter
     request_limiter: UserRateLimiter
     kicker: WorkerKicker
-
-    @property
-    def redis_timeout(self) -> float:
-        """How long a Redis call may take before the answer goes without it (Redis is never
-        what a request waits for: Postgres has the truth, and the sweeper repairs Redis)."""
-        return min(self.settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
-
-    @property
-    def ops(self) -> Ops:
-        return Ops(store=self.store, dispatcher=self.dispatcher, timeout=self.redis_timeout)
+    operations: JobOperations
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         # Building the clients opens no connection; the first request does.
         redis = async_redis(settings)
         db = async_postgrest(settings)
+        # Redis and the kick are never what a request waits for: Postgres has the truth and the
+        # sweeper repairs Redis, so each gets a short budget and then the answer goes without.
         timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
         store = Store(db)
+        dispatcher = Dispatcher(redis, max_active=settings.max_active_jobs)
+        kicker = WorkerKicker(settings.worker_function_name, timeout=timeout)
+        operations = JobOperations(
+            store=store,
+            dispatcher=dispatcher,
+            kicker=kicker,
+            settings=settings,
+            on_degraded=telemetry.dispatch_degraded,
+        )
         return cls(
             settings=settings,
             redis=redis,
             db=db,
             store=store,
-            dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
+            dispatcher=dispatcher,
             verifier=TokenVerifier(settings),
             accounts=AccountCheck(store.users),
             generate_limiter=UserRateLimiter(
@@ -74,7 +75,8 @@ class Services:
                 window_seconds=settings.read_rate_window_seconds,
                 timeout=timeout,
             ),
-            kicker=WorkerKicker(settings.worker_function_name, timeout=timeout),
+            kicker=kicker,
+            operations=operations,
         )
 
 

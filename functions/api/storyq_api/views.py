@@ -6,6 +6,7 @@ from typing import Any
 
 from storyq.queue import Position
 from storyq.store import Job, Story
+from storyq.store import JobResult as RecordedResult
 from storyq_api.schemas import JobError, JobResult, JobView, Progress, StoryView, WaitTime
 
 # A processing job never shows 100 %: that is what `completed` is for.
@@ -69,24 +70,16 @@ def _progress(words: int, target_words: int | None) -> Progress:
 
 
 def _result(job: Job) -> JobResult:
-    result = job.result or {}
-    # The worker writes generationTime (storyq.generation's summary); the row's own times
-    # stand in for results written without it.
-    seconds = _number(result.get("generationTime"))
+    recorded = job.result or RecordedResult()
+    # The row's own times stand in for a result written without the generation time.
+    seconds = recorded.generation_time
     if seconds is None and job.started_at is not None and job.finished_at is not None:
         seconds = (job.finished_at - job.started_at).total_seconds()
-    words = _number(result.get("words"))
     return JobResult(
         generation_time=None if seconds is None else round(seconds, 3),
-        quality=str(result["quality"]) if result.get("quality") is not None else None,
-        words=int(words) if words is not None else job.progress_words,
+        quality=recorded.quality,
+        words=recorded.words if recorded.words is not None else job.progress_words,
     )
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def story_view(story: Story) -> StoryView:

@@ -1,7 +1,7 @@
 """The operator verbs of `storyq`: stats, clean, empty, retry, credits add.
 
 The monitoring verbs of the old system, mirroring the admin endpoints: each runs the same code
-(`storyq_api.operations`) with Settings from the environment (then .env) and the service role,
+(`storyq.operations`) with Settings from the environment (then .env) and the service role,
 against Upstash and Supabase (locally: the emulators `make dev` runs).
 """
 
@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
+
+from pydantic.alias_generators import to_camel
 
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
+from storyq.kick import WorkerKicker
+from storyq.operations import JobOperations
 from storyq.queue import Dispatcher
 from storyq.store import Store, StoreError
-from storyq_api import operations
-from storyq_api.operations import Ops
 from storyq_local.tokens import parse_duration
 
 T = TypeVar("T")
@@ -34,16 +39,18 @@ _REFUSALS = {
 }
 
 
-def _run(settings: Settings, work: Callable[[Ops], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[JobOperations], Awaitable[T]]) -> T:
     async def main() -> T:
         db, redis = async_postgrest(settings), async_redis(settings)
-        ops = Ops(
+        operations = JobOperations(
             store=Store(db),
             dispatcher=Dispatcher(redis, max_active=settings.max_active_jobs),
-            timeout=settings.http_timeout_seconds,
+            # The operator's verbs never wake a worker: `make dev`'s polls, AWS's schedule runs.
+            kicker=WorkerKicker(None, timeout=settings.http_timeout_seconds),
+            settings=settings,
         )
         try:
-            return await work(ops)
+            return await work(operations)
         finally:
             await db.aclose()
             await redis.close()
@@ -52,9 +59,11 @@ def _run(settings: Settings, work: Callable[[Ops], Awaitable[T]]) -> T:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    stats = _run(Settings(), operations.queue_stats)
+    stats = _run(Settings(), JobOperations.queue_stats)
     if args.json:
-        print(stats.model_dump_json(by_alias=True, indent=2))
+        # The same document as GET /api/admin/queue.
+        fields = {to_camel(name): value for name, value in dataclasses.asdict(stats).items()}
+        print(json.dumps(fields, indent=2, default=datetime.isoformat))
         return 0
     for name in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
         print(f"{name:<10} {getattr(stats, name)}")
@@ -69,8 +78,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_clean(args: argparse.Namespace) -> int:
     age = parse_duration(args.older_than)
 
-    async def clean(ops: Ops) -> int:
-        return await operations.clean(ops, status=args.status, older_than_seconds=age)
+    async def clean(operations: JobOperations) -> int:
+        return await operations.clean(args.status, older_than_seconds=age)
 
     deleted = _run(Settings(), clean)
     print(f"deleted {deleted} {args.status} job(s) finished more than {age} s ago")
@@ -78,7 +87,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_empty(_: argparse.Namespace) -> int:
-    cancelled = _run(Settings(), operations.empty_queue)
+    cancelled = _run(Settings(), JobOperations.empty)
     print(f"cancelled and refunded {len(cancelled)} waiting job(s)")
     for job_id in cancelled:
         print(f"  {job_id}")
@@ -86,8 +95,9 @@ def _cmd_empty(_: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    async def retry(ops: Ops) -> str:
-        job, position = await operations.retry_job(ops, args.job_id)
+    async def retry(operations: JobOperations) -> str:
+        standing = await operations.retry(args.job_id)
+        job, position = standing.job, standing.position
         where = (
             f"position {position.position}, about {position.estimated_minutes} min"
             if position
@@ -100,8 +110,8 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _cmd_credits_add(args: argparse.Namespace) -> int:
-    async def grant(ops: Ops) -> int:
-        return await operations.grant_credits(ops, user_id=args.user, amount=args.amount)
+    async def grant(operations: JobOperations) -> int:
+        return await operations.grant_credits(args.user, args.amount)
 
     balance = _run(Settings(), grant)
     print(f"user {args.user} now has {balance} credit(s)")

@@ -1,16 +1,16 @@
 """Operator endpoints: queue statistics, clean, empty, retry, credits.
 
 Administrators only (app_metadata.role = admin, or the service-role key); any other valid
-token gets 403. The work itself is in `operations`, shared with the `storyq` admin verbs.
+token gets 403. The work itself is in `storyq.operations`, shared with the `storyq` admin verbs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from storyq_api import operations
 from storyq_api.auth import current_admin
 from storyq_api.bodies import json_body, request_body
 from storyq_api.deps import ServicesDep
@@ -39,7 +39,8 @@ _ERRORS = (401, 403, 503)
     responses=problem_responses(*_ERRORS),
 )
 async def queue(services: ServicesDep) -> QueueStats:
-    return await operations.queue_stats(services.ops)
+    stats = await services.operations.queue_stats()
+    return QueueStats.model_validate(dataclasses.asdict(stats))
 
 
 @router.post(
@@ -52,8 +53,8 @@ async def queue(services: ServicesDep) -> QueueStats:
 async def clean(
     body: Annotated[CleanRequest, Depends(json_body(CleanRequest))], services: ServicesDep
 ) -> CleanResult:
-    deleted = await operations.clean(
-        services.ops, status=body.status, older_than_seconds=body.older_than_seconds
+    deleted = await services.operations.clean(
+        body.status, older_than_seconds=body.older_than_seconds
     )
     return CleanResult(status=body.status, deleted=deleted)
 
@@ -65,7 +66,7 @@ async def clean(
     responses=problem_responses(*_ERRORS),
 )
 async def empty(services: ServicesDep) -> EmptyResult:
-    cancelled = await operations.empty_queue(services.ops)
+    cancelled = await services.operations.empty()
     return EmptyResult(cancelled=len(cancelled), job_ids=cancelled)
 
 
@@ -77,8 +78,8 @@ async def empty(services: ServicesDep) -> EmptyResult:
     responses=problem_responses(*_ERRORS, 404, 409),
 )
 async def retry(job_id: JobId, services: ServicesDep) -> JobView:
-    job, position = await operations.retry_job(services.ops, job_id)
-    return job_view(job, position=position, with_wait_time=True)
+    standing = await services.operations.retry(job_id)
+    return job_view(standing.job, position=standing.position, with_wait_time=True)
 
 
 @router.post(
@@ -91,5 +92,5 @@ async def retry(job_id: JobId, services: ServicesDep) -> JobView:
 async def grant_credits(
     body: Annotated[CreditGrant, Depends(json_body(CreditGrant))], services: ServicesDep
 ) -> CreditBalance:
-    balance = await operations.grant_credits(services.ops, user_id=body.user_id, amount=body.amount)
+    balance = await services.operations.grant_credits(body.user_id, body.amount)
     return CreditBalance(user_id=body.user_id, credits=balance)

@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 
 from storyq.store import MAX_PAGE_SIZE, JobCursor, JobStatus
 from storyq_api.auth import CurrentUser, within_request_limit
-from storyq_api.degrade import unless_redis_down
 from storyq_api.deps import ServicesDep
 from storyq_api.errors import problem_responses
 from storyq_api.paths import JobId
@@ -31,14 +30,10 @@ router = APIRouter(tags=["jobs"], dependencies=[Depends(within_request_limit)])
     responses=problem_responses(401, 403, 404, 429, 503),
 )
 async def get_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
-    job = await services.store.jobs.get(job_id, user_id=user.id)
+    standing = await services.operations.look_up(job_id, user_id=user.id)
+    job = standing.job
     if job.status == "pending":
-        position = await unless_redis_down(
-            "position",
-            services.dispatcher.position(str(job_id)),
-            within_seconds=services.redis_timeout,
-        )
-        return job_view(job, position=position, with_wait_time=True)
+        return job_view(job, position=standing.position, with_wait_time=True)
     if job.status == "processing":
         return job_view(job, target_words=job.target_words)
     return job_view(job)
@@ -52,12 +47,7 @@ async def get_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> Jo
     responses=problem_responses(401, 403, 404, 409, 429, 503),
 )
 async def cancel_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
-    job = await services.store.jobs.cancel(job_id, user_id=user.id)
-    # A copy left in Redis is harmless (starting a cancelled job is refused), only wasteful.
-    await unless_redis_down(
-        "remove", services.dispatcher.remove(str(job_id)), within_seconds=services.redis_timeout
-    )
-    return job_view(job)
+    return job_view(await services.operations.cancel(job_id, user_id=user.id))
 
 
 def _cursor(value: str | None) -> JobCursor | None:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from storyq.store.models import JobResult
+
 ProgressCallback = Callable[[int], None]
 Quality = Literal["high", "medium", "low"]
 
@@ -79,17 +81,17 @@ class GenerationResult:
             words=self.words, target_words=self.target_words, finish_reason=self.finish_reason
         )
 
-    def summary(self, *, generation_seconds: float) -> dict[str, object]:
-        """The job row's `result` (camelCase: GET /api/job returns it as is)."""
-        return {
-            "generationTime": round(generation_seconds, 3),
-            "quality": self.quality,
-            "words": self.words,
-            "targetWords": self.target_words,
-            "finishReason": self.finish_reason,
-            "generator": self.generator,
-            "model": self.model,
-        }
+    def summary(self, *, generation_seconds: float) -> JobResult:
+        """What the job row records about this generation."""
+        return JobResult(
+            generation_time=round(generation_seconds, 3),
+            quality=self.quality,
+            words=self.words,
+            target_words=self.target_words,
+            finish_reason=self.finish_reason,
+            generator=self.generator,
+            model=self.model,
+        )
 
 
 class Generator(Protocol):

@@ -10,8 +10,6 @@ attempt), which come back as the job's state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 from uuid import UUID
 
 from postgrest import AsyncPostgrestClient
@@ -27,6 +25,7 @@ from storyq.store.models import (
     Job,
     JobCursor,
     JobPage,
+    JobResult,
     JobStatus,
     LostAttempt,
     StalledJob,
@@ -88,15 +87,16 @@ class JobStore:
         fence: int,
         content: str,
         title: str | None = None,
-        result: Mapping[str, Any] | None = None,
+        result: JobResult | None = None,
     ) -> CompletedJob:
-        """Store the story (now ready) and the job's result. Raises StaleAttempt, JobNotFound."""
+        """Store the story (now ready) and what the generation came to. Raises StaleAttempt,
+        JobNotFound."""
         params = {
             "p_job_id": job_id,
             "p_fence": fence,
             "p_content": content,
             "p_title": title,
-            "p_result": dict(result or {}),
+            "p_result": result.as_row() if result is not None else {},
         }
         return await call_model(self._db, "complete_story_job", params, CompletedJob)
 

@@ -1,0 +1,266 @@
+"""The job operations, written once for the API and the `storyq` CLI: Postgres first, then Redis.
+
+Each public operation changes the truth in Postgres (the store's SQL functions), then makes the
+Redis mirror follow (the dispatcher's scripts). Once Postgres has committed, a Redis failure
+costs the Redis part of the answer (a queue position, an ETA, live counts), never the answer:
+it is logged, reported to `on_degraded`, and the sweeper rebuilds the mirror from Postgres.
+
+    operations = JobOperations(store=..., dispatcher=..., kicker=..., settings=settings)
+    submitted = await operations.submit(StoryRequest(prompt="..."), user_id=user)
+
+Everything here returns core types (store rows, `Position`, the small results below); the API
+turns them into its JSON and the CLI into lines of text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, TypeVar
+from uuid import UUID
+
+from storyq.config import Settings
+from storyq.kick import WorkerKicker
+from storyq.queue import DEFAULT_GENERATION_SECONDS, Dispatcher, Position
+from storyq.store import CleanableStatus, EnqueuedJob, EnqueueRequest, Job, Store
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A Redis call after a commit gets at most this long (or the HTTP timeout, if shorter).
+REDIS_BUDGET_SECONDS = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoryRequest:
+    """What a user asks for: the story's prompt and shape (lengths are checked by the caller;
+    the API's limits are in its GenerateRequest)."""
+
+    prompt: str
+    title: str | None = None
+    genre: str | None = None
+    language: str = "en"
+    target_words: int = 1200
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the request's canonical JSON, what an Idempotency-Key is bound to:
+        two requests for the same story hash alike whatever their key order or spacing. The
+        keys are the API's field names, so keys stored before this module existed still match.
+        """
+        canonical = json.dumps(
+            {
+                "prompt": self.prompt,
+                "title": self.title,
+                "genre": self.genre,
+                "language": self.language,
+                "targetWords": self.target_words,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted story: the job (new, or the first one of a replayed Idempotency-Key, with its
+    status as it is now), its place in the queue (None when it does not wait, or Redis could
+    not say), and whether a worker was woken for it."""
+
+    job: EnqueuedJob
+    position: Position | None
+    kicked: bool
+
+
+@dataclass(frozen=True)
+class JobStanding:
+    """A job and, while it waits, its place in the queue (None otherwise, or when Redis could
+    not say)."""
+
+    job: Job
+    position: Position | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueStats:
+    """The queue at a glance. waiting/active/delayed are Redis's live counts, or Postgres's
+    pending/processing when Redis cannot be reached (`source` says which); the rest is
+    Postgres's. `avg_generation_seconds` is the mean the ETAs use."""
+
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    cancelled: int
+    max_active: int
+    avg_generation_seconds: float
+    oldest_pending_at: datetime | None
+    source: Literal["redis", "postgres"]
+
+
+def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
+    """Whether a new worker invocation could start this job now. When every slot is taken, the
+    running invocations claim it as slots free up (or the minute's schedule does): a kick then
+    would only be throttled by the worker's reserved concurrency and, once too old, land in its
+    on-failure queue. Without a position (Redis unreachable) the kick lets a sweep try."""
+    if position is None:
+        return True
+    return position.active_jobs + position.position < max_active
+
+
+class JobOperations:
+    """The operations over one store, dispatcher and kicker (built once per process)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        kicker: WorkerKicker,
+        settings: Settings,
+        on_degraded: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_degraded(operation)` is told of each Redis call that failed after a commit (the
+        API counts them as a metric)."""
+        self.store = store
+        self.dispatcher = dispatcher
+        self.kicker = kicker
+        self.settings = settings
+        self.redis_timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+        self._on_degraded = on_degraded
+
+    # The operations a user's request runs.
+
+    async def submit(
+        self, story: StoryRequest, *, user_id: UUID, idempotency_key: str | None = None
+    ) -> Submission:
+        """Debit, save and queue a story; wake a worker when a slot is free for it.
+
+        A replayed `idempotency_key` (same user, same story, within IDEMPOTENCY_TTL_SECONDS)
+        returns the first job as it is now, debits nothing and wakes no one; the job goes back
+        into Redis if Redis lost it. Raises InsufficientCredits, IdempotencyConflict (same key,
+        another story), UserNotFound, StoreUnavailable (nothing was debited).
+        """
+        settings = self.settings
+        job = await self.store.jobs.enqueue(
+            EnqueueRequest(
+                user_id=user_id,
+                prompt=story.prompt,
+                title=story.title,
+                genre=story.genre,
+                language=story.language,
+                target_words=story.target_words,
+                cost=settings.story_cost,
+                max_attempts=settings.max_attempts,
+                idempotency_key=idempotency_key,
+                request_hash=story.fingerprint(),
+                free_credits=settings.free_credits,
+                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            )
+        )
+        position = None
+        if job.status == "pending" and job.fence is not None:
+            position = await self._dispatch(job.job_id, user_id=user_id, fence=job.fence)
+        kicked = False
+        if not job.replayed and worth_a_kick(position, max_active=self.dispatcher.max_active):
+            kicked = await self.kicker.kick(job_id=str(job.job_id))
+        return Submission(job=job, position=position, kicked=kicked)
+
+    async def look_up(self, job_id: UUID, *, user_id: UUID | None = None) -> JobStanding:
+        """The job (with `user_id`, only that user's) and its place while it waits.
+
+        Raises JobNotFound (also for another user's job), StoreUnavailable.
+        """
+        job = await self.store.jobs.get(job_id, user_id=user_id)
+        position = None
+        if job.status == "pending":
+            position = await self._unless_redis_down(
+                "position", self.dispatcher.position(str(job_id))
+            )
+        return JobStanding(job=job, position=position)
+
+    async def cancel(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
+        """Cancel a pending job and refund it (with `user_id`, only that user's), then drop it
+        from Redis. A copy Redis keeps is harmless: starting a cancelled job is refused.
+
+        Raises JobNotCancellable (processing or finished), JobNotFound, StoreUnavailable.
+        """
+        job = await self.store.jobs.cancel(job_id, user_id=user_id)
+        await self._unless_redis_down("remove", self.dispatcher.remove(str(job_id)))
+        return job
+
+    # The operator's operations (admin endpoints and `storyq` verbs).
+
+    async def queue_stats(self) -> QueueStats:
+        """Postgres's counts merged with Redis's live ones (see QueueStats)."""
+        truth = await self.store.admin.counts()
+        live = await self._unless_redis_down("counts", self.dispatcher.counts())
+        mean = truth.avg_generation_seconds or DEFAULT_GENERATION_SECONDS
+        if live is not None:
+            mean = live.avg_generation_seconds  # the rolling mean the ETAs use
+        return QueueStats(
+            waiting=live.waiting if live else truth.pending,
+            active=live.active if live else truth.processing,
+            delayed=live.delayed if live else 0,
+            completed=truth.completed,
+            failed=truth.failed,
+            cancelled=truth.cancelled,
+            max_active=self.dispatcher.max_active,
+            avg_generation_seconds=round(mean, 3),
+            oldest_pending_at=truth.oldest_pending_at,
+            source="redis" if live else "postgres",
+        )
+
+    async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:
+        """Delete finished job rows older than the age (stories stay); how many. Redis holds
+        none of them."""
+        return await self.store.admin.clean(status, older_than_seconds=older_than_seconds)
+
+    async def empty(self) -> list[UUID]:
+        """Cancel and refund every pending job, then drop them from Redis; their ids."""
+        cancelled = await self.store.admin.empty()
+        await self._unless_redis_down("empty", self.dispatcher.empty())
+        return cancelled
+
+    async def retry(self, job_id: UUID) -> JobStanding:
+        """A failed job back to pending under a new fence (nothing charged again), then into
+        the Redis queue. Raises JobNotRetryable, JobNotFound, StoreUnavailable."""
+        job = await self.store.admin.retry_failed(job_id)
+        position = await self._dispatch(job.job_id, user_id=job.user_id, fence=job.fence)
+        return JobStanding(job=job, position=position)
+
+    async def grant_credits(self, user_id: UUID, amount: int) -> int:
+        """Add credits (a ledger entry, reason "admin grant"); the new balance.
+
+        Raises InvalidAmount, UserNotFound, StoreUnavailable."""
+        return await self.store.credits.grant(user_id, amount, reason="admin grant")
+
+    # Primitives.
+
+    async def _dispatch(self, job_id: UUID, *, user_id: UUID, fence: int) -> Position | None:
+        """Into the Redis queue (idempotent: a replay re-adds a job Redis lost)."""
+        return await self._unless_redis_down(
+            "enqueue", self.dispatcher.enqueue(str(job_id), user_id=str(user_id), fence=fence)
+        )
+
+    async def _unless_redis_down(self, operation: str, call: Awaitable[T]) -> T | None:
+        """`await call`, or None (logged, reported) when Redis fails or does not answer within
+        `redis_timeout`: Postgres has committed, and the sweeper repairs Redis."""
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                return await call
+        except Exception:  # any failure here is Redis's; the committed work must be answered
+            logger.warning(
+                "redis call failed after commit", extra={"operation": operation}, exc_info=True
+            )
+            if self._on_degraded is not None:
+                self._on_degraded(operation)
+            return None
