@@ -25,10 +25,10 @@ class WorkerContext:
     backoff: Backoff
     kicker: WorkerKicker
 
-    def retry_delay(self, failed_attempts: int, *, retry_after: float | None = None) -> float:
+    def retry_delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds before the next attempt: exponential backoff with jitter, Retry-After as
         a floor."""
-        return retry_delay(max(1, failed_attempts), retry_after=retry_after, policy=self.backoff)
+        return retry_delay(max(1, attempt), retry_after=retry_after, policy=self.backoff)
 
 
 def backoff_policy(settings: Settings) -> Backoff:

@@ -36,28 +36,29 @@ class Backoff:
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter is a fraction in [0, 1)")
 
-    def nominal(self, attempts: int) -> float:
-        """The delay after `attempts` failed attempts, before jitter."""
-        if attempts < 1:
-            raise ValueError("attempts counts failed attempts, starting at 1")
-        exponent = min(attempts - 1, 64)  # past the cap anyway; keeps the power finite
+    def nominal(self, attempt: int) -> float:
+        """The delay after attempt number `attempt` failed (1 for the first), before jitter."""
+        if attempt < 1:
+            raise ValueError("attempts are numbered from 1")
+        exponent = min(attempt - 1, 64)  # past the cap anyway; keeps the power finite
         return float(min(self.max_seconds, self.base_seconds * self.factor**exponent))
 
 
 def retry_delay(
-    attempts: int,
+    attempt: int,
     *,
     policy: Backoff,
     retry_after: float | None = None,
     random: Callable[[], float] = _random.random,
 ) -> float:
-    """Seconds to wait after `attempts` failed attempts (1 after the first failure).
+    """Seconds to wait after attempt number `attempt` failed (1 for the first; the number
+    Postgres gives each start, `StartedJob.attempt`).
 
     `retry_after` (seconds, from the provider) is a floor, clamped to RETRY_AFTER_LIMIT_SECONDS.
     `random` draws from [0, 1); tests pass their own.
     """
     spread = 1 + policy.jitter * (2 * random() - 1)
-    delay = min(policy.max_seconds, policy.nominal(attempts) * spread)
+    delay = min(policy.max_seconds, policy.nominal(attempt) * spread)
     if retry_after is not None:
         delay = max(delay, min(max(0.0, retry_after), RETRY_AFTER_LIMIT_SECONDS))
     return delay

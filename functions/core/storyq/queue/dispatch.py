@@ -91,7 +91,14 @@ class PendingJob:
 
 
 class Dispatcher:
-    """The queue's operations over one Upstash Redis client (see the module docstring)."""
+    """The queue's operations over one Upstash Redis client (see the module docstring).
+
+    Each method runs one Lua script, named at the end of its docstring: the script's header
+    lists every KEYS[i] and ARGV[i] and its reply. Every method raises TimeoutError when Redis
+    does not answer within `timeout_seconds`, upstash_redis's UpstashError when Redis refuses,
+    and httpx's errors when it cannot be reached; ids must be non-empty and fences positive
+    (ValueError).
+    """
 
     def __init__(
         self,
@@ -122,7 +129,10 @@ class Dispatcher:
         and one user's jobs stay FIFO. `weight` is the user's share (meaningful from 0.01 to
         1000); every caller passes the default 1 until plan tiers set it. Idempotent: the
         job's position, also when it was already waiting; None when it is delayed or leased, or
-        Redis knows a newer fence (nothing changes)."""
+        Redis knows a newer fence (nothing changes).
+
+        Script: `enqueue.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.ENQUEUE,
@@ -133,7 +143,10 @@ class Dispatcher:
 
     async def position(self, job_id: str) -> Position | None:
         """Rank (0-based), queue length, active leases and ETA minutes, in O(log n); None when
-        the job is not waiting (delayed, leased or unknown)."""
+        the job is not waiting (delayed, leased or unknown).
+
+        Script: `position.lua`.
+        """
         k = self.keys
         reply = await self._run(scripts.POSITION, [k.waiting, k.active, k.stats], [_job(job_id)])
         return self._position(reply)
@@ -144,7 +157,10 @@ class Dispatcher:
         claimer must then start the attempt in Postgres with `Claim.fence`.
 
         Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
-        a sweep's `rebuild` must run first."""
+        a sweep's `rebuild` must run first.
+
+        Script: `claim.lua`.
+        """
         if limit <= 0:
             return []
         k = self.keys
@@ -159,7 +175,10 @@ class Dispatcher:
 
     async def unclaim(self, claim: Claim) -> bool:
         """Give a claim back untouched (Postgres refused the start: the cap is reached): the
-        lease goes and the job waits again at its old score. False when the lease is gone."""
+        lease goes and the job waits again at its old score. False when the lease is gone.
+
+        Script: `unclaim.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.UNCLAIM,
@@ -174,7 +193,10 @@ class Dispatcher:
         """Hold the lease of the running attempt `fence` for `lease_seconds` from now. Call it
         only once Postgres has confirmed the attempt (a heartbeat there): a lease that lapsed,
         was reaped or was forgotten is re-created and stale entries of the job go. False when
-        Redis knows a newer fence: the attempt is superseded and must stop."""
+        Redis knows a newer fence: the attempt is superseded and must stop.
+
+        Script: `heartbeat.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.HEARTBEAT,
@@ -187,7 +209,10 @@ class Dispatcher:
         """The attempt `fence` is over with the job (completed, failed for good, refused or
         found stale): unless Redis knows a newer fence, every entry of the job and its
         bookkeeping go, and `generation_seconds` (when given) feeds the rolling mean. True when
-        the attempt's lease was still held."""
+        the attempt's lease was still held.
+
+        Script: `ack.lua`.
+        """
         seconds = "" if generation_seconds is None else repr(max(0.0, float(generation_seconds)))
         k = self.keys
         reply = await self._run(
@@ -204,7 +229,10 @@ class Dispatcher:
         under `fence`, the token Postgres issued for its next attempt; older entries of the
         job (the failed attempt's lease) go. `claim`/`promote_due` put it back in the waiting
         set when due, scored as a new arrival of its user. False when Redis knows a newer
-        fence (nothing changes)."""
+        fence (nothing changes).
+
+        Script: `retry_later.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.RETRY_LATER,
@@ -214,7 +242,10 @@ class Dispatcher:
         return reply == 1
 
     async def promote_due(self, limit: int = 100) -> int:
-        """Move due retries to the waiting set; how many moved."""
+        """Move due retries to the waiting set; how many moved.
+
+        Script: `promote_due.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.PROMOTE_DUE, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
@@ -223,14 +254,20 @@ class Dispatcher:
 
     async def reap_expired(self, limit: int = 100) -> list[Claim]:
         """Remove leases whose expiry passed and return them, each to exactly one caller, who
-        asks Postgres what became of the attempt and makes Redis follow."""
+        asks Postgres what became of the attempt and makes Redis follow.
+
+        Script: `reap_expired.lua`.
+        """
         k = self.keys
         reply = await self._run(scripts.REAP_EXPIRED, [k.active, k.jobs], [str(limit)])
         return _claims(reply)
 
     async def remove(self, job_id: str) -> bool:
         """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
-        user back the fair-share time it was charged; a leased job is left alone (False)."""
+        user back the fair-share time it was charged; a leased job is left alone (False).
+
+        Script: `remove.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.REMOVE,
@@ -240,7 +277,10 @@ class Dispatcher:
         return _int(reply) > 0
 
     async def counts(self) -> QueueCounts:
-        """Waiting, active (leases), delayed, and the rolling mean generation time."""
+        """Waiting, active (leases), delayed, and the rolling mean generation time.
+
+        Script: `counts.lua`.
+        """
         k = self.keys
         reply = _list(
             await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats], [])
@@ -255,7 +295,10 @@ class Dispatcher:
 
     async def empty(self) -> list[str]:
         """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
-        their ids, waiting ones first."""
+        their ids, waiting ones first.
+
+        Script: `empty.lua`.
+        """
         k = self.keys
         reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
         return [str(job_id) for job_id in _list(reply)]
@@ -273,7 +316,10 @@ class Dispatcher:
         atomically in the script), restore a lease for each `running` job that has none; and
         mark the queue ready for claims. Pass both lists from one Postgres snapshot
         (`JobStore.dispatch_snapshot`), every time. Returns how many jobs were added. Costs
-        about one Redis command per job already present."""
+        about one Redis command per job already present.
+
+        Script: `rebuild.lua` then `restore_leases.lua`.
+        """
         ordered = sorted(_unique(jobs), key=lambda job: (_utc(job.queued_at), job.job_id))
         k = self.keys
         keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair]
@@ -286,7 +332,10 @@ class Dispatcher:
 
     async def _restore_leases(self, running: Sequence[RunningJob], *, lease_seconds: float) -> int:
         """Leases for running jobs if Redis forgot them, then the ready mark: one call, so the
-        script sees the mark and restores every lease, or none, atomically."""
+        script sees the mark and restores every lease, or none, atomically.
+
+        Script: `restore_leases.lua`.
+        """
         k = self.keys
         args = [_ms(lease_seconds)]
         args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.fence))]
@@ -299,7 +348,10 @@ class Dispatcher:
     async def sweep_orphans(self, count: int = 100) -> int:
         """Forget the bookkeeping of jobs in none of waiting, delayed, active, looking at about
         `count` hash fields per call (the walk resumes where the last call stopped); how many
-        jobs were forgotten."""
+        jobs were forgotten.
+
+        Script: `sweep_orphans.lua`.
+        """
         k = self.keys
         reply = await self._run(
             scripts.SWEEP_ORPHANS,
