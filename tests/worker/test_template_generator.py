@@ -6,19 +6,29 @@ length, shaped by prompt, genre and language, the same for the same seed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 from storyq.config import Settings
 from storyq.generation import (
     GenerationRequest,
+    PermanentGenerationError,
     TemplateGenerator,
     build_generator,
     count_words,
     quality_label,
+    wordbank,
 )
+from storyq.generation.lexicon import LexiconFileError
 from storyq.generation.template import write_story
 
 CYRILLIC = re.compile(r"[\u0400-\u04ff]")
@@ -135,3 +145,174 @@ def test_build_generator_picks_by_setting(worker_free_settings: Settings) -> Non
     assert template.name == "template"
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
         build_generator(worker_free_settings.model_copy(update={"generator": "openai"}))
+
+
+# Written before the word banks moved from Python modules to words/*.json (issue 15): a seed
+# writes the same story, word for word, whatever shape the word banks are kept in.
+GOLDEN_STORIES = {
+    "en": (
+        "The Secret of the Harbour Warehouse",
+        "Owen was the only one who believed him, and even he believed him only halfway. The "
+        "whole affair, if you had asked Daniel, came down to this: a missing cat.\n\n"
+        "It happened at dusk: the forger was suddenly there, closer than anyone had thought "
+        "possible. And then, as suddenly as it had begun, everything was quiet.\n\n"
+        "Some doors stay closed; this one, at last, had been opened and shut properly.",
+    ),
+    "uk": (
+        "Легенда про старий магнітофон",
+        "Лише Максим повірив йому, та й то наполовину. Уся ця історія, зрештою, зводилася до "
+        "одного: зниклого кота.\n\nБогдан записував все підряд, бо пам'ять почала грати з ним "
+        "злі жарти. Кожен дім має пам'ять; цей мав образу.\n\nНіхто не почув наближення тіні за "
+        "спиною: ще мить тому шлях був вільний, а тепер уже ні. Усе скінчилося швидше, ніж вони "
+        "потім могли повірити.\n\nТак Богдан і зрозумів: найсміливіші історії — ті, які ми "
+        "доводимо до кінця.",
+    ),
+}
+# Three 300-word stories per language and genre (and with none), hashed in that order.
+GOLDEN_SWEEP = "373b1328684cf07959848db27ea637291f632c6339ff535db7f9136f13abde07"
+
+
+@pytest.mark.parametrize(
+    ("language", "genre", "prompt"),
+    [("en", "mystery", "a missing cat"), ("uk", "жахи", "Напиши історію про зниклого кота")],
+)
+def test_a_fixed_seed_writes_the_story_it_always_wrote(
+    language: str, genre: str, prompt: str
+) -> None:
+    story = write_story(
+        request(
+            job_id="golden",
+            prompt=prompt,
+            target_words=60,
+            genre=genre,
+            language=language,
+            seed=2024,
+        )
+    )
+    assert story == GOLDEN_STORIES[language]
+
+
+def test_every_genre_keeps_its_stories() -> None:
+    digest = hashlib.sha256()
+    for language in ("en", "uk"):
+        for genre in ("fantasy", "scifi", "mystery", "horror", "romance", "adventure", None):
+            for seed in range(3):
+                title, content = write_story(
+                    request(
+                        job_id="sweep",
+                        prompt="Write a story about a storm in a jar",
+                        target_words=300,
+                        genre=genre,
+                        language=language,
+                        seed=seed,
+                    )
+                )
+                digest.update(f"{title}\n{content}\n".encode())
+    assert digest.hexdigest() == GOLDEN_SWEEP
+
+
+def test_the_word_banks_are_read_on_the_first_story_not_on_import() -> None:
+    # A fresh interpreter: importing the package and building the generator read no word bank
+    script = """
+import sys
+from storyq.generation import GenerationRequest, TemplateGenerator
+from storyq.generation.template import write_story
+TemplateGenerator()
+assert "storyq.generation.wordbank" not in sys.modules, "imported with the package"
+write_story(GenerationRequest(job_id="j", prompt="a storm in a jar", target_words=50))
+assert "storyq.generation.wordbank" in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    # ... and in one process each language's file is read once
+    assert wordbank.load_lexicon("uk") is wordbank.load_lexicon("uk")
+
+
+def test_the_word_bank_files_have_a_list_for_every_section() -> None:
+    assert tuple(wordbank.Sections.model_fields) == wordbank.SECTIONS
+
+
+def _mutated(tmp_path: Path, code: str, change: Callable[[dict[str, Any]], object]) -> Path:
+    data = json.loads(wordbank.words_file(code).read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / f"{code}.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("code", "change", "problem"),
+    [
+        (
+            "uk",
+            lambda d: d["genres"]["fantasy"]["places"][0].pop("gen"),
+            "genres.fantasy.places.0.gen: Field required",
+        ),
+        (
+            "en",
+            lambda d: d["genres"]["horror"]["places"].append({"phrase": "the attic"}),
+            "genres.horror.places.5.phrase: Extra inputs are not permitted",
+        ),
+        (
+            "en",
+            lambda d: d["genres"]["horror"].update(
+                atmospere=d["genres"]["horror"].pop("atmosphere")
+            ),
+            "genres.horror.atmosphere: Field required",
+        ),
+        (
+            "en",
+            lambda d: d["sections"]["opening"].append("{heroine} woke."),
+            "sections.opening.12: unknown slot {heroine} in '{heroine} woke.'",
+        ),
+        (
+            "en",
+            lambda d: d["titles"].append("The {sight}"),
+            "titles.6: unknown slot {sight}",
+        ),
+        (
+            "uk",
+            lambda d: d["pronouns"]["male"].pop("ins"),
+            "pronouns: female and male differ in ['ins']",
+        ),
+        ("uk", lambda d: d.update(default_genre="western"), "default_genre: 'western' is not"),
+        (
+            "en",
+            lambda d: d["genres"]["horror"]["aliases"].append("Fantasy"),
+            "genres.horror.aliases: the alias 'fantasy' is fantasy's too",
+        ),
+        ("en", lambda d: d.update(instruction_prefix="(write"), "instruction_prefix: Value error"),
+    ],
+)
+def test_a_malformed_word_bank_fails_naming_the_file_and_the_problem(
+    tmp_path: Path, code: str, change: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    path = _mutated(tmp_path, code, change)
+    with pytest.raises(LexiconFileError) as failed:
+        wordbank.read_lexicon(path, code=code)
+    assert f"word bank {path} is malformed" in str(failed.value)
+    assert problem in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [('{"names": {"female": []', "is not valid JSON"), ('{"names": 1, "names": 2}', "repeated")],
+)
+def test_a_word_bank_that_is_not_json_fails_naming_the_file(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "en.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LexiconFileError, match=re.escape(str(path))) as failed:
+        wordbank.read_lexicon(path, code="en")
+    assert problem in str(failed.value)
+
+
+async def test_a_broken_word_bank_fails_the_job_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(code: str) -> NoReturn:
+        raise LexiconFileError(f"word bank words/{code}.json is malformed: ...")
+
+    monkeypatch.setattr(wordbank, "load_lexicon", broken)
+    with pytest.raises(PermanentGenerationError) as failed:
+        await TemplateGenerator().generate(request(), lambda _words: None)
+    assert failed.value.code == "generator_misconfigured"
+    assert "words/en.json" in failed.value.message

@@ -1,4 +1,9 @@
-"""The shape of a language's word bank for the template generator (the banks are data).
+"""The types and grammar of the template generator's word banks.
+
+The words themselves are data: ``words/<code>.json`` next to this module, read and checked by
+`storyq.generation.wordbank` the first time a story in that language is written. This module
+gives them their shape (`Lexicon`, `GenreWords`) and grammar (`en_noun`, `uk_noun`: a noun
+phrase in the cases the templates use).
 
 Sentence templates are `str.format` strings. The slots they may use:
 
@@ -10,6 +15,9 @@ Sentence templates are `str.format` strings. The slots they may use:
   ``{place_loc}`` (with its preposition), ``{artifact_acc}``, ...; ``{..._title}`` for titles;
 - ``{sight}``, ``{sound}``: a detail of the genre (Ukrainian: already in the accusative);
 - ``{premise}``, ``{keyword}``, ``{Keyword}``: taken from the prompt.
+
+Titles may use only the names, pronouns and nouns. A template with any other slot fails when its
+file is read, not in the middle of a story.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ def en_noun(phrase: str, loc: str | None = None) -> Noun:
 def uk_noun(nom: str, *, gen: str, acc: str | None = None, loc: str | None = None) -> Noun:
     """A Ukrainian noun phrase in the cases the templates use (`loc` with its preposition)."""
     return {"nom": nom, "gen": gen, "acc": acc or nom, "loc": loc or nom, "title": nom}
+
+
+class LexiconFileError(ValueError):
+    """A word bank file that is missing or does not fit the types below (names the file)."""
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from storyq.generation.contract import (
     ProgressCallback,
     count_words,
 )
-from storyq.generation.lexicon import Gender, GenreWords, Lexicon, Section
-from storyq.generation.lexicon_en import ENGLISH
-from storyq.generation.lexicon_uk import UKRAINIAN
+from storyq.generation.errors import PermanentGenerationError
+from storyq.generation.lexicon import Gender, GenreWords, Lexicon, LexiconFileError, Section
 
 # Share of the target each movement gets; the closing line ends the resolution.
 _MOVEMENTS: tuple[tuple[Section, float], ...] = (
@@ -42,9 +41,14 @@ _PROGRESS_INTERVAL_SECONDS = 0.25
 
 
 def lexicon_for(language: str) -> Lexicon:
-    """Ukrainian for uk/ua (any region), English for everything else."""
+    """Ukrainian for uk/ua (any region), English for everything else.
+
+    The word banks are data files, read on the first story in their language (not on import).
+    """
+    from storyq.generation.wordbank import load_lexicon
+
     code = language.strip().lower().replace("_", "-").split("-")[0]
-    return UKRAINIAN if code in _UKRAINIAN_CODES else ENGLISH
+    return load_lexicon("uk" if code in _UKRAINIAN_CODES else "en")
 
 
 def _genre_of(lexicon: Lexicon, genre: str | None, prompt: str) -> str:
@@ -252,7 +256,10 @@ class TemplateGenerator:
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback
     ) -> GenerationResult:
-        title, content = write_story(request)
+        try:
+            title, content = write_story(request)
+        except LexiconFileError as exc:  # a broken build: no retry would write this story
+            raise PermanentGenerationError("generator_misconfigured", str(exc)[:500]) from exc
         words = count_words(content)
         await self._pace(words, on_progress)
         return GenerationResult(
