@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.stack import JWT_SECRET, POWERTOOLS_ENV, UPSTASH_TOKEN, ServerSide
+from bench.stack import JWT_SECRET, POWERTOOLS_ENV, start_server_side
 
 RESULTS = Path(__file__).parent / "results" / "bench.json"
 POSTGRES_SERVER_URL = os.environ.get(
@@ -42,9 +41,9 @@ def redis_cost() -> dict[str, Any]:
     """bench_redis_cost as its own main() runs it (private redis-server, emulator), without its
     separate report: its numbers go into the one table."""
     from bench import bench_redis_cost
-    from storyq_local.servers import serve_in_thread
-    from storyq_local.upstash_emulator import create_app
-    from tests.support.processes import RedisProcess
+    from storyq_local.emulators.upstash import create_app
+    from storyq_local.stack.redis_server import RedisProcess
+    from storyq_local.stack.servers import serve_in_thread
 
     server = RedisProcess().start()
     counter = bench_redis_cost.CountingApp(
@@ -83,11 +82,6 @@ def on_the_stack(results: dict[str, Any]) -> None:
     """Everything that needs the API: a private stack, stopped and dropped afterwards."""
     from bench import api_bench, worker_bench
     from bench.users import create_users
-    from storyq.config import Settings
-    from storyq_local.servers import free_port
-    from storyq_local.services import ensure_postgres
-    from tests.support.databases import create_scratch_database, drop_database
-    from tests.support.processes import RedisProcess
 
     server_cpus, client_cpus = _cpu_split()
     results["cpus"] = {
@@ -95,32 +89,18 @@ def on_the_stack(results: dict[str, Any]) -> None:
         "load_generator_and_worker": sorted(client_cpus or []),
     }
     with contextlib.ExitStack() as cleanup:
-        redis_server = RedisProcess().start()
-        cleanup.callback(redis_server.stop)
-        server_url = ensure_postgres(POSTGRES_SERVER_URL, Path(tempfile.mkdtemp(prefix="storyq-")))
-        database_url = create_scratch_database(server_url, prefix="storyq_bench")
-        cleanup.callback(drop_database, database_url)
-        side = ServerSide(redis_server.url, database_url, free_port(), cpus=server_cpus)
-        results["server_log"] = str(side.log_path)
+        side = start_server_side(POSTGRES_SERVER_URL, cpus=server_cpus)
         cleanup.callback(side.stop)
-        side.start()
+        results["server_log"] = str(side.log_dir)
         if client_cpus:
             cleanup.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
             os.sched_setaffinity(0, client_cpus)
-        direct = redis_server.client()
+        direct = side.redis()
+        database_url = side.database_url
         users = create_users(database_url, USERS, credits=CREDITS, secret=JWT_SECRET)
         _say(f"stack up (API {side.api_url}); {USERS} users; warming up")
         asyncio.run(api_bench.warm_up(side.api_url, users))
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' init-only option
-            storyq_env="dev",
-            upstash_redis_rest_url=side.upstash_url,
-            upstash_redis_rest_token=UPSTASH_TOKEN,  # type: ignore[arg-type]  # to SecretStr
-            upstash_rest_retries=0,
-            supabase_url=side.supabase_url,
-            supabase_jwt_secret=JWT_SECRET,  # type: ignore[arg-type]  # coerced to SecretStr
-            max_active_jobs=5,
-        )
+        settings = side.settings()
         stages: list[tuple[str, str, Callable[[], Any]]] = [
             (
                 "enqueue",

@@ -27,9 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from upstash_redis.asyncio import Redis
 
 from storyq.queue import Dispatcher, scripts
-from storyq_local.servers import serve_in_thread
-from storyq_local.upstash_emulator import create_app
-from tests.support.processes import RedisProcess
+from storyq_local.emulators.upstash import create_app
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import serve_in_thread
 
 TOKEN = "bench-upstash-token"
 RESULTS = Path(__file__).parent / "results" / "redis_cost.json"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from storyq_local.tokens import access_token_claims, sign
+from storyq_local.stack.tokens import access_token_claims, sign
 
 ISSUER = "http://127.0.0.1/auth/v1"
 

@@ -17,7 +17,7 @@ import pytest
 
 from storyq.config import Settings
 from storyq_local.config import project_root
-from storyq_local.users import dev_token, ensure_user
+from storyq_local.stack.users import dev_token, ensure_user
 from tests.support.stack import PrivateStack, private_stack
 
 ROOT = project_root()

@@ -12,8 +12,8 @@ from upstash_redis.asyncio import Redis
 from storyq.clients import async_redis
 from storyq.config import Settings
 from storyq.queue import Dispatcher
-from storyq_local.servers import ThreadedServer
-from tests.conftest import UPSTASH_TOKEN
+from storyq_local.stack.servers import ThreadedServer
+from tests.support.stack import UPSTASH_TOKEN
 
 
 @pytest.fixture

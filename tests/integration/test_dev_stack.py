@@ -15,9 +15,9 @@ import httpx
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from storyq_local.servers import free_port
-from tests.support.databases import drop_database
-from tests.support.processes import RedisProcess, wait_until
+from storyq_local.stack.postgres import drop_database
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import free_port, wait_until
 
 STORYQ = (sys.executable, "-m", "storyq_local.cli")
 

@@ -19,7 +19,7 @@ import pytest
 from upstash_redis.asyncio import Redis
 
 from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, QueueNotReady, RunningJob
-from tests.support.processes import RedisProcess
+from storyq_local.stack.redis_server import RedisProcess
 
 T = TypeVar("T")
 LEASE = 30.0

@@ -19,9 +19,9 @@ import redis.asyncio
 from storyq.clients import async_redis
 from storyq.config import Settings
 from storyq.queue import Dispatcher, scripts
-from storyq_local.servers import ThreadedServer
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import ThreadedServer
 from tests.conftest import UPSTASH_TOKEN
-from tests.support.processes import RedisProcess
 
 MAX_ACTIVE = 5
 LEASE = 30.0

@@ -6,7 +6,7 @@ import httpx
 
 from storyq.config import Settings
 from storyq_api.app import create_app
-from storyq_local.servers import free_port
+from storyq_local.stack.servers import free_port
 
 
 async def _get_health(settings: Settings) -> httpx.Response:

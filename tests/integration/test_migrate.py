@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from storyq_local.migrate import find_migrations, migrate
-from tests.support.databases import create_scratch_database, drop_database, migrations_dir
+from storyq_local.stack.migrate import find_migrations, migrate
+from storyq_local.stack.postgres import create_scratch_database, drop_database, migrations_dir
 
 
 def test_second_run_applies_nothing(postgres_server_url: str) -> None:

@@ -24,7 +24,7 @@ from storyq.store import (
     Store,
     UserNotFound,
 )
-from storyq_local.users import ensure_user
+from storyq_local.stack.users import ensure_user
 
 COST = 1
 

@@ -32,10 +32,10 @@ from storyq.store import (
     Store,
     UserNotFound,
 )
-from storyq_local.servers import serve_in_thread
-from storyq_local.supabase_emulator import create_app
-from storyq_local.users import ensure_user
-from tests.support.databases import create_scratch_database, drop_database
+from storyq_local.emulators.supabase import create_app
+from storyq_local.stack.postgres import create_scratch_database, drop_database
+from storyq_local.stack.servers import serve_in_thread
+from storyq_local.stack.users import ensure_user
 
 FINAL = Failure(code="content_policy", message="refused", retryable=False)
 MAX_ACTIVE = 5

@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from storyq_local.migrate import migrate
-from storyq_local.users import ensure_user
-from tests.support.databases import drop_database, migrations_dir
+from storyq_local.stack.migrate import migrate
+from storyq_local.stack.postgres import drop_database, migrations_dir
+from storyq_local.stack.users import ensure_user
 
 FENCE_MIGRATION = "20261130000100_fence_cap_and_liveness.sql"
 

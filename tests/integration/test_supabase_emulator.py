@@ -28,12 +28,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import supabase
-from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
-from storyq_local.supabase_emulator import create_app
+from storyq_local.emulators.supabase import create_app
+from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 
 SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SECRET = "emulator-test-secret-with-at-least-32-characters"
-BOOTSTRAP = Path(__file__).resolve().parents[2] / "infra/local/storyq_local/bootstrap.sql"
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "infra/local/storyq_local/stack/bootstrap.sql"
 
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
 BOB = uuid.UUID("00000000-0000-4000-8000-000000000b0b")

@@ -21,9 +21,9 @@ from upstash_redis import Redis as UpstashRedis
 from upstash_redis.asyncio import Redis as AsyncUpstashRedis
 from upstash_redis.errors import UpstashError
 
-from storyq_local.servers import ThreadedServer, serve_in_thread
-from storyq_local.upstash_emulator import create_app, strip_shebang
-from tests.support.processes import RedisProcess
+from storyq_local.emulators.upstash import create_app, strip_shebang
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import ThreadedServer, serve_in_thread
 
 TOKEN = "emulator-test-token"
 SHEBANG_SCRIPT = "#!lua flags=allow-key-locking\nreturn 1"

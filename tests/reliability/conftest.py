@@ -9,19 +9,24 @@ generations) so that a death is noticed, and the whole suite runs, within CI's b
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from storyq_local.tokens import access_token_claims, sign
-from storyq_local.users import ensure_user
-from tests.conftest import JWT_SECRET, UPSTASH_TOKEN
+from storyq_local.stack.builder import ApiSpec, DatabaseSpec, EmulatorSpec, StackSpec, start_stack
+from storyq_local.stack.postgres import PrivatePostgres, private_postgres_available
+from storyq_local.stack.processes import ServedProcess
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import wait_until
+from storyq_local.stack.tokens import access_token_claims, sign
+from storyq_local.stack.users import ensure_user
+from storyq_local.stack.workers import WorkerProcess
 from tests.reliability import results
 from tests.reliability.facts import (
     finished_job_ids,
@@ -29,15 +34,7 @@ from tests.reliability.facts import (
     pending_count,
     redis_residue,
 )
-from tests.reliability.stack import (
-    LOG_DIR,
-    PrivatePostgres,
-    ServedApp,
-    WorkerProcess,
-    private_postgres_available,
-)
-from tests.support.databases import create_scratch_database
-from tests.support.processes import RedisProcess, wait_until
+from tests.support.stack import JWT_SECRET, UPSTASH_TOKEN
 from tests.support.users import ApiUser
 
 MAX_ACTIVE_JOBS = 5
@@ -54,80 +51,80 @@ TIMINGS: dict[str, str] = {
 }
 
 
+# Quiet processes: Powertools logs errors only, and sends no traces or metrics.
+PROCESS_ENV = {
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_METRICS_DISABLED": "1",
+}
+# For the API and the workers (which add TIMINGS).
+SETTINGS: dict[str, Any] = {
+    "upstash_rest_retries": 0,
+    "max_active_jobs": MAX_ACTIVE_JOBS,
+    "max_attempts": MAX_ATTEMPTS,
+    "http_timeout_seconds": 5,
+    # The load test is about credits and the generation cap, not the rate limiter.
+    "generate_rate_limit": 1000,
+    "read_rate_limit": 100000,
+}
+
+
 @dataclass
 class Stack:
     postgres: PrivatePostgres
     database_url: str
     redis: RedisProcess
-    upstash: ServedApp
-    supabase: ServedApp
-    api: ServedApp
+    upstash: ServedProcess
+    supabase: ServedProcess
+    api: ServedProcess
     env: dict[str, str]
     issuer: str
+    log_dir: Path
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         return {**self.env, **TIMINGS, "GENERATOR": "template", **overrides}
+
+
+def reliability_spec() -> StackSpec:
+    """Every part in a process of its own; the database on a cluster of our own."""
+    return StackSpec(
+        database=DatabaseSpec(scratch_prefix="storyq_reliability", private_cluster=True),
+        # As many connections as the API's client may open (100), so the load test measures
+        # the API and not a pool queue; a pool timeout is a known 500 (test_store_errors.py).
+        emulators=EmulatorSpec(where="process", supabase_pool_size=100),
+        api=ApiSpec(where="process"),
+        upstash_token=UPSTASH_TOKEN,
+        jwt_secret=JWT_SECRET,
+        settings=SETTINGS,
+        check_issuer=True,
+        process_env=PROCESS_ENV,
+    )
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     if not private_postgres_available():
         pytest.skip("initdb/pg_ctl are not installed (make test installs PostgreSQL)")
-    postgres = PrivatePostgres().init()
-    redis = RedisProcess().start()
-    served: list[ServedApp] = []
-    try:
-        database_url = create_scratch_database(postgres.url, prefix="storyq_reliability")
-        install_audit(database_url)
-        common = {
-            "STORYQ_ENV": "dev",
-            "UPSTASH_REDIS_REST_TOKEN": UPSTASH_TOKEN,
-            "UPSTASH_REST_RETRIES": "0",
-            "SUPABASE_JWT_SECRET": JWT_SECRET,
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-            "POWERTOOLS_METRICS_DISABLED": "1",
-            "MAX_ACTIVE_JOBS": str(MAX_ACTIVE_JOBS),
-            "MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-        }
-        upstash = ServedApp("upstash", {**common, "RELIABILITY_REDIS_URL": redis.url}).start()
-        served.append(upstash)
-        supabase = ServedApp(
-            "supabase", {**common, "RELIABILITY_DATABASE_URL": database_url}
-        ).start()
-        served.append(supabase)
-        issuer = f"{supabase.url}/auth/v1"
-        env = {
-            **common,
-            "UPSTASH_REDIS_REST_URL": upstash.url,
-            "SUPABASE_URL": supabase.url,
-            "SUPABASE_JWT_ISSUER": issuer,
-        }
-        api_env = {
-            **env,
-            "HTTP_TIMEOUT_SECONDS": "5",
-            # The load test is about credits and the generation cap, not the rate limiter.
-            "GENERATE_RATE_LIMIT": "1000",
-            "READ_RATE_LIMIT": "100000",
-        }
-        api = ServedApp("api", api_env).start()
-        served.append(api)
+    with start_stack(reliability_spec()) as running:
+        install_audit(running.database_url)
+        postgres, redis = running.postgres, running.redis
+        upstash, supabase, api = running.upstash, running.supabase, running.api
+        assert isinstance(postgres, PrivatePostgres)
+        assert isinstance(redis, RedisProcess)
+        assert isinstance(upstash, ServedProcess)
+        assert isinstance(supabase, ServedProcess)
+        assert isinstance(api, ServedProcess)
         yield Stack(
             postgres=postgres,
-            database_url=database_url,
+            database_url=running.database_url,
             redis=redis,
             upstash=upstash,
             supabase=supabase,
             api=api,
-            env=env,
-            issuer=issuer,
+            env=running.env(),
+            issuer=running.issuer,
+            log_dir=running.log_dir,
         )
-    finally:
-        for app in reversed(served):
-            app.stop()
-        redis.stop()
-        postgres.destroy()
-        shutil.rmtree(LOG_DIR, ignore_errors=True)
 
 
 @dataclass
@@ -141,7 +138,9 @@ class Workers:
         self, count: int = 1, *, concurrency: int = MAX_ACTIVE_JOBS, **env: str
     ) -> list[WorkerProcess]:
         new = [
-            WorkerProcess(self.stack.worker_env(**env), concurrency=concurrency).start()
+            WorkerProcess(
+                self.stack.worker_env(**env), log_dir=self.stack.log_dir, concurrency=concurrency
+            ).start()
             for _ in range(count)
         ]
         self.started += new

@@ -24,7 +24,7 @@ from schemathesis.checks import (
 from schemathesis.schemas import BaseSchema
 
 from storyq_local.config import project_root
-from storyq_local.users import ensure_user
+from storyq_local.stack.users import ensure_user
 from tests.reliability import results
 from tests.reliability.conftest import Stack, token_for
 from tests.reliability.facts import rows

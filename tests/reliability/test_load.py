@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from storyq_local.stack.servers import wait_until
 from tests.reliability import results
 from tests.reliability.conftest import (
     MAX_ACTIVE_JOBS,
@@ -27,7 +28,6 @@ from tests.reliability.facts import (
     row_intervals,
     user_money,
 )
-from tests.support.processes import wait_until
 from tests.support.users import ApiUser
 
 POSTS = 500

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from storyq_local.stack.servers import wait_until
 from tests.reliability import results
 from tests.reliability.conftest import (
     MakeUser,
@@ -26,7 +27,6 @@ from tests.reliability.facts import (
     rows,
     user_money,
 )
-from tests.support.processes import wait_until
 
 JOBS = 10
 REQUESTS_WHILE_DOWN = 4

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from storyq_local.stack.servers import wait_until
 from tests.reliability import results
 from tests.reliability.conftest import (
     MAX_ACTIVE_JOBS,
@@ -30,7 +31,6 @@ from tests.reliability.facts import (
     rows,
     story_writes,
 )
-from tests.support.processes import wait_until
 
 JOBS = 15
 GENERATION_SECONDS = "1.0"

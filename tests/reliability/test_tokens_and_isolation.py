@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import supabase
 from storyq.config import DEV_ANON_KEY
-from storyq_local.tokens import access_token_claims
+from storyq_local.stack.tokens import access_token_claims
 from tests.conftest import JWT_SECRET
 from tests.reliability import results
 from tests.reliability.conftest import MakeUser, Stack, queue_story
@@ -109,8 +109,8 @@ def forged_tokens(stack: Stack, victim: uuid.UUID) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def owner_ids(stack: Stack) -> dict[str, str]:
     """Ids of a real job and story (owned by someone), to put in paths."""
-    from storyq_local.tokens import sign
-    from storyq_local.users import ensure_user
+    from storyq_local.stack.tokens import sign
+    from storyq_local.stack.users import ensure_user
 
     owner = uuid.uuid4()
     ensure_user(stack.database_url, owner)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from storyq_local.stack.servers import wait_until
 from tests.reliability import results
 from tests.reliability.conftest import (
     MakeUser,
@@ -25,7 +26,6 @@ from tests.reliability.facts import (
     jobs,
     story_writes,
 )
-from tests.support.processes import wait_until
 
 POSTS = 3
 

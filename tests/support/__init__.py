@@ -1,1 +1,1 @@
-"""Helpers the tests share: real processes and scratch databases."""
+"""Helpers the tests share: their local stacks (built by storyq_local.stack) and API users."""

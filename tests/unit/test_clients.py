@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from storyq.clients import BoundedTransport
-from storyq_local.servers import serve_in_thread
+from storyq_local.stack.servers import serve_in_thread
 
 
 async def test_requests_beyond_the_limit_wait_and_all_complete() -> None:

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from storyq.config import DEV_JWT_SECRET
-from storyq_local.tokens import access_token_claims, parse_duration, sign
+from storyq_local.stack.tokens import access_token_claims, parse_duration, sign
 
 
 def test_token_has_supabase_claims_and_verifies_with_the_secret() -> None:

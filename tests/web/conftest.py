@@ -1,6 +1,6 @@
-"""Fixtures of the browser tests: a private stack (Redis, Postgres, both emulators), the API
-serving web/ through `mount_web`, a worker loop on a thread, users with tokens and credits,
-and Debian's Chromium driven by Playwright for Python.
+"""Fixtures of the browser tests: a private stack (Redis, Postgres, both emulators, the API
+serving web/ through `mount_web`, as `storyq dev` serves it), a worker loop on a thread, users
+with tokens and credits, and Debian's Chromium driven by Playwright for Python.
 
 The stack is private (as the worker tests' is) because the worker's sweep re-dispatches every
 pending job in its database: with MAX_ACTIVE_JOBS=1 the jobs other test modules leave behind
@@ -12,10 +12,8 @@ Debian package). Screenshots go to tests/artifacts/web/ (gitignored).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import threading
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -27,9 +25,12 @@ import psycopg
 import pytest
 
 from storyq.config import Settings
-from storyq_local.servers import ThreadedServer, serve_in_thread
-from storyq_local.users import dev_token
-from tests.support.processes import RedisProcess
+from storyq_local.stack.apps import api_app
+from storyq_local.stack.builder import ApiSpec
+from storyq_local.stack.redis_server import RedisProcess, SharedRedis
+from storyq_local.stack.servers import ThreadedServer, serve_in_thread
+from storyq_local.stack.users import dev_token
+from storyq_local.stack.workers import WorkerThread
 from tests.support.stack import private_stack
 from tests.support.users import ApiUser as WebUser
 
@@ -80,8 +81,9 @@ WEB_TIMINGS: dict[str, Any] = {
 @dataclass(frozen=True)
 class WebStack:
     database_url: str
-    redis: RedisProcess
+    redis: RedisProcess | SharedRedis
     settings: Settings
+    api: ThreadedServer  # the API with the page, on a thread
 
 
 @dataclass
@@ -112,26 +114,26 @@ class Users:
 
 @pytest.fixture(scope="package")
 def web_stack(postgres_server_url: str) -> Iterator[WebStack]:
-    with private_stack(postgres_server_url, prefix="storyq_web") as stack:
-        settings = stack.settings(**WEB_TIMINGS)
-        yield WebStack(database_url=stack.database_url, redis=stack.redis, settings=settings)
+    with private_stack(
+        postgres_server_url, prefix="storyq_web", settings=WEB_TIMINGS, api=ApiSpec(web=WEB_DIR)
+    ) as stack:
+        assert isinstance(stack.api, ThreadedServer)
+        yield WebStack(
+            database_url=stack.database_url,
+            redis=stack.redis,
+            settings=stack.settings(),
+            api=stack.api,
+        )
 
 
 def serve_api(settings: Settings) -> ThreadedServer:
-    """The API app with the page mounted, as `make dev` serves it."""
-    from storyq_api.app import create_app
-    from storyq_api.static import mount_web
-
-    app = create_app(settings)
-    mount_web(app, WEB_DIR)
-    return serve_in_thread(app)
+    """Another API with the page mounted, on other settings (a lower limit)."""
+    return serve_in_thread(api_app(settings, web=WEB_DIR))
 
 
 @pytest.fixture(scope="package")
-def api_server(web_stack: WebStack) -> Iterator[ThreadedServer]:
-    server = serve_api(web_stack.settings)
-    yield server
-    server.stop()
+def api_server(web_stack: WebStack) -> ThreadedServer:
+    return web_stack.api
 
 
 @pytest.fixture
@@ -146,51 +148,6 @@ def cancel_unfinished(database_url: str) -> None:
             "update public.story_jobs set status = 'cancelled', finished_at = now()"
             " where status in ('pending', 'processing')"
         )
-
-
-class WorkerThread:
-    """`storyq worker` (storyq_worker.runner.run_worker) on its own thread and event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._shutdown: Any = None
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="storyq-web-worker", daemon=True)
-
-    def start(self) -> WorkerThread:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the worker loop did not start")
-        return self
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        from storyq_worker.runner import RunnerOptions, Shutdown, run_worker
-
-        self._loop = asyncio.get_running_loop()
-        self._shutdown = Shutdown(grace_seconds=0.0)
-        self._ready.set()
-        options = RunnerOptions(
-            poll_seconds=self.settings.worker_poll_seconds,
-            concurrency=self.settings.max_active_jobs,
-            grace_seconds=0.0,
-        )
-        await run_worker(self.settings, options, self._shutdown)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._shutdown.request)
-        self._thread.join(30)
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture

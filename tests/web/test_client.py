@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from storyq_local.servers import ThreadedServer
+from storyq_local.stack.servers import ThreadedServer
 from tests.web.conftest import WEB_DIR, Users, cancel_unfinished
 
 IMPORT = "const m = await import('/web/storyq-client.js');"

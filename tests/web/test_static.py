@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from storyq_api.static import default_web_directory, mount_web
+from storyq_local.stack.web import default_web_directory, mount_web
 from tests.web.conftest import WEB_DIR
 
 

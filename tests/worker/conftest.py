@@ -16,7 +16,7 @@ from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from storyq_local.users import ensure_user
+from storyq_local.stack.users import ensure_user
 from tests.support.stack import private_stack
 from tests.worker.helpers import StackInfo
 

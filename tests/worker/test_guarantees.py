@@ -355,8 +355,8 @@ async def test_a_generation_cut_off_from_postgres_stops_before_it_could_be_count
 ) -> None:
     # Given a worker whose PostgREST can go away, running a generation
     from storyq.config import DEV_JWT_SECRET
-    from storyq_local.servers import serve_in_thread
-    from storyq_local.supabase_emulator import create_app as supabase_app
+    from storyq_local.emulators.supabase import create_app as supabase_app
+    from storyq_local.stack.servers import serve_in_thread
 
     own = serve_in_thread(
         supabase_app(database_url=worker_stack.database_url, jwt_secret=DEV_JWT_SECRET)

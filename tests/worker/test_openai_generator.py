@@ -20,7 +20,7 @@ from storyq.generation import (
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from storyq_local.servers import ThreadedServer, free_port, serve_in_thread
+from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 from tests.worker.fake_openai import create_app
 from tests.worker.helpers import StackInfo, drive, enqueue, job_row
 

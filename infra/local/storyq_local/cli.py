@@ -14,14 +14,14 @@ from pathlib import Path
 
 from storyq.config import Settings
 from storyq_local.config import LocalSettings, project_root
-from storyq_local.tokens import parse_duration
+from storyq_local.stack.tokens import parse_duration
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from storyq_local.migrate import migrate
-    from storyq_local.services import ensure_postgres
+    from storyq_local.stack.migrate import migrate
+    from storyq_local.stack.services import ensure_postgres
 
     local = LocalSettings()
     database_url = args.database_url or local.database_url
@@ -35,7 +35,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from storyq_local.users import dev_token
+    from storyq_local.stack.users import dev_token
 
     settings = Settings()
     database_url = None if args.no_user else LocalSettings().database_url

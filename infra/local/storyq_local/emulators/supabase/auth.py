@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from storyq_local.postgrest_errors import PostgrestError
+from storyq_local.emulators.supabase.errors import PostgrestError
 
 JWT_LEEWAY_S = 30
 

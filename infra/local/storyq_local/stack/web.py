@@ -1,4 +1,5 @@
-"""Serve the reference web page (the repository's `web/` folder) from the API in dev.
+"""Serve the reference web page (the repository's `web/` folder) from the API of a local stack
+(`storyq dev`, the browser tests). Not part of the API's Lambda package.
 
 `mount_web(app, directory)` adds, after the API's own routes:
 - GET `/`: `index.html`, with a `<base href="/web/">` so its relative asset links resolve;
@@ -18,6 +19,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storyq_local.config import project_root
+
 WEB_PREFIX = "/web"
 
 # The page runs only its own scripts (no inline script, no CDN); what it may connect to is
@@ -33,9 +36,8 @@ _HEADERS = {
 
 
 def default_web_directory() -> Path | None:
-    """`web/` of a source checkout (this file is functions/api/storyq_api/static.py), or None
-    when the package is installed elsewhere (a Lambda bundle has no page)."""
-    candidate = Path(__file__).resolve().parents[3] / "web"
+    """`web/` of the source checkout, or None when there is no page there."""
+    candidate = project_root() / "web"
     return candidate if (candidate / "index.html").is_file() else None
 
 

@@ -1,6 +1,6 @@
 """The Upstash REST wire format: JSON command bodies in, Redis replies out as JSON.
 
-Used by `upstash_emulator`. Nothing here talks to Redis.
+Used by the Upstash emulator (`storyq_local.emulators.upstash`). Nothing here talks to Redis.
 
 - Arguments: the SDK posts str/int/float arguments as JSON values and a bool as `true`/`false`.
   Numbers keep the exact text the client wrote (`10`, `1.5`, `1e-07`); bools become

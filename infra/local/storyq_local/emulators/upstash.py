@@ -8,7 +8,7 @@ async) and `upstash-ratelimit` work against a local Redis:
 - `POST /multi-exec` the same, atomically (MULTI ... EXEC on one connection); a transaction
   Redis discards answers one 400 `{"error": ...}`;
 - `Authorization: Bearer <token>` on every call (401 WRONGPASS otherwise), `GET /healthz` open;
-- `Upstash-Encoding: base64` and argument coercion: see `storyq_local.resp`;
+- `Upstash-Encoding: base64` and argument coercion: see `storyq_local.emulators.resp`;
 - refuses what REST cannot do (blocking reads, pub/sub, WATCH, commands that change the state of
   a pooled connection) with 400;
 - `#!lua flags=...` shebangs with flags stock Redis 7 rejects (Upstash's `allow-key-locking`) are
@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from storyq_local.resp import (
+from storyq_local.emulators.resp import (
     Json,
     MalformedBodyError,
     encode_reply,

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from starlette.responses import Response
 
-from storyq_local.postgrest_sql import Routine, no_routine_hint
+from storyq_local.emulators.supabase.routines import Routine, no_routine_hint
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
