@@ -14,7 +14,7 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build reliability-results stress
+	sam-validate sam-build build reliability-results stress schema
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -77,6 +77,11 @@ pgtap: venv services
 test: system-deps venv services lint typecheck sam-validate sam-build pytest pgtap
 
 check: test
+
+# supabase/schema.sql, the schema the migrations create, from pg_dump of scratch databases
+# (never the one `make dev` uses); tests/integration/test_schema_snapshot.py checks it.
+schema: venv services
+	$(BIN)/python -m storyq_local.schema_dump
 
 bench: venv services
 	$(BIN)/python -m bench

@@ -1,0 +1,1716 @@
+-- The schema storyq's migrations create (supabase/migrations), as pg_dump 15 --schema-only
+-- prints it, without what the Supabase-compat bootstrap provides. Generated: run
+-- `make schema` after adding a migration; tests/integration/test_schema_snapshot.py
+-- fails while this file and the migrations disagree. Do not edit by hand.
+
+--
+-- Name: private; Type: SCHEMA; Schema: -
+--
+
+CREATE SCHEMA private;
+
+
+--
+-- Name: cancel_pending_job(uuid, text); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.cancel_pending_job(p_job_id uuid, p_reason text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_story_id uuid;
+begin
+  update public.story_jobs
+  set status = 'cancelled', finished_at = pg_catalog.now()
+  where id = p_job_id and status = 'pending'
+  returning story_id into strict v_story_id;
+  update public.stories set status = 'cancelled' where id = v_story_id;
+  perform private.refund_job(p_job_id, p_reason);
+end
+$$;
+
+
+--
+-- Name: story_job_fence_seq; Type: SEQUENCE; Schema: private
+--
+
+CREATE SEQUENCE private.story_job_fence_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: story_jobs; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.story_jobs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    story_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    idempotency_key text,
+    request_hash text,
+    error_code text,
+    error_message text,
+    result jsonb,
+    refunded boolean DEFAULT false NOT NULL,
+    progress_words integer,
+    cost integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    queued_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    heartbeat_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    fence bigint DEFAULT nextval('private.story_job_fence_seq'::regclass) NOT NULL,
+    CONSTRAINT story_jobs_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT story_jobs_attempts_within_max CHECK ((attempts <= max_attempts)),
+    CONSTRAINT story_jobs_cost_check CHECK ((cost >= 0)),
+    CONSTRAINT story_jobs_finished_have_finished_at CHECK (((status <> ALL (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])) OR (finished_at IS NOT NULL))),
+    CONSTRAINT story_jobs_max_attempts_check CHECK ((max_attempts >= 1)),
+    CONSTRAINT story_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+ALTER TABLE ONLY public.story_jobs REPLICA IDENTITY FULL;
+
+
+--
+-- Name: TABLE story_jobs; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.story_jobs IS 'Generation jobs. Changed only through the storyq functions; Redis only mirrors pending ones.';
+
+
+--
+-- Name: COLUMN story_jobs.attempts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.attempts IS 'Attempts started (the retry budget, reset by an admin retry); the fence is separate.';
+
+
+--
+-- Name: COLUMN story_jobs.priority; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.priority IS 'Reserved for plan tiers: always 0 today; neither enqueue nor dispatch reads it yet.';
+
+
+--
+-- Name: COLUMN story_jobs.fence; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.fence IS 'Fencing token of the next (pending) or running (processing) attempt; only ever grows.';
+
+
+--
+-- Name: fail_attempt(uuid, text, text, boolean, double precision); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.fail_attempt(p_job_id uuid, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision) RETURNS public.story_jobs
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  select * into strict v_job from public.story_jobs where id = p_job_id;
+  if coalesce(p_retryable, false) and v_job.attempts < v_job.max_attempts then
+    update public.story_jobs
+    set status = 'pending', error_code = p_error_code, error_message = p_error_message,
+        heartbeat_at = null, fence = pg_catalog.nextval('private.story_job_fence_seq'),
+        next_attempt_at = pg_catalog.now()
+          + pg_catalog.make_interval(secs => greatest(coalesce(p_retry_delay_seconds, 0), 0))
+    where id = p_job_id
+    returning * into v_job;
+    return v_job;
+  end if;
+  update public.story_jobs
+  set status = 'failed', error_code = p_error_code, error_message = p_error_message,
+      finished_at = pg_catalog.now()
+  where id = p_job_id
+  returning * into v_job;
+  update public.stories set status = 'failed' where id = v_job.story_id;
+  perform private.refund_job(p_job_id, 'generation failed: ' || coalesce(p_error_code, ''));
+  select * into strict v_job from public.story_jobs where id = p_job_id;
+  return v_job;
+end
+$$;
+
+
+--
+-- Name: job_json(public.story_jobs); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.job_json(p_job public.story_jobs) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select (pg_catalog.to_jsonb(p_job) - 'id')
+    || pg_catalog.jsonb_build_object(
+      'job_id', p_job.id, 'title', s.title, 'target_words', s.target_words
+    )
+  from (select 1) as one
+  left join public.stories s on s.id = p_job.story_id
+$$;
+
+
+--
+-- Name: job_state(public.story_jobs); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.job_state(p_job public.story_jobs) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'job_id', p_job.id, 'user_id', p_job.user_id, 'status', p_job.status,
+    'fence', p_job.fence, 'attempts', p_job.attempts, 'max_attempts', p_job.max_attempts,
+    'next_attempt_at', case when p_job.status = 'pending' then p_job.next_attempt_at end,
+    'refunded', p_job.refunded
+  )
+$$;
+
+
+--
+-- Name: lock_job(uuid, uuid); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.lock_job(p_job_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS public.story_jobs
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  select * into v_job from public.story_jobs
+  where id = p_job_id and (p_user_id is null or user_id = p_user_id)
+  for update;
+  if not found then
+    raise exception using errcode = 'PT404', message = 'job_not_found';
+  end if;
+  return v_job;
+end
+$$;
+
+
+--
+-- Name: lock_running_fence(uuid, bigint); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.lock_running_fence(p_job_id uuid, p_fence bigint) RETURNS public.story_jobs
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  v_job := private.lock_job(p_job_id);
+  if v_job.status <> 'processing' or v_job.fence is distinct from p_fence then
+    raise exception using errcode = 'PT409', message = 'stale_attempt',
+      detail = pg_catalog.format('job is %s under fence %s; fence %s may not write',
+        v_job.status, v_job.fence, p_fence);
+  end if;
+  return v_job;
+end
+$$;
+
+
+--
+-- Name: refund_job(uuid, text); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.refund_job(p_job_id uuid, p_reason text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  select * into strict v_job from public.story_jobs where id = p_job_id;
+  if v_job.refunded or v_job.cost = 0 then
+    return v_job.refunded;
+  end if;
+  insert into public.credit_ledger (user_id, job_id, kind, amount, reason)
+  values (v_job.user_id, v_job.id, 'refund', v_job.cost, p_reason)
+  on conflict (job_id) where kind = 'refund' do nothing;
+  if found then
+    update public.credit_balances
+    set balance = balance + v_job.cost
+    where user_id = v_job.user_id;
+  end if;
+  update public.story_jobs set refunded = true where id = v_job.id;
+  return true;
+end
+$$;
+
+
+--
+-- Name: refuse_ledger_update(); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.refuse_ledger_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  raise exception using
+    errcode = 'P0001',
+    message = 'credit_ledger_is_append_only',
+    detail = 'credit ledger rows are never updated; write a compensating entry instead';
+end
+$$;
+
+
+--
+-- Name: idempotency_keys; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.idempotency_keys (
+    user_id uuid NOT NULL,
+    key text NOT NULL,
+    request_hash text,
+    job_id uuid NOT NULL,
+    story_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: TABLE idempotency_keys; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.idempotency_keys IS 'Idempotency-Key of POST /api/generate per user, kept for its TTL whatever happens to jobs.';
+
+
+--
+-- Name: replay_key(public.idempotency_keys, integer); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.replay_key(p_key public.idempotency_keys, p_balance integer) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'job_id', p_key.job_id, 'story_id', p_key.story_id,
+    'status', coalesce(j.status, case s.status
+      when 'ready' then 'completed' when 'failed' then 'failed' else 'cancelled' end),
+    'attempts', coalesce(j.attempts, 0), 'fence', j.fence,
+    'created_at', coalesce(j.created_at, p_key.created_at),
+    'replayed', true, 'balance', p_balance
+  )
+  from (select 1) as one
+  left join public.story_jobs j on j.id = p_key.job_id
+  left join public.stories s on s.id = p_key.story_id
+$$;
+
+
+--
+-- Name: running_attempts(double precision); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.running_attempts(p_live_seconds double precision) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_job_id uuid;
+begin
+  for v_job_id in
+    select id from public.story_jobs
+    where status = 'processing' and attempts < max_attempts
+      and heartbeat_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_live_seconds)
+    order by heartbeat_at, id
+    for update skip locked
+  loop
+    perform private.fail_attempt(v_job_id, 'worker_lost',
+      pg_catalog.format('no heartbeat for %s s', p_live_seconds), true, 0);
+  end loop;
+  return (select pg_catalog.count(*) from public.story_jobs where status = 'processing');
+end
+$$;
+
+
+--
+-- Name: touch_updated_at(); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.touch_updated_at() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  new.updated_at := pg_catalog.now();
+  return new;
+end
+$$;
+
+
+--
+-- Name: cancel_story_job(uuid, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  v_job := private.lock_job(p_job_id, p_user_id);
+  if v_job.status <> 'pending' then
+    raise exception using errcode = 'PT409', message = 'job_not_cancellable',
+      detail = pg_catalog.format('job is %s', v_job.status);
+  end if;
+  perform private.cancel_pending_job(p_job_id, 'cancelled');
+  select * into strict v_job from public.story_jobs where id = p_job_id;
+  return private.job_json(v_job);
+end
+$$;
+
+
+--
+-- Name: clean_story_jobs(text, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.clean_story_jobs(p_status text, p_older_than_seconds double precision) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_deleted integer;
+begin
+  if p_status is null or p_status not in ('completed', 'failed', 'cancelled') then
+    raise exception using errcode = 'PT422', message = 'invalid_status',
+      detail = 'only completed, failed or cancelled jobs can be cleaned';
+  end if;
+  if p_older_than_seconds is null or p_older_than_seconds < 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'older_than_seconds must be >= 0';
+  end if;
+  delete from public.story_jobs
+  where status = p_status
+    and finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_older_than_seconds);
+  get diagnostics v_deleted = row_count;
+  return v_deleted;
+end
+$$;
+
+
+--
+-- Name: complete_story_job(uuid, bigint, text, text, jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.complete_story_job(p_job_id uuid, p_fence bigint, p_content text, p_title text, p_result jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_words integer := pg_catalog.regexp_count(coalesce(p_content, ''), '\S+');
+begin
+  v_job := private.lock_running_fence(p_job_id, p_fence);
+
+  update public.stories
+  set content = p_content, words = v_words, status = 'ready',
+      completed_at = pg_catalog.now(), title = coalesce(nullif(p_title, ''), title)
+  where id = v_job.story_id;
+
+  update public.story_jobs
+  set status = 'completed', result = p_result, finished_at = pg_catalog.now(),
+      progress_words = v_words, error_code = null, error_message = null
+  where id = p_job_id;
+
+  return pg_catalog.jsonb_build_object(
+    'job_id', v_job.id, 'story_id', v_job.story_id, 'status', 'completed'
+  );
+end
+$$;
+
+
+--
+-- Name: credit_balance(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.credit_balance(p_user_id uuid) RETURNS integer
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce((select balance from public.credit_balances where user_id = p_user_id), 0)
+$$;
+
+
+--
+-- Name: dispatch_snapshot(integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.jsonb_build_object(
+    'running', (
+      select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+          'job_id', r.id, 'user_id', r.user_id, 'fence', r.fence, 'attempt', r.attempts,
+          'heartbeat_at', r.heartbeat_at
+        ) order by r.heartbeat_at, r.id), '[]'::jsonb)
+      from (
+        select * from public.story_jobs where status = 'processing'
+        order by heartbeat_at, id
+        limit greatest(coalesce(p_limit, 1000), 0)
+      ) r
+    ),
+    'pending', (
+      select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+          'job_id', p.id, 'user_id', p.user_id, 'fence', p.fence, 'attempts', p.attempts,
+          'queued_at', p.queued_at, 'next_attempt_at', p.next_attempt_at,
+          'priority', p.priority
+        ) order by p.queued_at, p.id), '[]'::jsonb)
+      from (
+        select * from public.story_jobs where status = 'pending'
+        order by queued_at, id
+        limit greatest(coalesce(p_limit, 1000), 0)
+      ) p
+    )
+  )
+$$;
+
+
+--
+-- Name: empty_story_queue(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.empty_story_queue() RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job_ids uuid[];
+  v_job_id uuid;
+begin
+  select coalesce(pg_catalog.array_agg(id order by id), '{}') into v_job_ids
+  from (select id from public.story_jobs where status = 'pending' order by id for update) j;
+  foreach v_job_id in array v_job_ids loop
+    perform private.cancel_pending_job(v_job_id, 'queue emptied');
+  end loop;
+  return pg_catalog.to_jsonb(v_job_ids);
+end
+$$;
+
+
+--
+-- Name: enqueue_story_job(uuid, text, text, text, text, integer, integer, integer, text, text, integer, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text DEFAULT NULL::text, p_request_hash text DEFAULT NULL::text, p_free_credits integer DEFAULT 0, p_idempotency_ttl_seconds double precision DEFAULT 86400) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_key public.idempotency_keys;
+  v_story_id uuid;
+  v_balance integer;
+begin
+  if p_user_id is null or coalesce(pg_catalog.btrim(p_prompt), '') = ''
+     or coalesce(p_target_words, 0) <= 0 or coalesce(p_cost, -1) < 0
+     or coalesce(p_max_attempts, 0) < 1 or coalesce(p_free_credits, 0) < 0
+     or coalesce(p_idempotency_ttl_seconds, 0) <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'user, prompt, target_words > 0, cost >= 0, max_attempts >= 1, ttl > 0 are required';
+  end if;
+
+  if p_idempotency_key is not null then
+    -- Concurrent calls with one key queue up here; once the first commits, the others (each
+    -- statement takes a fresh snapshot under read committed) find its key below. The primary
+    -- key of idempotency_keys stays the backstop: never a second debit.
+    perform pg_catalog.pg_advisory_xact_lock(
+      pg_catalog.hashtextextended(p_user_id::text || '/' || p_idempotency_key, 0)
+    );
+    select * into v_key from public.idempotency_keys
+    where user_id = p_user_id and key = p_idempotency_key;
+    if found and v_key.created_at <= pg_catalog.now()
+        - pg_catalog.make_interval(secs => p_idempotency_ttl_seconds) then
+      -- Expired: the key is free again.
+      delete from public.idempotency_keys where user_id = p_user_id and key = p_idempotency_key;
+    elsif found then
+      if v_key.request_hash is distinct from p_request_hash then
+        raise exception using errcode = 'PT409', message = 'idempotency_conflict',
+          detail = 'this Idempotency-Key was used with a different request';
+      end if;
+      select balance into v_balance from public.credit_balances where user_id = p_user_id;
+      return private.replay_key(v_key, coalesce(v_balance, 0));
+    end if;
+  end if;
+
+  -- Lock the balance row (created empty on first sight) before reading or moving credits.
+  select balance into v_balance from public.credit_balances
+  where user_id = p_user_id for update;
+  if not found then
+    if not exists (select from auth.users where id = p_user_id) then
+      raise exception using errcode = 'PT404', message = 'user_not_found';
+    end if;
+    insert into public.credit_balances (user_id, balance) values (p_user_id, 0)
+    on conflict (user_id) do nothing;
+    select balance into strict v_balance from public.credit_balances
+    where user_id = p_user_id for update;
+  end if;
+
+  -- The sign-up grant (FREE_CREDITS), once per user: the ledger's unique signup index is the
+  -- record that it was given, so a user credited by an admin first still receives it.
+  if coalesce(p_free_credits, 0) > 0 and not exists (
+    select from public.credit_ledger where user_id = p_user_id and kind = 'signup'
+  ) then
+    insert into public.credit_ledger (user_id, kind, amount, reason)
+    values (p_user_id, 'signup', p_free_credits, 'sign-up grant');
+    update public.credit_balances set balance = balance + p_free_credits
+    where user_id = p_user_id
+    returning balance into v_balance;
+  end if;
+
+  if v_balance < p_cost then
+    -- Raising rolls back everything above, the sign-up grant included: nothing is written.
+    raise exception using errcode = 'PT402', message = 'insufficient_credits',
+      detail = pg_catalog.format('balance %s, cost %s', v_balance, p_cost);
+  end if;
+
+  update public.credit_balances set balance = balance - p_cost
+  where user_id = p_user_id
+  returning balance into v_balance;
+
+  -- The story exists before any generation starts.
+  insert into public.stories (user_id, title, prompt, genre, language, target_words)
+  values (p_user_id, p_title, p_prompt, p_genre, coalesce(p_language, 'en'), p_target_words)
+  returning id into v_story_id;
+
+  insert into public.story_jobs (
+    story_id, user_id, max_attempts, idempotency_key, request_hash, cost
+  )
+  values (
+    v_story_id, p_user_id, p_max_attempts, p_idempotency_key, p_request_hash, p_cost
+  )
+  returning * into v_job;
+
+  if p_idempotency_key is not null then
+    insert into public.idempotency_keys (user_id, key, request_hash, job_id, story_id)
+    values (p_user_id, p_idempotency_key, p_request_hash, v_job.id, v_story_id);
+  end if;
+
+  if p_cost > 0 then
+    insert into public.credit_ledger (user_id, job_id, kind, amount, reason)
+    values (p_user_id, v_job.id, 'debit', -p_cost, 'story generation');
+  end if;
+
+  return pg_catalog.jsonb_build_object(
+    'job_id', v_job.id, 'story_id', v_story_id, 'status', v_job.status,
+    'attempts', v_job.attempts, 'fence', v_job.fence, 'created_at', v_job.created_at,
+    'replayed', false, 'balance', v_balance
+  );
+end
+$$;
+
+
+--
+-- Name: fail_story_job(uuid, bigint, text, text, boolean, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.fail_story_job(p_job_id uuid, p_fence bigint, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision DEFAULT 0) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform private.lock_running_fence(p_job_id, p_fence);
+  return private.job_state(private.fail_attempt(
+    p_job_id, p_error_code, p_error_message, p_retryable, p_retry_delay_seconds
+  ));
+end
+$$;
+
+
+--
+-- Name: get_story(uuid, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.get_story(p_story_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_story public.stories;
+begin
+  select * into v_story from public.stories
+  where id = p_story_id and (p_user_id is null or user_id = p_user_id);
+  if not found then
+    raise exception using errcode = 'PT404', message = 'story_not_found';
+  end if;
+  return (pg_catalog.to_jsonb(v_story) - 'id')
+    || pg_catalog.jsonb_build_object(
+      'story_id', v_story.id,
+      -- One job per story; the newest wins should that ever change.
+      'job_id', (select j.id from public.story_jobs j where j.story_id = v_story.id
+                 order by j.created_at desc limit 1)
+    );
+end
+$$;
+
+
+--
+-- Name: get_story_job(uuid, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.get_story_job(p_job_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  select * into v_job from public.story_jobs
+  where id = p_job_id and (p_user_id is null or user_id = p_user_id);
+  if not found then
+    raise exception using errcode = 'PT404', message = 'job_not_found';
+  end if;
+  return private.job_json(v_job);
+end
+$$;
+
+
+--
+-- Name: grant_credits(uuid, integer, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.grant_credits(p_user_id uuid, p_amount integer, p_reason text DEFAULT 'grant'::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_balance integer;
+begin
+  if p_amount is null or p_amount <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_amount',
+      detail = 'a grant adds a positive number of credits';
+  end if;
+  if not exists (select from auth.users where id = p_user_id) then
+    raise exception using errcode = 'PT404', message = 'user_not_found';
+  end if;
+  insert into public.credit_balances as b (user_id, balance)
+  values (p_user_id, p_amount)
+  on conflict (user_id) do update set balance = b.balance + excluded.balance
+  returning b.balance into v_balance;
+  insert into public.credit_ledger (user_id, kind, amount, reason)
+  values (p_user_id, 'grant', p_amount, coalesce(p_reason, 'grant'));
+  return v_balance;
+end
+$$;
+
+
+--
+-- Name: health_check(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.health_check() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select 'ok'::text
+$$;
+
+
+--
+-- Name: heartbeat_story_job(uuid, bigint, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer DEFAULT NULL::integer) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update public.story_jobs
+  set heartbeat_at = pg_catalog.clock_timestamp(),
+      progress_words = coalesce(p_words, progress_words)
+  where id = p_job_id and status = 'processing' and fence = p_fence;
+  return found;
+end
+$$;
+
+
+--
+-- Name: list_story_jobs(uuid, text, integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.list_story_jobs(p_user_id uuid, p_status text DEFAULT NULL::text, p_limit integer DEFAULT 20, p_cursor_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_cursor_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_jobs jsonb;
+begin
+  if p_status is not null
+     and p_status not in ('pending', 'processing', 'completed', 'failed', 'cancelled') then
+    raise exception using errcode = 'PT422', message = 'invalid_status',
+      detail = pg_catalog.format('unknown job status %L', p_status);
+  end if;
+  select coalesce(pg_catalog.jsonb_agg(private.job_json(j) order by j.created_at desc, j.id desc),
+                  '[]'::jsonb)
+  into v_jobs
+  from (
+    select * from public.story_jobs
+    where user_id = p_user_id
+      and (p_status is null or status = p_status)
+      and (
+        p_cursor_created_at is null
+        -- A cursor without an id means "older than this instant" (the max uuid sorts last).
+        or (created_at, id) < (p_cursor_created_at,
+                               coalesce(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+      )
+    order by created_at desc, id desc
+    -- The API pages by at most 100 (it asks for one more to know whether a next page exists).
+    limit least(greatest(coalesce(p_limit, 20), 1), 1000)
+  ) j;
+  return v_jobs;
+end
+$$;
+
+
+--
+-- Name: purge_idempotency_keys(double precision, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.purge_idempotency_keys(p_ttl_seconds double precision, p_limit integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_deleted integer;
+begin
+  if coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'ttl_seconds > 0 is required';
+  end if;
+  delete from public.idempotency_keys
+  where (user_id, key) in (
+    select user_id, key from public.idempotency_keys
+    where created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => p_ttl_seconds)
+    order by created_at
+    limit greatest(coalesce(p_limit, 1000), 0)
+  );
+  get diagnostics v_deleted = row_count;
+  return v_deleted;
+end
+$$;
+
+
+--
+-- Name: queue_counts(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.queue_counts() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.to_jsonb(o) from public.queue_overview o
+$$;
+
+
+--
+-- Name: release_story_job(uuid, bigint); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.release_story_job(p_job_id uuid, p_fence bigint) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  perform private.lock_running_fence(p_job_id, p_fence);
+  update public.story_jobs
+  set status = 'pending', attempts = attempts - 1, heartbeat_at = null,
+      fence = pg_catalog.nextval('private.story_job_fence_seq'),
+      next_attempt_at = pg_catalog.now()
+  where id = p_job_id
+  returning * into v_job;
+  return private.job_state(v_job);
+end
+$$;
+
+
+--
+-- Name: requeue_stalled_story_job(uuid, bigint, double precision, text, text, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.requeue_stalled_story_job(p_job_id uuid, p_fence bigint, p_live_seconds double precision, p_error_code text DEFAULT 'worker_lost'::text, p_error_message text DEFAULT 'the worker stopped sending heartbeats'::text, p_retry_delay_seconds double precision DEFAULT 0) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_outcome text;
+begin
+  if coalesce(p_live_seconds, 0) <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'live_seconds > 0 is required';
+  end if;
+  select * into v_job from public.story_jobs where id = p_job_id for update;
+  if not found then
+    return pg_catalog.jsonb_build_object('job_id', p_job_id, 'outcome', 'gone');
+  end if;
+  if v_job.fence is distinct from p_fence
+     or v_job.status in ('completed', 'failed', 'cancelled') then
+    v_outcome := 'superseded';
+  elsif v_job.status = 'pending' then
+    v_outcome := 'unstarted';
+  elsif v_job.heartbeat_at >= pg_catalog.now() - pg_catalog.make_interval(secs => p_live_seconds)
+  then
+    v_outcome := 'live';
+  else
+    v_job := private.fail_attempt(
+      p_job_id, p_error_code, p_error_message, true, p_retry_delay_seconds
+    );
+    v_outcome := case v_job.status when 'pending' then 'requeued' else 'failed' end;
+  end if;
+  return private.job_state(v_job) || pg_catalog.jsonb_build_object('outcome', v_outcome);
+end
+$$;
+
+
+--
+-- Name: retry_failed_story_job(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.retry_failed_story_job(p_job_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+begin
+  v_job := private.lock_job(p_job_id);
+  if v_job.status <> 'failed' then
+    raise exception using errcode = 'PT409', message = 'job_not_retryable',
+      detail = pg_catalog.format('job is %s; only failed jobs can be retried', v_job.status);
+  end if;
+  update public.story_jobs
+  set status = 'pending', attempts = 0, fence = pg_catalog.nextval('private.story_job_fence_seq'),
+      error_code = null, error_message = null, result = null, progress_words = null,
+      started_at = null, heartbeat_at = null, finished_at = null,
+      queued_at = pg_catalog.now(), next_attempt_at = pg_catalog.now()
+  where id = p_job_id
+  returning * into v_job;
+  update public.stories set status = 'pending', completed_at = null where id = v_job.story_id;
+  return private.job_json(v_job);
+end
+$$;
+
+
+--
+-- Name: stalled_story_jobs(double precision, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.stalled_story_jobs(p_stalled_for_seconds double precision, p_limit integer DEFAULT 1000) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+      'job_id', j.id, 'user_id', j.user_id, 'fence', j.fence, 'attempt', j.attempts,
+      'heartbeat_at', j.heartbeat_at
+    ) order by j.heartbeat_at, j.id), '[]'::jsonb)
+  from (
+    select * from public.story_jobs
+    where status = 'processing'
+      and heartbeat_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_stalled_for_seconds)
+    order by heartbeat_at, id
+    limit greatest(coalesce(p_limit, 1000), 0)
+  ) j
+$$;
+
+
+--
+-- Name: start_story_job(uuid, bigint, integer, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_story public.stories;
+  v_running integer;
+  v_reason text;
+begin
+  if coalesce(p_max_active, 0) < 1 or coalesce(p_live_seconds, 0) <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'max_active >= 1 and live_seconds > 0 are required';
+  end if;
+  -- The count below must see every start committed before the gate was ours: each statement
+  -- takes a fresh snapshot only under read committed.
+  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+    raise exception using errcode = 'PT500', message = 'read_committed_required',
+      detail = 'start_story_job counts running attempts under its gate: read committed only';
+  end if;
+
+  v_job := private.lock_job(p_job_id);
+  -- The start gate: one start at a time across the deployment, so two starts cannot both see
+  -- a free slot. Taken after the job's own row (so no start waits on a row while holding it)
+  -- and held until commit; under it only rows no one else holds are locked (skip locked).
+  perform pg_catalog.pg_advisory_xact_lock(1937011313, 1);
+  v_reason := case
+    when v_job.status in ('completed', 'failed', 'cancelled') then 'finished'
+    when v_job.fence is distinct from p_fence then 'stale'
+    when v_job.status <> 'pending' then 'running'
+  end;
+  if v_reason is null then
+    v_running := private.running_attempts(p_live_seconds);
+    if v_running >= p_max_active then
+      v_reason := 'capacity';
+    end if;
+  end if;
+  if v_reason is not null then
+    return private.job_state(v_job)
+      || pg_catalog.jsonb_build_object('started', false, 'reason', v_reason);
+  end if;
+
+  -- The clock, not the transaction's start: the gate may have been waited on.
+  update public.story_jobs
+  set status = 'processing', attempts = attempts + 1,
+      started_at = pg_catalog.clock_timestamp(), heartbeat_at = pg_catalog.clock_timestamp(),
+      progress_words = 0
+  where id = p_job_id
+  returning * into v_job;
+
+  select * into strict v_story from public.stories where id = v_job.story_id;
+  return pg_catalog.jsonb_build_object(
+    'started', true, 'job_id', v_job.id, 'story_id', v_story.id, 'user_id', v_job.user_id,
+    'prompt', v_story.prompt, 'title', v_story.title, 'genre', v_story.genre,
+    'language', v_story.language, 'target_words', v_story.target_words,
+    'fence', v_job.fence, 'attempt', v_job.attempts, 'max_attempts', v_job.max_attempts
+  );
+end
+$$;
+
+
+--
+-- Name: user_exists(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.user_exists(p_user_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select exists (select from auth.users where id = p_user_id)
+$$;
+
+
+--
+-- Name: credit_balances; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.credit_balances (
+    user_id uuid NOT NULL,
+    balance integer DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT credit_balances_balance_check CHECK ((balance >= 0))
+);
+
+
+--
+-- Name: TABLE credit_balances; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.credit_balances IS 'Spendable credits per user. Changed only by the storyq functions, always with a ledger row.';
+
+
+--
+-- Name: credit_ledger; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.credit_ledger (
+    id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    job_id uuid,
+    kind text NOT NULL,
+    amount integer NOT NULL,
+    reason text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT credit_ledger_amount_sign CHECK (
+CASE kind
+    WHEN 'debit'::text THEN (amount < 0)
+    ELSE (amount > 0)
+END),
+    CONSTRAINT credit_ledger_job_entries_name_a_job CHECK (((kind <> ALL (ARRAY['debit'::text, 'refund'::text])) OR (job_id IS NOT NULL))),
+    CONSTRAINT credit_ledger_kind_check CHECK ((kind = ANY (ARRAY['grant'::text, 'signup'::text, 'debit'::text, 'refund'::text])))
+);
+
+
+--
+-- Name: TABLE credit_ledger; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.credit_ledger IS 'Append-only history of credit movements; sum(amount) per user equals the balance.';
+
+
+--
+-- Name: credit_ledger_id_seq; Type: SEQUENCE; Schema: public
+--
+
+ALTER TABLE public.credit_ledger ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.credit_ledger_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: queue_overview; Type: VIEW; Schema: public
+--
+
+CREATE VIEW public.queue_overview WITH (security_invoker='true') AS
+ SELECT count(*) FILTER (WHERE (story_jobs.status = 'pending'::text)) AS pending,
+    count(*) FILTER (WHERE (story_jobs.status = 'processing'::text)) AS processing,
+    count(*) FILTER (WHERE (story_jobs.status = 'completed'::text)) AS completed,
+    count(*) FILTER (WHERE (story_jobs.status = 'failed'::text)) AS failed,
+    count(*) FILTER (WHERE (story_jobs.status = 'cancelled'::text)) AS cancelled,
+    min(story_jobs.queued_at) FILTER (WHERE (story_jobs.status = 'pending'::text)) AS oldest_pending_at,
+    ( SELECT (avg(EXTRACT(epoch FROM (recent.finished_at - recent.started_at))))::double precision AS avg
+           FROM ( SELECT story_jobs_1.finished_at,
+                    story_jobs_1.started_at
+                   FROM public.story_jobs story_jobs_1
+                  WHERE ((story_jobs_1.status = 'completed'::text) AND (story_jobs_1.started_at IS NOT NULL))
+                  ORDER BY story_jobs_1.finished_at DESC
+                 LIMIT 100) recent) AS avg_generation_seconds
+   FROM public.story_jobs;
+
+
+--
+-- Name: VIEW queue_overview; Type: COMMENT; Schema: public
+--
+
+COMMENT ON VIEW public.queue_overview IS 'Jobs per status, the oldest pending job and the mean generation time of the last 100.';
+
+
+--
+-- Name: stories; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.stories (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    title text,
+    prompt text NOT NULL,
+    genre text,
+    language text DEFAULT 'en'::text NOT NULL,
+    target_words integer NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    content text,
+    words integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT stories_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'ready'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT stories_target_words_check CHECK ((target_words > 0)),
+    CONSTRAINT stories_words_check CHECK ((words >= 0))
+);
+
+ALTER TABLE ONLY public.stories REPLICA IDENTITY FULL;
+
+
+--
+-- Name: TABLE stories; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.stories IS 'One generated story per request; written at enqueue, filled in by complete_story_job.';
+
+
+--
+-- Name: credit_balances credit_balances_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.credit_balances
+    ADD CONSTRAINT credit_balances_pkey PRIMARY KEY (user_id);
+
+
+--
+-- Name: credit_ledger credit_ledger_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.credit_ledger
+    ADD CONSTRAINT credit_ledger_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: idempotency_keys idempotency_keys_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (user_id, key);
+
+
+--
+-- Name: stories stories_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.stories
+    ADD CONSTRAINT stories_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: story_jobs story_jobs_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.story_jobs
+    ADD CONSTRAINT story_jobs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: credit_ledger_one_debit_per_job; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX credit_ledger_one_debit_per_job ON public.credit_ledger USING btree (job_id) WHERE (kind = 'debit'::text);
+
+
+--
+-- Name: credit_ledger_one_refund_per_job; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX credit_ledger_one_refund_per_job ON public.credit_ledger USING btree (job_id) WHERE (kind = 'refund'::text);
+
+
+--
+-- Name: credit_ledger_one_signup_per_user; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX credit_ledger_one_signup_per_user ON public.credit_ledger USING btree (user_id) WHERE (kind = 'signup'::text);
+
+
+--
+-- Name: credit_ledger_user_id_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX credit_ledger_user_id_created_at_idx ON public.credit_ledger USING btree (user_id, created_at);
+
+
+--
+-- Name: idempotency_keys_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX idempotency_keys_created_at_idx ON public.idempotency_keys USING btree (created_at);
+
+
+--
+-- Name: stories_user_id_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX stories_user_id_created_at_idx ON public.stories USING btree (user_id, created_at DESC, id DESC);
+
+
+--
+-- Name: story_jobs_pending_next_attempt_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_pending_next_attempt_at_idx ON public.story_jobs USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: story_jobs_pending_queued_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_pending_queued_at_idx ON public.story_jobs USING btree (queued_at, id) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: story_jobs_processing_heartbeat_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_processing_heartbeat_at_idx ON public.story_jobs USING btree (heartbeat_at) WHERE (status = 'processing'::text);
+
+
+--
+-- Name: story_jobs_status_finished_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_status_finished_at_idx ON public.story_jobs USING btree (status, finished_at) WHERE (status = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text]));
+
+
+--
+-- Name: story_jobs_story_id_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_story_id_idx ON public.story_jobs USING btree (story_id);
+
+
+--
+-- Name: story_jobs_user_id_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_user_id_created_at_idx ON public.story_jobs USING btree (user_id, created_at DESC, id DESC);
+
+
+--
+-- Name: story_jobs_user_id_status_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_user_id_status_created_at_idx ON public.story_jobs USING btree (user_id, status, created_at DESC, id DESC);
+
+
+--
+-- Name: credit_balances credit_balances_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER credit_balances_touch_updated_at BEFORE UPDATE ON public.credit_balances FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
+
+
+--
+-- Name: credit_ledger credit_ledger_append_only; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER credit_ledger_append_only BEFORE UPDATE ON public.credit_ledger FOR EACH ROW EXECUTE FUNCTION private.refuse_ledger_update();
+
+
+--
+-- Name: stories stories_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER stories_touch_updated_at BEFORE UPDATE ON public.stories FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
+
+
+--
+-- Name: story_jobs story_jobs_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER story_jobs_touch_updated_at BEFORE UPDATE ON public.story_jobs FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
+
+
+--
+-- Name: credit_balances credit_balances_user_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.credit_balances
+    ADD CONSTRAINT credit_balances_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: credit_ledger credit_ledger_user_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.credit_ledger
+    ADD CONSTRAINT credit_ledger_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: idempotency_keys idempotency_keys_story_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_story_id_fkey FOREIGN KEY (story_id) REFERENCES public.stories(id) ON DELETE CASCADE;
+
+
+--
+-- Name: idempotency_keys idempotency_keys_user_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: stories stories_user_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.stories
+    ADD CONSTRAINT stories_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: story_jobs story_jobs_story_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.story_jobs
+    ADD CONSTRAINT story_jobs_story_id_fkey FOREIGN KEY (story_id) REFERENCES public.stories(id) ON DELETE CASCADE;
+
+
+--
+-- Name: story_jobs story_jobs_user_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.story_jobs
+    ADD CONSTRAINT story_jobs_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: credit_balances; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.credit_balances ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: credit_ledger; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.credit_ledger ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: idempotency_keys; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: stories; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.stories ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: story_jobs; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.story_jobs ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: credit_balances users read their own balance; Type: POLICY; Schema: public
+--
+
+CREATE POLICY "users read their own balance" ON public.credit_balances FOR SELECT TO authenticated USING ((( SELECT auth.uid() AS uid) = user_id));
+
+
+--
+-- Name: story_jobs users read their own jobs; Type: POLICY; Schema: public
+--
+
+CREATE POLICY "users read their own jobs" ON public.story_jobs FOR SELECT TO authenticated USING ((( SELECT auth.uid() AS uid) = user_id));
+
+
+--
+-- Name: credit_ledger users read their own ledger; Type: POLICY; Schema: public
+--
+
+CREATE POLICY "users read their own ledger" ON public.credit_ledger FOR SELECT TO authenticated USING ((( SELECT auth.uid() AS uid) = user_id));
+
+
+--
+-- Name: stories users read their own stories; Type: POLICY; Schema: public
+--
+
+CREATE POLICY "users read their own stories" ON public.stories FOR SELECT TO authenticated USING ((( SELECT auth.uid() AS uid) = user_id));
+
+
+--
+-- Name: supabase_realtime stories; Type: PUBLICATION TABLE; Schema: public
+--
+
+ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.stories;
+
+
+--
+-- Name: supabase_realtime story_jobs; Type: PUBLICATION TABLE; Schema: public
+--
+
+ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.story_jobs;
+
+
+--
+-- Name: FUNCTION cancel_pending_job(p_job_id uuid, p_reason text); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.cancel_pending_job(p_job_id uuid, p_reason text) FROM PUBLIC;
+
+
+--
+-- Name: TABLE story_jobs; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.story_jobs TO service_role;
+GRANT SELECT ON TABLE public.story_jobs TO authenticated;
+
+
+--
+-- Name: FUNCTION fail_attempt(p_job_id uuid, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.fail_attempt(p_job_id uuid, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION job_json(p_job public.story_jobs); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.job_json(p_job public.story_jobs) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION job_state(p_job public.story_jobs); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.job_state(p_job public.story_jobs) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lock_job(p_job_id uuid, p_user_id uuid); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.lock_job(p_job_id uuid, p_user_id uuid) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lock_running_fence(p_job_id uuid, p_fence bigint); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.lock_running_fence(p_job_id uuid, p_fence bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION refund_job(p_job_id uuid, p_reason text); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.refund_job(p_job_id uuid, p_reason text) FROM PUBLIC;
+
+
+--
+-- Name: TABLE idempotency_keys; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.idempotency_keys TO service_role;
+
+
+--
+-- Name: FUNCTION replay_key(p_key public.idempotency_keys, p_balance integer); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.replay_key(p_key public.idempotency_keys, p_balance integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION running_attempts(p_live_seconds double precision); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.running_attempts(p_live_seconds double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION cancel_story_job(p_job_id uuid, p_user_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION clean_story_jobs(p_status text, p_older_than_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.clean_story_jobs(p_status text, p_older_than_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.clean_story_jobs(p_status text, p_older_than_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION complete_story_job(p_job_id uuid, p_fence bigint, p_content text, p_title text, p_result jsonb); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.complete_story_job(p_job_id uuid, p_fence bigint, p_content text, p_title text, p_result jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.complete_story_job(p_job_id uuid, p_fence bigint, p_content text, p_title text, p_result jsonb) TO service_role;
+
+
+--
+-- Name: FUNCTION credit_balance(p_user_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.credit_balance(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.credit_balance(p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION dispatch_snapshot(p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer) TO service_role;
+
+
+--
+-- Name: FUNCTION empty_story_queue(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.empty_story_queue() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.empty_story_queue() TO service_role;
+
+
+--
+-- Name: FUNCTION enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text, p_request_hash text, p_free_credits integer, p_idempotency_ttl_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text, p_request_hash text, p_free_credits integer, p_idempotency_ttl_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text, p_request_hash text, p_free_credits integer, p_idempotency_ttl_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION fail_story_job(p_job_id uuid, p_fence bigint, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.fail_story_job(p_job_id uuid, p_fence bigint, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.fail_story_job(p_job_id uuid, p_fence bigint, p_error_code text, p_error_message text, p_retryable boolean, p_retry_delay_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION get_story(p_story_id uuid, p_user_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.get_story(p_story_id uuid, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.get_story(p_story_id uuid, p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION get_story_job(p_job_id uuid, p_user_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.get_story_job(p_job_id uuid, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.get_story_job(p_job_id uuid, p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION grant_credits(p_user_id uuid, p_amount integer, p_reason text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.grant_credits(p_user_id uuid, p_amount integer, p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.grant_credits(p_user_id uuid, p_amount integer, p_reason text) TO service_role;
+
+
+--
+-- Name: FUNCTION health_check(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.health_check() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.health_check() TO service_role;
+
+
+--
+-- Name: FUNCTION heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer) TO service_role;
+
+
+--
+-- Name: FUNCTION list_story_jobs(p_user_id uuid, p_status text, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.list_story_jobs(p_user_id uuid, p_status text, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.list_story_jobs(p_user_id uuid, p_status text, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION purge_idempotency_keys(p_ttl_seconds double precision, p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.purge_idempotency_keys(p_ttl_seconds double precision, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.purge_idempotency_keys(p_ttl_seconds double precision, p_limit integer) TO service_role;
+
+
+--
+-- Name: FUNCTION queue_counts(); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.queue_counts() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.queue_counts() TO service_role;
+
+
+--
+-- Name: FUNCTION release_story_job(p_job_id uuid, p_fence bigint); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.release_story_job(p_job_id uuid, p_fence bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.release_story_job(p_job_id uuid, p_fence bigint) TO service_role;
+
+
+--
+-- Name: FUNCTION requeue_stalled_story_job(p_job_id uuid, p_fence bigint, p_live_seconds double precision, p_error_code text, p_error_message text, p_retry_delay_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.requeue_stalled_story_job(p_job_id uuid, p_fence bigint, p_live_seconds double precision, p_error_code text, p_error_message text, p_retry_delay_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.requeue_stalled_story_job(p_job_id uuid, p_fence bigint, p_live_seconds double precision, p_error_code text, p_error_message text, p_retry_delay_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION retry_failed_story_job(p_job_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.retry_failed_story_job(p_job_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.retry_failed_story_job(p_job_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION stalled_story_jobs(p_stalled_for_seconds double precision, p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.stalled_story_jobs(p_stalled_for_seconds double precision, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.stalled_story_jobs(p_stalled_for_seconds double precision, p_limit integer) TO service_role;
+
+
+--
+-- Name: FUNCTION start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION user_exists(p_user_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.user_exists(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.user_exists(p_user_id uuid) TO service_role;
+
+
+--
+-- Name: TABLE credit_balances; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.credit_balances TO service_role;
+GRANT SELECT ON TABLE public.credit_balances TO authenticated;
+
+
+--
+-- Name: TABLE credit_ledger; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.credit_ledger TO service_role;
+GRANT SELECT ON TABLE public.credit_ledger TO authenticated;
+
+
+--
+-- Name: SEQUENCE credit_ledger_id_seq; Type: ACL; Schema: public
+--
+
+GRANT ALL ON SEQUENCE public.credit_ledger_id_seq TO service_role;
+
+
+--
+-- Name: TABLE queue_overview; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.queue_overview TO service_role;
+
+
+--
+-- Name: TABLE stories; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.stories TO service_role;
+GRANT SELECT ON TABLE public.stories TO authenticated;
