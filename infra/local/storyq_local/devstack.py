@@ -49,12 +49,13 @@ def dev_spec(settings: Settings, local: LocalSettings) -> StackSpec:
             upstash_port=_port(settings.upstash_redis_rest_url, 8079),
             supabase_port=_port(settings.supabase_url, 54321),
         ),
-        api=ApiSpec(port=local.port, web=default_web_directory(), log_level="info"),
+        api=ApiSpec(port=local.port, web=default_web_directory()),
         worker=WorkerSpec(grace_seconds=5.0),
         upstash_token=settings.upstash_redis_rest_token.get_secret_value(),
         jwt_secret=jwt_secret.get_secret_value(),
         base_settings=settings,
         state_dir=local.state_dir,
+        log_level="info",
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
+from starlette.types import ASGIApp
 
 from storyq.config import Settings
 from storyq_local.stack import apps
@@ -74,7 +75,6 @@ class ApiSpec:
     where: Where = "thread"
     port: int = 0  # 0: a free port
     web: Path | None = None  # the reference page's folder, served at /
-    log_level: str = "warning"  # on a thread; a process logs warnings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +86,8 @@ class WorkerSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class StackSpec:
+    """What to run and where; every caller's differences are fields here."""
+
     database: DatabaseSpec
     upstash_token: str
     jwt_secret: str
@@ -103,6 +105,9 @@ class StackSpec:
     # More environment for every process the stack starts (Powertools' log level, say).
     process_env: Mapping[str, str] = field(default_factory=dict)
     cpus: frozenset[int] | None = None  # pins the processes the stack starts
+    # uvicorn's on threads (one for the whole process: uvicorn configures logging globally);
+    # processes log warnings.
+    log_level: str = "warning"
     # Where embedded Redis or PostgreSQL keep their data, when no server can be had.
     state_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "storyq-state")
     # Where the processes log; None: a temporary folder, removed on stop.
@@ -143,7 +148,9 @@ class LocalStack:
         return found
 
     def settings(self, **overrides: Any) -> Settings:
-        """Settings for code running in this process against this stack (no .env)."""
+        """Settings for code running in this process against this stack: `base_settings` (else
+        the environment, without .env) with the stack's URLs, token and secret, the spec's
+        settings and `overrides`."""
         base = self.spec.base_settings or Settings(_env_file=None)  # type: ignore[call-arg]
         return base.model_copy(update={**self._connection(), **self.spec.settings, **overrides})
 
@@ -196,7 +203,8 @@ def _start(spec: StackSpec, cleanup: ExitStack) -> LocalStack:
         cleanup.callback(shutil.rmtree, log_dir, ignore_errors=True)
     postgres, database_url, applied = _database(spec, cleanup)
     redis = _redis(spec, cleanup)
-    upstash, supabase = _emulators(spec, database_url, redis.url, log_dir, cleanup)
+    launcher = _Launcher(spec=spec, log_dir=log_dir, cleanup=cleanup)
+    upstash, supabase = _emulators(spec, launcher, database_url=database_url, redis_url=redis.url)
     stack = LocalStack(
         spec=spec,
         database_url=database_url,
@@ -209,7 +217,7 @@ def _start(spec: StackSpec, cleanup: ExitStack) -> LocalStack:
         cleanup=cleanup,
     )
     if spec.api is not None:
-        stack.api = _api(stack, spec.api)
+        stack.api = _api(stack, spec.api, launcher)
     if spec.worker is not None:
         worker = WorkerThread(stack.settings(), grace_seconds=spec.worker.grace_seconds)
         stack.worker = worker.start()
@@ -244,69 +252,89 @@ def _redis(spec: StackSpec, cleanup: ExitStack) -> RedisProcess | SharedRedis:
     return server
 
 
+@dataclass(frozen=True)
+class _Launcher:
+    """Serves one app on a thread or in a process (`serve`), and has it stopped with the stack."""
+
+    spec: StackSpec
+    log_dir: Path
+    cleanup: ExitStack
+
+    def serve(
+        self,
+        kind: str,
+        *,
+        where: Where,
+        port: int,
+        app: Callable[[], ASGIApp],
+        args: list[str],
+        env: Mapping[str, str],
+    ) -> Served:
+        """`app()` on a thread, or `python -m storyq_local.stack.serve <kind> <args>` with `env`."""
+        served: Served
+        if where == "process":
+            served = ServedProcess(
+                kind=kind,
+                args=args,
+                env=dict(env),
+                log=new_log(self.log_dir, kind),
+                port=port or free_port(),
+                cpus=self.spec.cpus,
+            ).start()
+        else:
+            served = serve_in_thread(app(), port=port, log_level=self.spec.log_level)
+        self.cleanup.callback(served.stop)
+        return served
+
+
 def _emulators(
-    spec: StackSpec, database_url: str, redis_url: str, log_dir: Path, cleanup: ExitStack
+    spec: StackSpec, launcher: _Launcher, *, database_url: str, redis_url: str
 ) -> tuple[Served, Served]:
     emulators = spec.emulators
-    if emulators.where == "process":
-        secrets = {
-            **spec.process_env,
-            "UPSTASH_REDIS_REST_TOKEN": spec.upstash_token,
-            "SUPABASE_JWT_SECRET": spec.jwt_secret,
-        }
-        counting = ["--count-requests"] if emulators.count_requests else []
-        upstash_args = ["--redis-url", redis_url, *counting]
-        supabase_args = [
+    secrets = {
+        **spec.process_env,
+        "UPSTASH_REDIS_REST_TOKEN": spec.upstash_token,
+        "SUPABASE_JWT_SECRET": spec.jwt_secret,
+    }
+    counting = ["--count-requests"] if emulators.count_requests else []
+    upstash = launcher.serve(
+        "upstash",
+        where=emulators.where,
+        port=emulators.upstash_port,
+        app=lambda: apps.upstash_app(
+            redis_url=redis_url, token=spec.upstash_token, count_requests=emulators.count_requests
+        ),
+        args=["--redis-url", redis_url, *counting],
+        env=secrets,
+    )
+    supabase = launcher.serve(
+        "supabase",
+        where=emulators.where,
+        port=emulators.supabase_port,
+        app=lambda: apps.supabase_app(
+            database_url=database_url,
+            jwt_secret=spec.jwt_secret,
+            pool_size=emulators.supabase_pool_size,
+            pool_timeout=emulators.supabase_pool_timeout,
+            count_requests=emulators.count_requests,
+        ),
+        args=[
             *("--database-url", database_url),
             *("--pool-size", str(emulators.supabase_pool_size)),
             *("--pool-timeout", str(emulators.supabase_pool_timeout)),
             *counting,
-        ]
-        upstash = _process(spec, "upstash", upstash_args, secrets, log_dir, emulators.upstash_port)
-        cleanup.callback(upstash.stop)
-        supabase = _process(
-            spec, "supabase", supabase_args, secrets, log_dir, emulators.supabase_port
-        )
-        cleanup.callback(supabase.stop)
-        return upstash, supabase
-    upstash_app = apps.upstash_app(
-        redis_url=redis_url, token=spec.upstash_token, count_requests=emulators.count_requests
+        ],
+        env=secrets,
     )
-    upstash_thread = serve_in_thread(upstash_app, port=emulators.upstash_port)
-    cleanup.callback(upstash_thread.stop)
-    supabase_app = apps.supabase_app(
-        database_url=database_url,
-        jwt_secret=spec.jwt_secret,
-        pool_size=emulators.supabase_pool_size,
-        pool_timeout=emulators.supabase_pool_timeout,
-        count_requests=emulators.count_requests,
+    return upstash, supabase
+
+
+def _api(stack: LocalStack, api: ApiSpec, launcher: _Launcher) -> Served:
+    return launcher.serve(
+        "api",
+        where=api.where,
+        port=api.port,
+        app=lambda: apps.api_app(stack.settings(), web=api.web),
+        args=["--web", str(api.web)] if api.web is not None else [],
+        env=stack.env(),
     )
-    supabase_thread = serve_in_thread(supabase_app, port=emulators.supabase_port)
-    cleanup.callback(supabase_thread.stop)
-    return upstash_thread, supabase_thread
-
-
-def _process(
-    spec: StackSpec, kind: str, args: list[str], env: Mapping[str, str], log_dir: Path, port: int
-) -> ServedProcess:
-    return ServedProcess(
-        kind=kind,
-        args=args,
-        env=dict(env),
-        log=new_log(log_dir, kind),
-        port=port or free_port(),
-        cpus=spec.cpus,
-    ).start()
-
-
-def _api(stack: LocalStack, api: ApiSpec) -> Served:
-    spec = stack.spec
-    if api.where == "process":
-        args = ["--web", str(api.web)] if api.web is not None else []
-        served = _process(spec, "api", args, stack.env(), stack.log_dir, api.port)
-        stack.cleanup.callback(served.stop)
-        return served
-    app = apps.api_app(stack.settings(), web=api.web)
-    server = serve_in_thread(app, port=api.port, log_level=api.log_level)
-    stack.cleanup.callback(server.stop)
-    return server
