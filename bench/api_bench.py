@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any, cast
 
 import redis
@@ -107,13 +108,13 @@ class _Recorder:
         self.calls.append((sha, keys, args))
 
 
-async def fill_behind(direct: redis.Redis, count: int, *, user_id: str) -> None:
+async def fill_behind(direct: redis.Redis, count: int, *, user_id: uuid.UUID) -> None:
     """An empty queue, then `count` Redis-only jobs of `user_id` queued with the enqueue script
     exactly as Dispatcher.enqueue calls it; that user's next job waits behind all of them."""
     recorder = _Recorder()
     queue = Dispatcher(cast(Redis, recorder), max_active=5)
     for n in range(count):
-        await queue.enqueue(f"filler-{n}", user_id=user_id, fence=n + 1)
+        await queue.enqueue(uuid.uuid4(), user_id=user_id, fence=n + 1)
     direct.flushall()
     direct.script_load(scripts.ENQUEUE.source)
     for start in range(0, count, 10_000):
@@ -142,7 +143,7 @@ async def _lookups(
     for depth in (10, 100_000):
         # Redis flushed (rate-limit windows too), then depth - 1 jobs of the same user, so
         # that the real job waits last, at rank depth - 1.
-        await fill_behind(direct, depth - 1, user_id=str(user.id))
+        await fill_behind(direct, depth - 1, user_id=user.id)
         conn = await Connection.open(api_url)
         try:
             headers = {**user.authorization, "Content-Type": "application/json"}

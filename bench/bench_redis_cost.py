@@ -18,6 +18,7 @@ import asyncio
 import json
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,15 @@ TOKEN = "bench-upstash-token"
 RESULTS = Path(__file__).parent / "results" / "redis_cost.json"
 LOOKUPS = 200
 LEASE = 300.0
+
+
+def bench_id(name: str) -> uuid.UUID:
+    """The fixed id of the bench's job or user called `name`: a UUID, as Postgres issues them
+    (Redis holds its 36-character text)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"https://storyq.bench/ids/{name}")
+
+
+JOB, WARM_UP, USER = bench_id("job-1"), bench_id("warm-up"), bench_id("u")
 
 
 class CountingApp:
@@ -85,12 +95,12 @@ async def job_life(queue: Dispatcher, meter: Meter) -> dict[str, Any]:
         holder.append(claimed.fence)
 
     steps = {
-        "enqueue": await meter.measure(lambda: queue.enqueue("job-1", user_id="u", fence=2)),
+        "enqueue": await meter.measure(lambda: queue.enqueue(JOB, user_id=USER, fence=2)),
         "claim": await meter.measure(claim),
         "heartbeat": await meter.measure(
-            lambda: queue.heartbeat("job-1", holder[0], lease_seconds=LEASE)
+            lambda: queue.heartbeat(JOB, holder[0], lease_seconds=LEASE)
         ),
-        "ack": await meter.measure(lambda: queue.ack("job-1", holder[0], generation_seconds=270.0)),
+        "ack": await meter.measure(lambda: queue.ack(JOB, holder[0], generation_seconds=270.0)),
     }
     total = {
         "requests": sum(step["requests"] for step in steps.values()),
@@ -107,10 +117,10 @@ async def job_life(queue: Dispatcher, meter: Meter) -> dict[str, Any]:
 
 async def _warm_up(queue: Dispatcher) -> None:
     await queue.rebuild([])  # a new (or flushed) queue takes claims once a sweep rebuilt it
-    await queue.enqueue("warm-up", user_id="u", fence=1)
+    await queue.enqueue(WARM_UP, user_id=USER, fence=1)
     (claimed,) = await queue.claim(1, lease_seconds=LEASE)
-    await queue.heartbeat("warm-up", claimed.fence, lease_seconds=LEASE)
-    await queue.ack("warm-up", claimed.fence, generation_seconds=None)
+    await queue.heartbeat(WARM_UP, claimed.fence, lease_seconds=LEASE)
+    await queue.ack(WARM_UP, claimed.fence, generation_seconds=None)
     await queue.reap_expired()
     await queue.promote_due()
 
@@ -122,7 +132,8 @@ async def _sweep(queue: Dispatcher) -> None:
 
 
 def fill(direct: redis.Redis, queue: Dispatcher, depth: int) -> None:
-    """`depth` waiting jobs, pipelined straight into Redis with the enqueue script."""
+    """`depth` waiting jobs (`bench_id(f"job-{n}")`, of fifty users), pipelined straight into
+    Redis with the enqueue script, their ids as the dispatcher writes them."""
     direct.flushall()
     direct.script_load(scripts.ENQUEUE.source)
     k = queue.keys
@@ -130,14 +141,14 @@ def fill(direct: redis.Redis, queue: Dispatcher, depth: int) -> None:
     for start in range(0, depth, 10_000):
         pipe = direct.pipeline(transaction=False)
         for n in range(start, min(start + 10_000, depth)):
-            job, user, fence = f"job-{n}", f"u{n % 50}", n + 1
+            job, user, fence = str(bench_id(f"job-{n}")), str(bench_id(f"u{n % 50}")), n + 1
             pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, job, user, fence, 1.0)
         pipe.execute()
 
 
 async def lookup_cost(queue: Dispatcher, direct: redis.Redis, depth: int) -> dict[str, Any]:
     fill(direct, queue, depth)
-    target = f"job-{depth - 1}"
+    target = bench_id(f"job-{depth - 1}")
     await queue.position(target)  # caches the script
     direct.config_resetstat()
     round_trips = []

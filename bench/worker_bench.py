@@ -200,7 +200,7 @@ async def _steps(
         (claim,) = await queue.claim(1, lease_seconds=settings.lease_seconds)
         t1 = clock()
         job = await store.jobs.start(
-            UUID(claim.job_id),
+            claim.job_id,
             claim.fence,
             max_active=settings.max_active_jobs,
             live_seconds=settings.lease_seconds,
@@ -209,12 +209,12 @@ async def _steps(
         if not isinstance(job, StartedJob):
             raise RuntimeError(f"the bench's own claim was refused: {job!r}")
         request = GenerationRequest(
-            job_id=claim.job_id, prompt=job.prompt, target_words=job.target_words
+            job_id=str(job.job_id), prompt=job.prompt, target_words=job.target_words
         )
         result = await generator.generate(request, lambda _: None)
         t3 = clock()
         await store.jobs.complete(
-            UUID(claim.job_id),
+            claim.job_id,
             fence=claim.fence,
             content=result.content,
             title=result.title,

@@ -22,6 +22,7 @@ from storyq.queue import Position
 from storyq_api.app import create_app
 from storyq_api.deps import Services
 from tests.api.conftest import GENERATE_BODY
+from tests.support import ids
 from tests.support.processes import RedisProcess
 from tests.support.users import ApiUser
 
@@ -126,7 +127,9 @@ async def test_no_kick_while_every_slot_is_taken(
     services: Services = app.state.services
     await services.dispatcher.rebuild([])
     for index in range(settings.max_active_jobs):
-        await services.dispatcher.enqueue(f"running-{index}", user_id="someone", fence=index + 1)
+        await services.dispatcher.enqueue(
+            ids.job(f"running-{index}"), user_id=ids.user("someone"), fence=index + 1
+        )
     assert len(await services.dispatcher.claim(5, lease_seconds=60)) == 5
 
     # When a user queues a story

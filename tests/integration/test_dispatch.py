@@ -20,6 +20,7 @@ from upstash_redis.asyncio import Redis
 
 from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, QueueNotReady, RunningJob
 from storyq_local.stack.redis_server import RedisProcess
+from tests.support.ids import job, user
 
 T = TypeVar("T")
 LEASE = 30.0
@@ -62,15 +63,15 @@ async def test_a_late_user_is_served_within_two_rounds_not_after_fifty_jobs(
     # Given user A queued fifty jobs, then users B and C one each
     fence = fences()
     for n in range(50):
-        await queue.enqueue(f"a-{n}", user_id="A", fence=fence())
-    await queue.enqueue("b-0", user_id="B", fence=fence())
-    await queue.enqueue("c-0", user_id="C", fence=fence())
+        await queue.enqueue(job(f"a-{n}"), user_id=user("A"), fence=fence())
+    await queue.enqueue(job("b-0"), user_id=user("B"), fence=fence())
+    await queue.enqueue(job("c-0"), user_id=user("C"), fence=fence())
 
     # When the workers run two rounds of five slots
     served = [claim.job_id for _ in range(2) for claim in await claim_round(queue)]
 
     # Then B's and C's jobs were among them
-    assert {"b-0", "c-0"} <= set(served)
+    assert {job("b-0"), job("c-0")} <= set(served)
     assert len(served) == 10
 
 
@@ -78,9 +79,9 @@ async def test_a_lone_user_is_served_first_in_first_out_and_gets_every_slot(
     queue: Dispatcher,
 ) -> None:
     # Given one user queued twenty jobs
-    jobs = [f"job-{n:02}" for n in range(20)]
+    jobs = [job(f"job-{n:02}") for n in range(20)]
     for fence, job_id in enumerate(jobs, start=1):
-        await queue.enqueue(job_id, user_id="solo", fence=fence)
+        await queue.enqueue(job_id, user_id=user("solo"), fence=fence)
 
     # When the workers drain the queue
     first_round = await queue.claim(10, lease_seconds=LEASE)
@@ -99,15 +100,15 @@ async def test_weight_two_gets_twice_the_slots_of_weight_one(queue: Dispatcher) 
     # Given a weight-2 user and a weight-1 user each keep a hundred jobs queued
     fence = fences()
     for n in range(100):
-        await queue.enqueue(f"pro-{n}", user_id="pro", fence=fence(), weight=2.0)
-        await queue.enqueue(f"free-{n}", user_id="free", fence=fence())
+        await queue.enqueue(job(f"pro-{n}"), user_id=user("pro"), fence=fence(), weight=2.0)
+        await queue.enqueue(job(f"free-{n}"), user_id=user("free"), fence=fence())
 
     # When ninety slots are served
     served = [claim.user_id for _ in range(18) for claim in await claim_round(queue)]
 
     # Then the weight-2 user got two thirds of them
-    assert served.count("pro") == 60
-    assert served.count("free") == 30
+    assert served.count(user("pro")) == 60
+    assert served.count(user("free")) == 30
 
 
 async def test_a_user_who_cancelled_everything_is_not_served_later_for_it(
@@ -116,34 +117,34 @@ async def test_a_user_who_cancelled_everything_is_not_served_later_for_it(
     # Given user A queued twenty jobs and cancelled every one of them
     fence = fences()
     for n in range(20):
-        await queue.enqueue(f"a-{n}", user_id="A", fence=fence())
+        await queue.enqueue(job(f"a-{n}"), user_id=user("A"), fence=fence())
     for n in range(20):
-        assert await queue.remove(f"a-{n}")
+        assert await queue.remove(job(f"a-{n}"))
 
     # When user B queues five jobs, then A queues one
     for n in range(5):
-        await queue.enqueue(f"b-{n}", user_id="B", fence=fence())
-    position = await queue.enqueue("a-new", user_id="A", fence=fence())
+        await queue.enqueue(job(f"b-{n}"), user_id=user("B"), fence=fence())
+    position = await queue.enqueue(job("a-new"), user_id=user("A"), fence=fence())
 
     # Then A's job is second, right after B's first, not behind all of B's
     assert position is not None
     assert (position.position, position.queue_length) == (1, 6)
     served = [claim.job_id for _ in range(2) for claim in await claim_round(queue)]
-    assert served[:3] == ["b-0", "a-new", "b-1"]
+    assert served[:3] == [job("b-0"), job("a-new"), job("b-1")]
 
 
 async def test_cancelled_jobs_give_back_their_share_while_others_wait(queue: Dispatcher) -> None:
     # Given users A (twenty jobs) and B (five jobs) queued side by side
     fence = fences()
     for n in range(20):
-        await queue.enqueue(f"a-{n}", user_id="A", fence=fence())
+        await queue.enqueue(job(f"a-{n}"), user_id=user("A"), fence=fence())
         if n < 5:
-            await queue.enqueue(f"b-{n}", user_id="B", fence=fence())
+            await queue.enqueue(job(f"b-{n}"), user_id=user("B"), fence=fence())
 
     # When A cancels all twenty, then queues one more
     for n in range(20):
-        assert await queue.remove(f"a-{n}")
-    position = await queue.enqueue("a-new", user_id="A", fence=fence())
+        assert await queue.remove(job(f"a-{n}"))
+    position = await queue.enqueue(job("a-new"), user_id=user("A"), fence=fence())
 
     # Then A's new job takes its turn among B's, not after a queue of phantom jobs
     assert position is not None
@@ -153,17 +154,17 @@ async def test_cancelled_jobs_give_back_their_share_while_others_wait(queue: Dis
 async def test_one_users_jobs_stay_first_in_first_out_after_a_cancel(queue: Dispatcher) -> None:
     # Given one user queued three jobs and cancelled the first two
     fence = fences()
-    for job_id in ("first", "second", "third"):
-        await queue.enqueue(job_id, user_id="u", fence=fence())
-    for job_id in ("first", "second"):
-        assert await queue.remove(job_id)
+    for name in ("first", "second", "third"):
+        await queue.enqueue(job(name), user_id=user("u"), fence=fence())
+    for name in ("first", "second"):
+        assert await queue.remove(job(name))
 
     # When they queue a fourth
-    await queue.enqueue("fourth", user_id="u", fence=fence())
+    await queue.enqueue(job("fourth"), user_id=user("u"), fence=fence())
 
     # Then the third is still served before the fourth
     served = [claim.job_id for claim in await claim_round(queue)]
-    assert served == ["third", "fourth"]
+    assert served == [job("third"), job("fourth")]
 
 
 # Enqueue, position, remove, empty, counts -------------------------------------------------
@@ -171,16 +172,16 @@ async def test_one_users_jobs_stay_first_in_first_out_after_a_cancel(queue: Disp
 
 async def test_enqueue_is_idempotent(queue: Dispatcher) -> None:
     # Given a waiting job, a leased job and a delayed job (its next attempt under fence 4)
-    await queue.enqueue("leased", user_id="u", fence=1)
+    await queue.enqueue(job("leased"), user_id=user("u"), fence=1)
     (claim,) = await queue.claim(1, lease_seconds=LEASE)
-    await queue.enqueue("waiting", user_id="u", fence=2)
-    await queue.enqueue("delayed", user_id="u", fence=3)
-    await queue.retry_later("delayed", user_id="u", fence=4, delay_seconds=600)
+    await queue.enqueue(job("waiting"), user_id=user("u"), fence=2)
+    await queue.enqueue(job("delayed"), user_id=user("u"), fence=3)
+    await queue.retry_later(job("delayed"), user_id=user("u"), fence=4, delay_seconds=600)
 
     # When each is enqueued again under the fence it was queued with
     again = [
-        await queue.enqueue(job, user_id="u", fence=fence)
-        for job, fence in (("waiting", 2), ("leased", 1), ("delayed", 4))
+        await queue.enqueue(job(name), user_id=user("u"), fence=fence)
+        for name, fence in (("waiting", 2), ("leased", 1), ("delayed", 4))
     ]
 
     # Then the waiting one reports its place, the others are left as they were
@@ -192,40 +193,40 @@ async def test_enqueue_is_idempotent(queue: Dispatcher) -> None:
     assert await queue.counts() == QueueCounts(
         waiting=1, active=1, delayed=1, avg_generation_seconds=270.0
     )
-    assert await queue.heartbeat("leased", claim.fence, lease_seconds=LEASE)
+    assert await queue.heartbeat(job("leased"), claim.fence, lease_seconds=LEASE)
 
 
 async def test_cancel_removes_waiting_and_delayed_jobs_but_not_leased_ones(
     queue: Dispatcher,
 ) -> None:
     # Given a waiting, a delayed and a leased job
-    for fence, job_id in enumerate(("running", "waiting", "delayed"), start=1):
-        await queue.enqueue(job_id, user_id="u", fence=fence)
+    for fence, name in enumerate(("running", "waiting", "delayed"), start=1):
+        await queue.enqueue(job(name), user_id=user("u"), fence=fence)
     await queue.claim(1, lease_seconds=LEASE)
-    await queue.retry_later("delayed", user_id="u", fence=4, delay_seconds=600)
+    await queue.retry_later(job("delayed"), user_id=user("u"), fence=4, delay_seconds=600)
 
     # When each is cancelled
-    removed = {job: await queue.remove(job) for job in ("running", "waiting", "delayed")}
+    removed = {name: await queue.remove(job(name)) for name in ("running", "waiting", "delayed")}
 
     # Then only the leased one stays
     assert removed == {"running": False, "waiting": True, "delayed": True}
-    assert await queue.position("waiting") is None
-    assert await queue.active_job_ids() == {"running"}
+    assert await queue.position(job("waiting")) is None
+    assert await queue.active_job_ids() == {job("running")}
     assert (await queue.counts()).waiting == 0
 
 
 async def test_empty_removes_every_waiting_and_delayed_job(queue: Dispatcher) -> None:
     # Given one leased, three waiting and one delayed job
     for n in range(5):
-        await queue.enqueue(f"job-{n}", user_id="u", fence=n + 1)
+        await queue.enqueue(job(f"job-{n}"), user_id=user("u"), fence=n + 1)
     await queue.claim(1, lease_seconds=LEASE)
-    await queue.retry_later("job-4", user_id="u", fence=6, delay_seconds=600)
+    await queue.retry_later(job("job-4"), user_id=user("u"), fence=6, delay_seconds=600)
 
     # When the queue is emptied
     removed = await queue.empty()
 
     # Then it names the four it removed, in queue order, and leaves the lease
-    assert removed == ["job-1", "job-2", "job-3", "job-4"]
+    assert removed == [job("job-1"), job("job-2"), job("job-3"), job("job-4")]
     assert await queue.counts() == QueueCounts(
         waiting=0, active=1, delayed=0, avg_generation_seconds=270.0
     )
@@ -234,7 +235,7 @@ async def test_empty_removes_every_waiting_and_delayed_job(queue: Dispatcher) ->
 async def test_the_mean_generation_time_follows_finished_jobs(queue: Dispatcher) -> None:
     # Given ten waiting jobs and no finished job yet: the mean is the 4.5-minute seed
     for n in range(10):
-        await queue.enqueue(f"job-{n}", user_id="u", fence=n + 1)
+        await queue.enqueue(job(f"job-{n}"), user_id=user("u"), fence=n + 1)
     assert (await queue.counts()).avg_generation_seconds == 270.0
 
     # When two jobs finish in 120 s and 180 s, and one fails for good without a time
@@ -244,7 +245,7 @@ async def test_the_mean_generation_time_follows_finished_jobs(queue: Dispatcher)
 
     # Then the mean is theirs, and the ETA uses it: rank 6 waits 2 rounds x 150 s = 5 min
     assert (await queue.counts()).avg_generation_seconds == 150.0
-    position = await queue.position("job-9")
+    position = await queue.position(job("job-9"))
     assert position is not None
     assert (position.position, position.queue_length, position.active_jobs) == (6, 7, 0)
     assert position.estimated_minutes == 5
@@ -254,11 +255,11 @@ async def test_a_script_cache_flush_is_survived(
     queue: Dispatcher, redis_process: RedisProcess
 ) -> None:
     # Given Redis forgot every script (a restart or failover)
-    await queue.enqueue("job-0", user_id="u", fence=1)
+    await queue.enqueue(job("job-0"), user_id=user("u"), fence=1)
     redis_process.client().script_flush()
 
     # When the queue is used again
-    position = await queue.enqueue("job-1", user_id="u", fence=2)
+    position = await queue.enqueue(job("job-1"), user_id=user("u"), fence=2)
 
     # Then the call falls back to EVAL and works
     assert position is not None
@@ -274,11 +275,13 @@ async def test_rebuild_after_flushall_restores_the_queue_in_order(
     # Given a queue of twelve jobs from three users, as Postgres also records them
     start = datetime(2026, 11, 1, tzinfo=UTC)
     pending = [
-        PendingJob(f"job-{n:02}", f"user-{n % 3}", fence=n + 1, queued_at=start + timedelta(s))
+        PendingJob(
+            job(f"job-{n:02}"), user(f"user-{n % 3}"), fence=n + 1, queued_at=start + timedelta(s)
+        )
         for n, s in enumerate(range(0, 120, 10))
     ]
-    for job in pending:
-        await queue.enqueue(job.job_id, user_id=job.user_id, fence=job.fence)
+    for queued in pending:
+        await queue.enqueue(queued.job_id, user_id=queued.user_id, fence=queued.fence)
     order = redis_process.client().zrange(queue.keys.waiting, 0, -1)
 
     # When Redis loses everything and the sweeper rebuilds from Postgres's pending jobs
@@ -290,7 +293,7 @@ async def test_rebuild_after_flushall_restores_the_queue_in_order(
     assert redis_process.client().zrange(queue.keys.waiting, 0, -1) == order
     claimed = [claim for _ in range(3) for claim in await claim_round(queue)]
     assert {claim.job_id: claim.fence for claim in claimed} == {
-        job.job_id: job.fence for job in pending
+        queued.job_id: queued.fence for queued in pending
     }
 
 
@@ -298,22 +301,22 @@ async def test_rebuild_adds_only_what_redis_lacks(queue: Dispatcher) -> None:
     # Given Redis holds one leased, one waiting and one delayed job of five pending ones
     now = datetime.now(UTC)
     pending = [
-        PendingJob("leased", "u", fence=1, queued_at=now - timedelta(minutes=5)),
-        PendingJob("waiting", "u", fence=2, queued_at=now - timedelta(minutes=4)),
-        PendingJob("delayed", "u", fence=6, queued_at=now - timedelta(minutes=3)),
-        PendingJob("lost", "v", fence=7, queued_at=now - timedelta(minutes=2)),
+        PendingJob(job("leased"), user("u"), fence=1, queued_at=now - timedelta(minutes=5)),
+        PendingJob(job("waiting"), user("u"), fence=2, queued_at=now - timedelta(minutes=4)),
+        PendingJob(job("delayed"), user("u"), fence=6, queued_at=now - timedelta(minutes=3)),
+        PendingJob(job("lost"), user("v"), fence=7, queued_at=now - timedelta(minutes=2)),
         PendingJob(
-            "lost-retry",
-            "v",
+            job("lost-retry"),
+            user("v"),
             fence=8,
             queued_at=now - timedelta(minutes=1),
             next_attempt_at=now + timedelta(minutes=10),
         ),
     ]
-    for fence, job_id in enumerate(("leased", "waiting", "delayed"), start=1):
-        await queue.enqueue(job_id, user_id="u", fence=fence)
+    for fence, name in enumerate(("leased", "waiting", "delayed"), start=1):
+        await queue.enqueue(job(name), user_id=user("u"), fence=fence)
     await queue.claim(1, lease_seconds=LEASE)
-    await queue.retry_later("delayed", user_id="u", fence=6, delay_seconds=600)
+    await queue.retry_later(job("delayed"), user_id=user("u"), fence=6, delay_seconds=600)
 
     # When the sweeper rebuilds, twice
     added = [await queue.rebuild(pending), await queue.rebuild(pending)]
@@ -324,23 +327,26 @@ async def test_rebuild_adds_only_what_redis_lacks(queue: Dispatcher) -> None:
         waiting=2, active=1, delayed=2, avg_generation_seconds=270.0
     )
     claimed = await queue.claim(5, lease_seconds=LEASE)
-    assert [(claim.job_id, claim.fence) for claim in claimed] == [("waiting", 2), ("lost", 7)]
+    assert [(claim.job_id, claim.fence) for claim in claimed] == [
+        (job("waiting"), 2),
+        (job("lost"), 7),
+    ]
 
 
 async def test_after_a_flush_nothing_is_claimed_until_the_queue_is_rebuilt(
     queue: Dispatcher, redis_process: RedisProcess
 ) -> None:
     # Given a job waiting, then Redis flushed (as an eviction or an operator could)
-    await queue.enqueue("waiting-job", user_id="u", fence=1)
+    await queue.enqueue(job("waiting-job"), user_id=user("u"), fence=1)
     redis_process.client().flushall()
-    await queue.enqueue("after-flush", user_id="u", fence=2)
+    await queue.enqueue(job("after-flush"), user_id=user("u"), fence=2)
 
     # Then claims are refused until a rebuild from Postgres
     with pytest.raises(QueueNotReady):
         await queue.claim(5, lease_seconds=LEASE)
     await queue.rebuild([])
     claims = await queue.claim(5, lease_seconds=LEASE)
-    assert [claim.job_id for claim in claims] == ["after-flush"]
+    assert [claim.job_id for claim in claims] == [job("after-flush")]
 
 
 async def test_restored_leases_hold_their_slots_and_their_holders_keep_them(
@@ -351,12 +357,15 @@ async def test_restored_leases_hold_their_slots_and_their_holders_keep_them(
     queue = Dispatcher(upstash, max_active=3)
     redis_process.client().flushall()
     for index in range(5):
-        await queue.enqueue(f"new-{index}", user_id="u", fence=index + 1)
+        await queue.enqueue(job(f"new-{index}"), user_id=user("u"), fence=index + 1)
 
     # When the sweep rebuilds with the running jobs
     await queue.rebuild(
         [],
-        running=[RunningJob("run-a", "u", fence=11), RunningJob("run-b", "v", fence=12)],
+        running=[
+            RunningJob(job("run-a"), user("u"), fence=11),
+            RunningJob(job("run-b"), user("v"), fence=12),
+        ],
         lease_seconds=LEASE,
     )
 
@@ -365,10 +374,12 @@ async def test_restored_leases_hold_their_slots_and_their_holders_keep_them(
     assert len(claims) == 1
     assert (await queue.counts()).active == 3
     # And their workers' fences still hold the leases
-    assert await queue.heartbeat("run-b", 12, lease_seconds=LEASE)
-    assert not await queue.heartbeat("run-b", 10, lease_seconds=LEASE)
-    assert await queue.ack("run-a", 11, generation_seconds=None)
+    assert await queue.heartbeat(job("run-b"), 12, lease_seconds=LEASE)
+    assert not await queue.heartbeat(job("run-b"), 10, lease_seconds=LEASE)
+    assert await queue.ack(job("run-a"), 11, generation_seconds=None)
     # And while Redis keeps its state, a rebuild restores nothing (Redis is trusted, so a job
     # that finished while the sweep read Postgres does not get a lease back)
-    await queue.rebuild([], running=[RunningJob("finished", "v", fence=13)], lease_seconds=LEASE)
+    await queue.rebuild(
+        [], running=[RunningJob(job("finished"), user("v"), fence=13)], lease_seconds=LEASE
+    )
     assert (await queue.counts()).active == 2

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from uuid import UUID
 
 import pytest
 import redis
@@ -22,6 +23,7 @@ from storyq.queue import Dispatcher, scripts
 from storyq_local.stack.redis_server import RedisProcess
 from storyq_local.stack.servers import ThreadedServer
 from tests.conftest import UPSTASH_TOKEN
+from tests.support.ids import job, user
 
 MAX_ACTIVE = 5
 LEASE = 30.0
@@ -71,8 +73,9 @@ def commands_run(client: redis.Redis) -> dict[str, int]:
     return {name: calls for name, calls in counts.items() if not name.startswith("config")}
 
 
-def fill_waiting(client: redis.Redis, queue: Dispatcher, count: int, user_id: str) -> None:
-    """Queue `count` jobs of one user straight through redis-py (pipelined EVALSHA)."""
+def fill_waiting(client: redis.Redis, queue: Dispatcher, count: int, user_id: UUID) -> None:
+    """Queue `count` jobs of one user straight through redis-py (pipelined EVALSHA): the n-th
+    is `job(f"job-{n:06}")`, held as its UUID's text, as the dispatcher would."""
     assert client.script_load(scripts.ENQUEUE.source) == scripts.ENQUEUE.sha
     k = queue.keys
     keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats]
@@ -80,7 +83,8 @@ def fill_waiting(client: redis.Redis, queue: Dispatcher, count: int, user_id: st
         pipe = client.pipeline(transaction=False)
         for n in range(start, min(start + 10_000, count)):
             fence = n + 1  # the token Postgres would have issued
-            pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, f"job-{n:06}", user_id, fence, 1.0)
+            args = (str(job(f"job-{n:06}")), str(user_id), fence, 1.0)
+            pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, *args)
         pipe.execute()
 
 
@@ -93,15 +97,15 @@ async def test_fifty_claimers_never_hold_more_than_five_leases(
     settings_for_queue: Settings, redis_process: RedisProcess
 ) -> None:
     # Given 500 jobs from 20 users, each under the fence Postgres issued for it
-    fences = {f"job-{n:03}": 1000 + n for n in range(500)}
+    fences = {job(f"job-{n:03}"): 1000 + n for n in range(500)}
     async with dispatcher(settings_for_queue) as producer:
         for n, (job_id, fence) in enumerate(fences.items()):
-            await producer.enqueue(job_id, user_id=f"user-{n % 20}", fence=fence)
+            await producer.enqueue(job_id, user_id=user(f"user-{n % 20}"), fence=fence)
 
     # When 50 workers, each with its own client, claim 1-3 jobs at a time, work a few ms,
     # heartbeat and ack, until every job is done; meanwhile Redis is sampled
     holds: list[tuple[float, float]] = []
-    claimed: list[tuple[str, int]] = []
+    claimed: list[tuple[UUID, int]] = []
     stop = asyncio.Event()
     samples: list[int] = []
 
@@ -149,7 +153,7 @@ async def test_an_expired_lease_is_reaped_by_exactly_one_reaper(
     # Given three jobs whose 0.2 s leases have lapsed by Redis's clock
     async with dispatcher(settings_for_queue) as worker:
         for n in range(3):
-            await worker.enqueue(f"job-{n}", user_id="u", fence=n + 1)
+            await worker.enqueue(job(f"job-{n}"), user_id=user("u"), fence=n + 1)
         claims = await worker.claim(3, lease_seconds=0.2)
     direct = redis_process.client()
     expiry = max(_lease_expiry(direct, claim.job_id) for claim in claims)
@@ -159,7 +163,7 @@ async def test_an_expired_lease_is_reaped_by_exactly_one_reaper(
         await asyncio.sleep(0.02)
 
     # When ten sweepers reap at the same moment
-    async def reap() -> list[str]:
+    async def reap() -> list[UUID]:
         async with dispatcher(settings_for_queue) as sweeper:
             return [claim.job_id for claim in await sweeper.reap_expired()]
 
@@ -175,8 +179,8 @@ def _redis_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def _lease_expiry(client: redis.Redis, job_id: str) -> float:
-    expiry = client.zscore("storyq:active", job_id)
+def _lease_expiry(client: redis.Redis, job_id: UUID) -> float:
+    expiry = client.zscore("storyq:active", str(job_id))
     assert isinstance(expiry, float)
     return expiry
 
@@ -188,13 +192,13 @@ async def test_position_and_eta_are_exact(
     # Given `depth` jobs of one user waiting
     direct = redis_process.client()
     async with dispatcher(settings_for_queue) as queue:
-        fill_waiting(direct, queue, depth, "u")
+        fill_waiting(direct, queue, depth, user("u"))
         ranks = sorted({0, 1, 4, 5, 9, depth // 2, depth - 1})
-        await queue.position("job-000000")  # the script is cached from here on
+        await queue.position(job("job-000000"))  # the script is cached from here on
 
         # When each of a few jobs asks where it stands
         direct.config_resetstat()
-        positions = [await queue.position(f"job-{rank:06}") for rank in ranks]
+        positions = [await queue.position(job(f"job-{rank:06}")) for rank in ranks]
         commands = commands_run(direct)
 
     # Then the rank, queue length and ETA are exact

@@ -42,10 +42,10 @@ _fences = itertools.count(1)
 
 
 def _pending(count: int) -> list[PendingJob]:
-    user = str(uuid.uuid4())
+    user = uuid.uuid4()
     now = datetime.now(UTC)
     return [
-        PendingJob(job_id=str(uuid.uuid4()), user_id=user, fence=next(_fences), queued_at=now)
+        PendingJob(job_id=uuid.uuid4(), user_id=user, fence=next(_fences), queued_at=now)
         for _ in range(count)
     ]
 
@@ -62,7 +62,9 @@ async def test_a_flush_during_a_sweep_does_not_reopen_claims_past_the_cap(
     stack: Stack, dispatcher: Dispatcher
 ) -> None:
     # Given five generations running (leased) and five more jobs waiting
-    await dispatcher.rebuild(_pending(MAX_ACTIVE_JOBS))
+    first = _pending(MAX_ACTIVE_JOBS)
+    await dispatcher.rebuild(first)
+    owners = {job.job_id: job.user_id for job in first}
     running = await dispatcher.claim(MAX_ACTIVE_JOBS, lease_seconds=60)
     assert len(running) == MAX_ACTIVE_JOBS
     waiting = _pending(MAX_ACTIVE_JOBS)
@@ -71,7 +73,7 @@ async def test_a_flush_during_a_sweep_does_not_reopen_claims_past_the_cap(
     # And a sweep that has read Postgres while the queue was whole
     assert await dispatcher.is_ready()
     from_postgres = [
-        RunningJob(job_id=claim.job_id, user_id=claim.user_id, fence=claim.fence)
+        RunningJob(job_id=claim.job_id, user_id=owners[claim.job_id], fence=claim.fence)
         for claim in running
     ]
 

@@ -65,7 +65,7 @@ async def enqueue(
         )
     )
     assert job.fence is not None
-    await dispatcher.enqueue(str(job.job_id), user_id=str(user), fence=job.fence)
+    await dispatcher.enqueue(job.job_id, user_id=user, fence=job.fence)
     return job.job_id
 
 

@@ -137,12 +137,12 @@ async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
     failed = await store.jobs.fail(
         job_id, fence=claim_b.fence, failure=Failure(code="x", message="x", retryable=False)
     )
-    await dispatcher.ack(str(job_id), claim_b.fence, generation_seconds=None)
+    await dispatcher.ack(job_id, claim_b.fence, generation_seconds=None)
     assert (failed.status, failed.refunded) == ("failed", True)
     retried = await store.admin.retry_failed(job_id)
     assert retried.fence is not None
     assert retried.attempts == 0
-    await dispatcher.enqueue(str(job_id), user_id=str(user), fence=retried.fence)
+    await dispatcher.enqueue(job_id, user_id=user, fence=retried.fence)
     claim_c = await claim_one(dispatcher)
     await start(store, worker_settings, job_id, claim_c.fence)
 
@@ -153,10 +153,10 @@ async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
     with pytest.raises(StaleAttempt):
         await store.jobs.complete(job_id, fence=claim_a.fence, content="A's late story")
     assert job_row(worker_stack.database_url, job_id)["content"] is None
-    assert await dispatcher.heartbeat(str(job_id), claim_a.fence, lease_seconds=60) is False
-    assert await dispatcher.ack(str(job_id), claim_a.fence, generation_seconds=None) is False
+    assert await dispatcher.heartbeat(job_id, claim_a.fence, lease_seconds=60) is False
+    assert await dispatcher.ack(job_id, claim_a.fence, generation_seconds=None) is False
     # And C's lease still counts against the cap; C's heartbeats go on
-    assert str(job_id) in await dispatcher.active_job_ids()
+    assert job_id in await dispatcher.active_job_ids()
     assert await store.jobs.heartbeat(job_id, claim_c.fence) is True
 
 
@@ -173,13 +173,13 @@ async def test_a_rebuild_that_missed_a_running_job_never_puts_a_sixth_to_work(
     jobs = [await enqueue(store, dispatcher, user) for _ in range(6)]
     first = await claim_one(dispatcher)
     worker_stack.redis.client().flushall()
-    await start(store, worker_settings, uuid.UUID(first.job_id), first.fence)
+    await start(store, worker_settings, first.job_id, first.fence)
     # And a sweep rebuilds Redis without it, as one whose two reads straddled that start did
     # (running jobs read before it started, pending ones after): Redis holds no lease for it
     snapshot = await store.jobs.dispatch_snapshot()
     await dispatcher.rebuild(
         [
-            PendingJob(str(j.job_id), str(j.user_id), j.fence, j.queued_at, j.next_attempt_at)
+            PendingJob(j.job_id, j.user_id, j.fence, j.queued_at, j.next_attempt_at)
             for j in snapshot.pending
         ],
         running=[],
@@ -201,7 +201,7 @@ async def test_a_rebuild_that_missed_a_running_job_never_puts_a_sixth_to_work(
     assert [task.result() for task in attempts if task.done()] == [Outcome.DEFERRED]
     # And the claim it refused waits again at the head of the queue, no attempt spent
     [refused] = [c for c, task in zip(claims, attempts, strict=True) if task.done()]
-    assert job_row(worker_stack.database_url, uuid.UUID(refused.job_id))["attempts"] == 0
+    assert job_row(worker_stack.database_url, refused.job_id)["attempts"] == 0
     position = await dispatcher.position(refused.job_id)
     assert position is not None
     assert position.position == 0
@@ -224,7 +224,7 @@ async def test_a_sweeps_snapshot_holds_each_job_in_exactly_one_list_while_jobs_s
     async def start_all() -> None:
         for claim in await dispatcher.claim(20, lease_seconds=60):
             started = await store.jobs.start(
-                uuid.UUID(claim.job_id), claim.fence, max_active=roomy, live_seconds=60
+                claim.job_id, claim.fence, max_active=roomy, live_seconds=60
             )
             assert not isinstance(started, StartRefused)
 
@@ -397,7 +397,7 @@ async def test_nothing_of_a_job_stays_in_redis_when_its_worker_dies_after_postgr
     failed = await enqueue(store, dispatcher, user)
     for job_id, finish in ((done, "complete"), (failed, "fail")):
         claim = await claim_one(dispatcher, lease_seconds=0.3)
-        assert claim.job_id == str(job_id)
+        assert claim.job_id == job_id
         await start(store, worker_settings, job_id, claim.fence)
         if finish == "complete":
             await store.jobs.complete(job_id, fence=claim.fence, content="The end.")

@@ -182,9 +182,7 @@ class JobOperations:
         job = await self.store.jobs.get(job_id, user_id=user_id)
         position = None
         if job.status == "pending":
-            position = await self._unless_redis_down(
-                "position", self.dispatcher.position(str(job_id))
-            )
+            position = await self._unless_redis_down("position", self.dispatcher.position(job_id))
         return JobStanding(job=job, position=position)
 
     async def cancel(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
@@ -194,7 +192,7 @@ class JobOperations:
         Raises JobNotCancellable (processing or finished), JobNotFound, StoreUnavailable.
         """
         job = await self.store.jobs.cancel(job_id, user_id=user_id)
-        await self._unless_redis_down("remove", self.dispatcher.remove(str(job_id)))
+        await self._unless_redis_down("remove", self.dispatcher.remove(job_id))
         return job
 
     # The operator's operations (admin endpoints and `storyq` verbs).
@@ -248,7 +246,7 @@ class JobOperations:
     async def _dispatch(self, job_id: UUID, *, user_id: UUID, fence: int) -> Position | None:
         """Into the Redis queue (idempotent: a replay re-adds a job Redis lost)."""
         return await self._unless_redis_down(
-            "enqueue", self.dispatcher.enqueue(str(job_id), user_id=str(user_id), fence=fence)
+            "enqueue", self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence)
         )
 
     async def _unless_redis_down(self, operation: str, call: Awaitable[T]) -> T | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from uuid import UUID
 
 from storyq.generation import (
     GenerationError,
@@ -70,7 +69,7 @@ async def run_attempt(ctx: WorkerContext, claim: Claim, *, abandon: asyncio.Even
     sent = asyncio.get_running_loop().time()
     try:
         started = await ctx.store.jobs.start(
-            UUID(claim.job_id),
+            claim.job_id,
             claim.fence,
             max_active=ctx.dispatcher.max_active,
             live_seconds=ctx.settings.lease_seconds,
@@ -154,7 +153,7 @@ async def _complete(
 ) -> Outcome:
     try:
         await ctx.store.jobs.complete(
-            UUID(claim.job_id),
+            claim.job_id,
             fence=claim.fence,
             content=result.content,
             title=result.title,
@@ -183,7 +182,7 @@ async def _fail(
         retry_delay_seconds=delay,
     )
     try:
-        outcome = await ctx.store.jobs.fail(UUID(claim.job_id), fence=claim.fence, failure=failure)
+        outcome = await ctx.store.jobs.fail(claim.job_id, fence=claim.fence, failure=failure)
     except _NOT_OURS:
         return await _drop(ctx, claim, "failed after another attempt took over")
     await follow(ctx, claim.job_id, held_fence=claim.fence, state=outcome)
@@ -198,7 +197,7 @@ async def _fail(
 async def _release(ctx: WorkerContext, claim: Claim, *, why: str) -> Outcome:
     """Give the attempt back unused: the job goes back to the queue at once, uncharged."""
     try:
-        outcome = await ctx.store.jobs.release(UUID(claim.job_id), fence=claim.fence)
+        outcome = await ctx.store.jobs.release(claim.job_id, fence=claim.fence)
     except _NOT_OURS:
         return await _drop(ctx, claim, "released after another attempt took over")
     except StoreError:

@@ -8,12 +8,13 @@ the caller held, so Redis entries of a newer attempt are never touched.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 from storyq.store import TERMINAL_STATUSES, JobState
 from storyq_worker.context import WorkerContext
 
 
-async def follow(ctx: WorkerContext, job_id: str, *, held_fence: int, state: JobState) -> None:
+async def follow(ctx: WorkerContext, job_id: UUID, *, held_fence: int, state: JobState) -> None:
     """Mirror `state` (the job as Postgres has it now) for the attempt `held_fence`:
 
     - gone or finished: its entries go (`ack`);
@@ -24,10 +25,13 @@ async def follow(ctx: WorkerContext, job_id: str, *, held_fence: int, state: Job
     queue = ctx.dispatcher
     if state.status is None or state.status in TERMINAL_STATUSES:
         await queue.ack(job_id, held_fence, generation_seconds=None)
-    elif state.status == "pending" and state.fence is not None:
+    elif state.status == "pending":
+        if state.fence is None or state.user_id is None:  # Postgres always names both
+            await queue.ack(job_id, held_fence, generation_seconds=None)
+            return
         await queue.retry_later(
             job_id,
-            user_id=str(state.user_id or ""),
+            user_id=state.user_id,
             fence=state.fence,
             delay_seconds=_seconds_until(state.next_attempt_at),
         )
@@ -36,7 +40,7 @@ async def follow(ctx: WorkerContext, job_id: str, *, held_fence: int, state: Job
             job_id,
             held_fence,
             lease_seconds=ctx.settings.lease_seconds,
-            user_id=str(state.user_id or ""),
+            user_id=state.user_id,
         )
     else:
         await queue.ack(job_id, held_fence, generation_seconds=None)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from enum import StrEnum
-from uuid import UUID
 
 from storyq.queue import Claim
 from storyq_worker.context import WorkerContext
@@ -117,9 +116,7 @@ class LeaseKeeper:
         sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(max(0.0, self._time_left())):
-                owned = await ctx.store.jobs.heartbeat(
-                    UUID(claim.job_id), claim.fence, words=self.words
-                )
+                owned = await ctx.store.jobs.heartbeat(claim.job_id, claim.fence, words=self.words)
         except Exception as exc:  # StoreError, a timeout, anything: not confirmed
             if self._time_left() > 0:
                 logger.warning("database heartbeat failed", extra=extra, exc_info=exc)

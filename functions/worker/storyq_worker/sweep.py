@@ -57,12 +57,12 @@ async def sweep(ctx: WorkerContext) -> Summary:
 
 
 async def _record_lost(
-    ctx: WorkerContext, *, job_id: str, fence: int, attempt: int, why: str
+    ctx: WorkerContext, *, job_id: UUID, fence: int, attempt: int, why: str
 ) -> LostAttempt:
     """Ask Postgres about the attempt `fence` (dead if silent for a lease) and make Redis
     follow what it says."""
     lost = await ctx.store.jobs.requeue_stalled(
-        UUID(job_id),
+        job_id,
         fence=fence,
         live_seconds=ctx.settings.lease_seconds,
         reason=why,
@@ -107,7 +107,7 @@ async def _requeue_stalled(ctx: WorkerContext, summary: Summary) -> None:
     for job in await ctx.store.jobs.stalled(stalled_for_seconds=seconds):
         lost = await _record_lost(
             ctx,
-            job_id=str(job.job_id),
+            job_id=job.job_id,
             fence=job.fence,
             attempt=job.attempt,
             why=f"no heartbeat for {seconds:g} s",
@@ -127,8 +127,8 @@ async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
     summary.rebuilt += await ctx.dispatcher.rebuild(
         [
             PendingJob(
-                job_id=str(job.job_id),
-                user_id=str(job.user_id),
+                job_id=job.job_id,
+                user_id=job.user_id,
                 fence=job.fence,
                 queued_at=job.queued_at,
                 next_attempt_at=job.next_attempt_at,
@@ -136,7 +136,7 @@ async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
             for job in snapshot.pending
         ],
         running=[
-            RunningJob(job_id=str(job.job_id), user_id=str(job.user_id), fence=job.fence)
+            RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
             for job in snapshot.running
         ],
         lease_seconds=ctx.settings.lease_seconds,

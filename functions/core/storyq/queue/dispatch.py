@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
+from uuid import UUID
 
 from upstash_redis.asyncio import Redis
 
@@ -50,12 +51,12 @@ class QueueNotReady(RuntimeError):
 
 @dataclass(frozen=True)
 class Claim:
-    """A lease on a job: `fence` is the token of the attempt it is for (0 when Redis lost it;
-    Postgres then refuses the start), `score` the job's place in the waiting set (opaque; what
-    `unclaim` puts it back at)."""
+    """A lease on a job: `fence` is the token of the attempt it is for (0, and `user_id` None,
+    when Redis lost the job's bookkeeping; Postgres then refuses the start), `score` the job's
+    place in the waiting set (opaque; what `unclaim` puts it back at)."""
 
-    job_id: str
-    user_id: str
+    job_id: UUID
+    user_id: UUID | None
     fence: int
     score: str = ""
 
@@ -72,8 +73,8 @@ class QueueCounts:
 class RunningJob:
     """A processing job as Postgres knows it: `fence` is its running attempt's token."""
 
-    job_id: str
-    user_id: str
+    job_id: UUID
+    user_id: UUID
     fence: int
 
 
@@ -81,8 +82,8 @@ class RunningJob:
 class PendingJob:
     """A pending job as Postgres knows it, for `rebuild`: `fence` is its next attempt's token."""
 
-    job_id: str
-    user_id: str
+    job_id: UUID
+    user_id: UUID
     fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
@@ -96,8 +97,8 @@ class Dispatcher:
     Each method runs one Lua script, named at the end of its docstring: the script's header
     lists every KEYS[i] and ARGV[i] and its reply. Every method raises TimeoutError when Redis
     does not answer within `timeout_seconds`, upstash_redis's UpstashError when Redis refuses,
-    and httpx's errors when it cannot be reached; ids must be non-empty and fences positive
-    (ValueError).
+    and httpx's errors when it cannot be reached; fences must be positive (ValueError). Ids
+    are UUIDs, as in Postgres; Redis holds their text.
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class Dispatcher:
             return await script.run(self._redis, keys, args)
 
     async def enqueue(
-        self, job_id: str, *, user_id: str, fence: int, weight: float = 1.0
+        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
     ) -> Position | None:
         """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
         queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
@@ -137,18 +138,18 @@ class Dispatcher:
         reply = await self._run(
             scripts.ENQUEUE,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats],
-            [_job(job_id), user_id, str(_fence(fence)), _weight(weight)],
+            [str(job_id), str(user_id), str(_fence(fence)), _weight(weight)],
         )
         return self._position(reply)
 
-    async def position(self, job_id: str) -> Position | None:
+    async def position(self, job_id: UUID) -> Position | None:
         """Rank (0-based), queue length, active leases and ETA minutes, in O(log n); None when
         the job is not waiting (delayed, leased or unknown).
 
         Script: `position.lua`.
         """
         k = self.keys
-        reply = await self._run(scripts.POSITION, [k.waiting, k.active, k.stats], [_job(job_id)])
+        reply = await self._run(scripts.POSITION, [k.waiting, k.active, k.stats], [str(job_id)])
         return self._position(reply)
 
     async def claim(self, limit: int, *, lease_seconds: float) -> list[Claim]:
@@ -183,12 +184,12 @@ class Dispatcher:
         reply = await self._run(
             scripts.UNCLAIM,
             [k.waiting, k.active, k.jobs, k.finish, k.fair],
-            [_job(claim.job_id), str(claim.fence), claim.score or "0"],
+            [str(claim.job_id), str(claim.fence), claim.score or "0"],
         )
         return reply == 1
 
     async def heartbeat(
-        self, job_id: str, fence: int, *, lease_seconds: float, user_id: str = ""
+        self, job_id: UUID, fence: int, *, lease_seconds: float, user_id: UUID | None = None
     ) -> bool:
         """Hold the lease of the running attempt `fence` for `lease_seconds` from now. Call it
         only once Postgres has confirmed the attempt (a heartbeat there): a lease that lapsed,
@@ -201,11 +202,11 @@ class Dispatcher:
         reply = await self._run(
             scripts.HEARTBEAT,
             [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
-            [_job(job_id), str(fence), _ms(lease_seconds), user_id],
+            [str(job_id), str(fence), _ms(lease_seconds), "" if user_id is None else str(user_id)],
         )
         return reply == 1
 
-    async def ack(self, job_id: str, fence: int, *, generation_seconds: float | None) -> bool:
+    async def ack(self, job_id: UUID, fence: int, *, generation_seconds: float | None) -> bool:
         """The attempt `fence` is over with the job (completed, failed for good, refused or
         found stale): unless Redis knows a newer fence, every entry of the job and its
         bookkeeping go, and `generation_seconds` (when given) feeds the rolling mean. True when
@@ -218,12 +219,12 @@ class Dispatcher:
         reply = await self._run(
             scripts.ACK,
             [k.active, k.jobs, k.stats, k.waiting, k.delayed, k.finish, k.fair],
-            [_job(job_id), str(fence), seconds],
+            [str(job_id), str(fence), seconds],
         )
         return reply == 1
 
     async def retry_later(
-        self, job_id: str, *, user_id: str, fence: int, delay_seconds: float
+        self, job_id: UUID, *, user_id: UUID, fence: int, delay_seconds: float
     ) -> bool:
         """Move the job to the delayed set for `delay_seconds` (see `backoff.retry_delay`)
         under `fence`, the token Postgres issued for its next attempt; older entries of the
@@ -237,7 +238,7 @@ class Dispatcher:
         reply = await self._run(
             scripts.RETRY_LATER,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
-            [_job(job_id), user_id, str(_fence(fence)), _ms(max(0.0, delay_seconds))],
+            [str(job_id), str(user_id), str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
         return reply == 1
 
@@ -262,7 +263,7 @@ class Dispatcher:
         reply = await self._run(scripts.REAP_EXPIRED, [k.active, k.jobs], [str(limit)])
         return _claims(reply)
 
-    async def remove(self, job_id: str) -> bool:
+    async def remove(self, job_id: UUID) -> bool:
         """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
         user back the fair-share time it was charged; a leased job is left alone (False).
 
@@ -272,7 +273,7 @@ class Dispatcher:
         reply = await self._run(
             scripts.REMOVE,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
-            [_job(job_id)],
+            [str(job_id)],
         )
         return _int(reply) > 0
 
@@ -293,7 +294,7 @@ class Dispatcher:
             avg_generation_seconds=_mean(mean),
         )
 
-    async def empty(self) -> list[str]:
+    async def empty(self) -> list[UUID]:
         """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
         their ids, waiting ones first.
 
@@ -301,7 +302,7 @@ class Dispatcher:
         """
         k = self.keys
         reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
-        return [str(job_id) for job_id in _list(reply)]
+        return [UUID(str(job_id)) for job_id in _list(reply)]
 
     async def rebuild(
         self,
@@ -338,7 +339,7 @@ class Dispatcher:
         """
         k = self.keys
         args = [_ms(lease_seconds)]
-        args += [a for job in running for a in (_job(job.job_id), job.user_id, str(job.fence))]
+        args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
         return _int(
             await self._run(
                 scripts.RESTORE_LEASES, [k.active, k.jobs, k.ready, k.waiting, k.delayed], args
@@ -364,10 +365,10 @@ class Dispatcher:
         """Whether claims are allowed (False after a FLUSHALL until `rebuild`)."""
         return bool(await self._redis.exists(self.keys.ready))
 
-    async def active_job_ids(self) -> set[str]:
+    async def active_job_ids(self) -> set[UUID]:
         """The jobs holding a lease (live or lapsed, not yet reaped)."""
         reply = await self._redis.zrange(self.keys.active, 0, -1)
-        return {str(job_id) for job_id in reply}
+        return {UUID(str(job_id)) for job_id in reply}
 
     def _position(self, reply: object) -> Position | None:
         if reply is None:
@@ -382,12 +383,6 @@ class Dispatcher:
                 position, max_active=self.max_active, mean_seconds=_mean(mean)
             ),
         )
-
-
-def _job(job_id: str) -> str:
-    if not job_id:
-        raise ValueError("a job id must not be empty")
-    return job_id
 
 
 def _fence(fence: int) -> int:
@@ -419,7 +414,7 @@ def _unique(jobs: Sequence[PendingJob]) -> list[PendingJob]:
 
 def _rebuild_args(job: PendingJob) -> list[str]:
     due = "" if job.next_attempt_at is None else str(_epoch_ms(job.next_attempt_at))
-    return [_job(job.job_id), job.user_id, str(_fence(job.fence)), _weight(job.weight), due]
+    return [str(job.job_id), str(job.user_id), str(_fence(job.fence)), _weight(job.weight), due]
 
 
 def _epoch_ms(moment: datetime) -> int:
@@ -449,8 +444,8 @@ def _claims(reply: object, *, width: int = 3) -> list[Claim]:
     items = _list(reply)
     return [
         Claim(
-            job_id=str(group[0]),
-            user_id=str(group[1]),
+            job_id=UUID(str(group[0])),
+            user_id=UUID(str(group[1])) if group[1] else None,
             fence=_int(group[2]),
             score=str(group[3]) if width > 3 else "",
         )
