@@ -79,7 +79,7 @@ test: system-deps venv services lint typecheck sam-validate sam-build pytest pgt
 check: test
 
 # supabase/schema.sql, the schema the migrations create, from pg_dump of scratch databases
-# (never the one `make dev` uses); tests/integration/test_schema_snapshot.py checks it.
+# (never the one `make dev` uses); tests/core/store/test_schema_snapshot.py checks it.
 schema: venv services
 	$(BIN)/python -m storyq_local.schema_dump
 

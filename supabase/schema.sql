@@ -1,6 +1,6 @@
 -- The schema storyq's migrations create (supabase/migrations), as pg_dump 15 --schema-only
 -- prints it, without what the Supabase-compat bootstrap provides. Generated: run
--- `make schema` after adding a migration; tests/integration/test_schema_snapshot.py
+-- `make schema` after adding a migration; tests/core/store/test_schema_snapshot.py
 -- fails while this file and the migrations disagree. Do not edit by hand.
 
 --

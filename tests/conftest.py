@@ -8,7 +8,8 @@ them for the whole session. Nothing here touches the database `make dev` uses.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ from storyq_local.stack.builder import EmulatorSpec, LocalStack, start_stack
 from storyq_local.stack.redis_server import RedisProcess
 from storyq_local.stack.servers import ThreadedServer
 from storyq_local.stack.services import ensure_postgres
+from storyq_local.stack.users import ensure_user
 from tests.support import stack as test_stacks
+from tests.support.sql import Db
+from tests.support.users import ApiUser, token_for
 
 # Quiet, local Powertools, whatever the shell running the tests has set.
 os.environ.update(
@@ -87,3 +91,29 @@ def supabase_emulator(session_stack: LocalStack) -> ThreadedServer:
 def settings(session_stack: LocalStack) -> Settings:
     """Settings pointing at this session's emulators (no .env, no retries)."""
     return session_stack.settings()
+
+
+@pytest.fixture
+def default_settings() -> Settings:
+    """Settings for tests that need no stack (the defaults, no .env)."""
+    return Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init option
+
+
+@pytest.fixture
+def db(database_url: str) -> Db:
+    """Direct SQL on the session's database."""
+    return Db(database_url)
+
+
+@pytest.fixture
+def make_user(db: Db) -> Callable[..., ApiUser]:
+    """A new user in auth.users with `credits` granted and a valid token."""
+
+    def make(credits: int = 0, *, admin: bool = False) -> ApiUser:
+        user_id = uuid.uuid4()
+        ensure_user(db.url, user_id)
+        if credits:
+            db.grant(user_id, credits)
+        return ApiUser(id=user_id, token=token_for(user_id, admin=admin))
+
+    return make

@@ -11,7 +11,7 @@ fi
 server="${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 db="storyq_pgtap_$$"
 url="${server%/*}/$db"
-trap '.venv/bin/python -c "import sys; from tests.support.databases import drop_database; drop_database(sys.argv[1])" "$url"' EXIT
+trap '.venv/bin/python -c "import sys; from storyq_local.stack.postgres import drop_database; drop_database(sys.argv[1])" "$url"' EXIT
 .venv/bin/storyq migrate --database-url "$url" >/dev/null
 psql -q -v ON_ERROR_STOP=1 "$url" -c "create extension if not exists pgtap"
 pg_prove --dbname "$db" --host 127.0.0.1 --username postgres --failures "${files[@]}"

@@ -12,17 +12,10 @@ import jwt
 import pytest
 
 from storyq.config import Settings
-from storyq_local.users import ensure_user
-from tests.api.conftest import (
-    GENERATE_BODY,
-    ISSUER,
-    assert_problem,
-    client_for,
-    dead_url,
-    token_for,
-)
+from storyq_local.stack.users import ensure_user
+from tests.api.conftest import GENERATE_BODY, assert_problem, client_for, dead_url
 from tests.conftest import JWT_SECRET
-from tests.support.users import bearer
+from tests.support.users import ISSUER, bearer, token_for
 
 # The subject of the tokens below that should pass: a user who signed up (a valid token of a
 # deleted account is refused; see test_contract_edges).

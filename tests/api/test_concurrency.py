@@ -17,9 +17,9 @@ import pytest
 
 from storyq.config import Settings
 from storyq_api.app import create_app
-from storyq_local.servers import ThreadedServer, serve_in_thread
-from tests.api.conftest import Db
-from tests.support.processes import RedisProcess
+from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.servers import ThreadedServer, serve_in_thread
+from tests.support.sql import Db
 from tests.support.users import ApiUser
 
 USERS = 20

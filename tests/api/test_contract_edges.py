@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from storyq.config import Settings
 from storyq_api.app import MAX_BODY_BYTES
-from tests.api.conftest import GENERATE_BODY, Db, assert_problem, client_for
+from tests.api.conftest import GENERATE_BODY, assert_problem, client_for
+from tests.support.sql import Db
 from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]

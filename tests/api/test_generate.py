@@ -11,9 +11,10 @@ import pytest
 
 from storyq.config import Settings
 from storyq_api.app import MAX_BODY_BYTES
-from tests.api.conftest import GENERATE_BODY, Db, assert_problem, client_for, dead_url, token_for
-from tests.support.processes import RedisProcess
-from tests.support.users import ApiUser, bearer
+from storyq_local.stack.redis_server import RedisProcess
+from tests.api.conftest import GENERATE_BODY, assert_problem, client_for, dead_url
+from tests.support.sql import Db
+from tests.support.users import ApiUser, bearer, token_for
 
 MakeUser = Callable[..., ApiUser]
 

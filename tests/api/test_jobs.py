@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from storyq.config import Settings
-from tests.api.conftest import GENERATE_BODY, Db, assert_problem, client_for, dead_url
-from tests.support.processes import RedisProcess
+from storyq_local.stack.redis_server import RedisProcess
+from tests.api.conftest import GENERATE_BODY, assert_problem, client_for, dead_url
+from tests.support.sql import Db
 from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]

@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from storyq.config import Settings
-from storyq_local.servers import ThreadedServer, serve_in_thread
-from storyq_local.users import ensure_user
-from tests.api.conftest import ISSUER, assert_problem, client_for
-from tests.support.users import bearer
+from storyq_local.stack.servers import ThreadedServer, serve_in_thread
+from storyq_local.stack.users import ensure_user
+from tests.api.conftest import assert_problem, client_for
+from tests.support.users import ISSUER, bearer
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())

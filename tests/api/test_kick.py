@@ -21,9 +21,9 @@ from storyq.operations import worth_a_kick
 from storyq.queue import Position
 from storyq_api.app import create_app
 from storyq_api.deps import Services
+from storyq_local.stack.redis_server import RedisProcess
 from tests.api.conftest import GENERATE_BODY
 from tests.support import ids
-from tests.support.processes import RedisProcess
 from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]

@@ -23,7 +23,7 @@ from storyq_api import handler as handler_module
 from storyq_api.app import MAX_BODY_BYTES
 from storyq_api.handler import LambdaHandler, make_handler, stage_base_path
 from storyq_api.telemetry import logger
-from tests.api.conftest import Db
+from tests.support.sql import Db
 from tests.support.users import ApiUser
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

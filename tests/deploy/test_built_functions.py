@@ -17,8 +17,9 @@ import pytest
 
 from storyq.config import Settings
 from storyq_local.config import project_root
+from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.users import dev_token, ensure_user
-from tests.support.stack import PrivateStack, private_stack
+from tests.support.stack import private_stack
 
 ROOT = project_root()
 BUILD = ROOT / ".aws-sam" / "build"
@@ -34,13 +35,13 @@ def built() -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_server_url: str) -> Iterator[PrivateStack]:
+def stack(postgres_server_url: str) -> Iterator[LocalStack]:
     with private_stack(postgres_server_url, prefix="storyq_built") as running:
         yield running
 
 
 def _invoke(
-    built: Path, stack: PrivateStack, *, function: str, target: str, event: dict[str, Any]
+    built: Path, stack: LocalStack, *, function: str, target: str, event: dict[str, Any]
 ) -> dict[str, Any]:
     # The base interpreter, not the venv: the build must bring every package itself.
     python = getattr(sys, "_base_executable", sys.executable)
@@ -84,11 +85,11 @@ def _event(name: str, *, token: str | None = None) -> dict[str, Any]:
     return event
 
 
-def _settings(stack: PrivateStack) -> Settings:
+def _settings(stack: LocalStack) -> Settings:
     return Settings(_env_file=None, **{k.lower(): v for k, v in stack.env().items()})  # type: ignore[call-arg, arg-type]
 
 
-def test_built_api_answers_health(built: Path, stack: PrivateStack) -> None:
+def test_built_api_answers_health(built: Path, stack: LocalStack) -> None:
     answer = _invoke(
         built,
         stack,
@@ -100,7 +101,7 @@ def test_built_api_answers_health(built: Path, stack: PrivateStack) -> None:
     assert json.loads(answer["result"]["body"]) == {"status": "ok", "redis": "ok", "database": "ok"}
 
 
-def test_built_api_queues_and_built_worker_generates(built: Path, stack: PrivateStack) -> None:
+def test_built_api_queues_and_built_worker_generates(built: Path, stack: LocalStack) -> None:
     # Given a user with a credit
     user = uuid.uuid4()
     ensure_user(stack.database_url, user)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from storyq.config import DEV_JWT_SECRET
@@ -26,8 +27,8 @@ JWT_SECRET = DEV_JWT_SECRET
 # Every test stack's API and workers fail fast (no Upstash retries) and write template stories.
 TEST_SETTINGS: dict[str, Any] = {"upstash_rest_retries": 0, "generator": "template"}
 
-# What the worker helpers and the deploy tests call the stack they are given.
-PrivateStack = LocalStack
+# The reference page of this checkout.
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
 def scratch_spec(

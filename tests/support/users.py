@@ -1,9 +1,16 @@
-"""A signed-up user as the HTTP tests hold one: an id and an access token."""
+"""A signed-up user as the HTTP tests hold one (an id and an access token), and the tokens."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from storyq_local.stack.tokens import access_token_claims, sign
+from tests.support.stack import JWT_SECRET
+
+# The `iss` of the tests' tokens (the local Supabase Auth's).
+ISSUER = "http://127.0.0.1:54321/auth/v1"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -18,3 +25,17 @@ class ApiUser:
     @property
     def headers(self) -> dict[str, str]:
         return bearer(self.token)
+
+
+def token_for(
+    user_id: uuid.UUID,
+    *,
+    admin: bool = False,
+    secret: str = JWT_SECRET,
+    expires_in: int = 3600,
+    **overrides: Any,
+) -> str:
+    """A Supabase-shaped HS256 access token; `overrides` replace or add claims."""
+    claims = access_token_claims(user_id=user_id, issuer=ISSUER, expires_in=expires_in, admin=admin)
+    claims.update(overrides)
+    return sign(claims, secret)

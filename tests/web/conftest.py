@@ -31,7 +31,7 @@ from storyq_local.stack.redis_server import RedisProcess, SharedRedis
 from storyq_local.stack.servers import ThreadedServer, serve_in_thread
 from storyq_local.stack.users import dev_token
 from storyq_local.stack.workers import WorkerThread
-from tests.support.stack import private_stack
+from tests.support.stack import WEB_DIR, private_stack
 from tests.support.users import ApiUser as WebUser
 
 try:  # a clear failure below, not a collection error, when the package is missing
@@ -47,7 +47,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB_DIR = ROOT / "web"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

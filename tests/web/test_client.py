@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Page
 
 from storyq_local.stack.servers import ThreadedServer
-from tests.web.conftest import WEB_DIR, Users, cancel_unfinished
+from tests.support.stack import WEB_DIR
+from tests.web.conftest import Users, cancel_unfinished
 
 IMPORT = "const m = await import('/web/storyq-client.js');"
 

@@ -16,9 +16,9 @@ from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.users import ensure_user
 from tests.support.stack import private_stack
-from tests.worker.helpers import StackInfo
 
 # Short leases and delays: a dead worker is noticed within about a second.
 WORKER_TIMINGS: dict[str, float] = {
@@ -33,13 +33,13 @@ WORKER_TIMINGS: dict[str, float] = {
 
 
 @pytest.fixture(scope="session")
-def worker_stack(postgres_server_url: str) -> Iterator[StackInfo]:
+def worker_stack(postgres_server_url: str) -> Iterator[LocalStack]:
     with private_stack(postgres_server_url, prefix="storyq_worker") as stack:
         yield stack
 
 
 @pytest.fixture(scope="session")
-def worker_settings(worker_stack: StackInfo) -> Settings:
+def worker_settings(worker_stack: LocalStack) -> Settings:
     return worker_stack.settings(**WORKER_TIMINGS)
 
 
@@ -48,7 +48,7 @@ def _empty_queue(request: pytest.FixtureRequest) -> None:
     """Each stack test starts with an empty Redis and no unfinished job in Postgres."""
     if "worker_stack" not in request.fixturenames:
         return
-    stack: StackInfo = request.getfixturevalue("worker_stack")
+    stack: LocalStack = request.getfixturevalue("worker_stack")
     stack.redis.client().flushall()
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         # Test hygiene on a private scratch database: leftovers of an earlier test are closed
@@ -76,7 +76,7 @@ async def dispatcher(worker_settings: Settings) -> AsyncIterator[Dispatcher]:
 
 
 @pytest.fixture
-async def user(worker_stack: StackInfo, store: Store) -> uuid.UUID:
+async def user(worker_stack: LocalStack, store: Store) -> uuid.UUID:
     """A signed-up user holding 100 credits."""
     user_id = uuid.uuid4()
     ensure_user(worker_stack.database_url, user_id)
@@ -85,7 +85,7 @@ async def user(worker_stack: StackInfo, store: Store) -> uuid.UUID:
 
 
 @pytest.fixture
-def worker_env(worker_stack: StackInfo) -> dict[str, str]:
+def worker_env(worker_stack: LocalStack) -> dict[str, str]:
     """The environment a worker process needs to find this stack (no .env is read)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UPSTASH_", "SUPABASE_"))}
     env.update(
@@ -97,9 +97,3 @@ def worker_env(worker_stack: StackInfo) -> dict[str, str]:
         }
     )
     return env
-
-
-@pytest.fixture
-def worker_free_settings() -> Settings:
-    """Settings for tests that need no stack (defaults, no .env)."""
-    return Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init option

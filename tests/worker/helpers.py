@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,7 +18,6 @@ from storyq.queue import Dispatcher
 from storyq.store import EnqueueRequest, StartedJob, Store
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Summary
-from tests.support.stack import PrivateStack
 
 T = TypeVar("T")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -40,7 +39,6 @@ class LambdaContextStub:
 
 
 # The worker tests' private stack (their sweeps must not meet other modules' jobs).
-StackInfo = PrivateStack
 
 
 async def enqueue(
@@ -105,16 +103,6 @@ def status_of(database_url: str, job_id: uuid.UUID) -> str:
     return str(job_row(database_url, job_id)["status"])
 
 
-async def eventually(check: Callable[[], T], *, timeout: float = 20.0, every: float = 0.05) -> T:
-    """Poll `check()` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-    return result
-
-
 async def drive(
     settings: Settings,
     done: Callable[[], bool],
@@ -135,11 +123,3 @@ async def drive(
 
 def all_terminal(database_url: str, job_ids: list[uuid.UUID]) -> Callable[[], bool]:
     return lambda: all(status_of(database_url, job_id) in TERMINAL for job_id in job_ids)
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)

@@ -16,9 +16,10 @@ from storyq.config import Settings
 from storyq.generation import TemplateGenerator
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_worker.handler import invoke
 from tests.worker.generators import Counting
-from tests.worker.helpers import LambdaContextStub, StackInfo, enqueue
+from tests.worker.helpers import LambdaContextStub, enqueue
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -47,7 +48,7 @@ def refill_latencies(intervals: list[tuple[datetime, datetime]], slots: int) -> 
 
 
 async def test_ten_invocations_never_run_more_than_five_generations(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,

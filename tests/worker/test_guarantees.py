@@ -21,11 +21,13 @@ from storyq.config import Settings
 from storyq.generation import GenerationRequest, GenerationResult, ProgressCallback
 from storyq.queue import Claim, Dispatcher, PendingJob
 from storyq.store import Failure, StaleAttempt, StartRefused, Store
+from storyq_local.stack.builder import LocalStack
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import WorkerContext, open_context
 from storyq_worker.summary import Outcome
 from storyq_worker.sweep import sweep
-from tests.worker.helpers import StackInfo, enqueue, eventually, job_row, start
+from tests.support.polling import eventually
+from tests.worker.helpers import enqueue, job_row, start
 
 
 class Held:
@@ -65,7 +67,7 @@ async def ctx(worker_settings: Settings) -> AsyncIterator[WorkerContext]:
         yield context
 
 
-def redis_entries(stack: StackInfo, job_id: uuid.UUID) -> list[str]:
+def redis_entries(stack: LocalStack, job_id: uuid.UUID) -> list[str]:
     """Where Redis still mentions the job: the queue's sorted sets and bookkeeping fields."""
     client = stack.redis.client()
     found = [
@@ -78,7 +80,7 @@ def redis_entries(stack: StackInfo, job_id: uuid.UUID) -> list[str]:
     return found
 
 
-def processing_count(stack: StackInfo) -> int:
+def processing_count(stack: LocalStack) -> int:
     with psycopg.connect(stack.database_url) as conn:
         row = conn.execute(
             "select count(*) from public.story_jobs where status = 'processing'"
@@ -109,7 +111,7 @@ async def generation_running(
 
 
 async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     ctx: WorkerContext,
     store: Store,
@@ -161,7 +163,7 @@ async def test_a_worker_from_before_an_admin_retry_can_write_nothing(
 
 
 async def test_a_rebuild_that_missed_a_running_job_never_puts_a_sixth_to_work(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     ctx: WorkerContext,
     store: Store,
@@ -254,7 +256,7 @@ async def slow_renewal_ctx(worker_settings: Settings) -> AsyncIterator[WorkerCon
 
 
 async def test_a_live_worker_whose_lease_was_reaped_keeps_its_job_and_its_slot(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     slow_renewal_ctx: WorkerContext,
     store: Store,
     dispatcher: Dispatcher,
@@ -304,7 +306,7 @@ async def test_a_live_worker_whose_lease_was_reaped_keeps_its_job_and_its_slot(
 
 
 async def test_a_superseded_generation_stops_within_two_seconds(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     ctx: WorkerContext,
     store: Store,
@@ -327,7 +329,7 @@ async def test_a_superseded_generation_stops_within_two_seconds(
 
 
 async def test_a_generation_redis_says_is_superseded_stops_within_two_seconds(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     ctx: WorkerContext,
     store: Store,
     dispatcher: Dispatcher,
@@ -347,7 +349,7 @@ async def test_a_generation_redis_says_is_superseded_stops_within_two_seconds(
 
 
 async def test_a_generation_cut_off_from_postgres_stops_before_it_could_be_counted_dead(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -384,7 +386,7 @@ async def test_a_generation_cut_off_from_postgres_stops_before_it_could_be_count
 
 
 async def test_nothing_of_a_job_stays_in_redis_when_its_worker_dies_after_postgres(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     ctx: WorkerContext,
     store: Store,
@@ -440,7 +442,7 @@ async def hung_upstash() -> AsyncIterator[str]:
 
 
 async def test_a_hung_redis_never_holds_back_the_postgres_heartbeats(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     hung_upstash: str,
     store: Store,

@@ -13,8 +13,9 @@ import pytest
 from storyq.config import get_settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_worker import handler
-from tests.worker.helpers import LambdaContextStub, StackInfo, enqueue, job_row
+from tests.worker.helpers import LambdaContextStub, enqueue, job_row
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -33,7 +34,7 @@ async def queued_job(store: Store, dispatcher: Dispatcher, user: uuid.UUID) -> u
     ("event_file", "trigger"), [("worker_schedule.json", "schedule"), ("worker_kick.json", "kick")]
 )
 async def test_both_triggers_sweep_and_drain(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_env: dict[str, str],
     queued_job: uuid.UUID,
     monkeypatch: pytest.MonkeyPatch,

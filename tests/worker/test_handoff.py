@@ -11,9 +11,10 @@ from storyq.generation import TemplateGenerator
 from storyq.kick import WorkerKicker
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_worker.handler import trigger_of
 from storyq_worker.invocation import run_invocation
-from tests.worker.helpers import StackInfo, enqueue, status_of
+from tests.worker.helpers import enqueue, status_of
 
 
 class SpyKicker(WorkerKicker):
@@ -39,7 +40,7 @@ def time_runs_out_after(claims: int) -> tuple[list[int], Callable[[], float]]:
 
 
 async def test_slots_freed_without_time_to_claim_are_handed_off(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,

@@ -20,9 +20,10 @@ from storyq.generation import (
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 from tests.worker.fake_openai import create_app
-from tests.worker.helpers import StackInfo, drive, enqueue, job_row
+from tests.worker.helpers import drive, enqueue, job_row
 
 REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_words=300)
 
@@ -142,7 +143,7 @@ def test_the_title_line_is_split_from_the_story() -> None:
 
 
 async def test_the_worker_runs_openai_jobs_and_honours_retry_after(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     openai_server: ThreadedServer,
     store: Store,

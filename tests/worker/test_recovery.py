@@ -11,25 +11,18 @@ from storyq.config import Settings
 from storyq.generation import TemplateGenerator
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import open_context
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Outcome
+from tests.support.polling import eventually
 from tests.worker.generators import Counting, Gated, Staggered
-from tests.worker.helpers import (
-    StackInfo,
-    all_terminal,
-    drive,
-    enqueue,
-    eventually,
-    job_row,
-    ledger,
-    start,
-)
+from tests.worker.helpers import all_terminal, drive, enqueue, job_row, ledger, start
 
 
 async def test_a_late_finisher_with_a_stale_fence_changes_nothing(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -68,7 +61,7 @@ async def test_a_late_finisher_with_a_stale_fence_changes_nothing(
 
 
 async def test_after_a_redis_flush_every_pending_job_is_dispatched_again(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -93,7 +86,7 @@ def generations_running(generator: Counting, expected: int) -> Callable[[], bool
 
 
 async def test_a_flush_while_jobs_run_never_lets_more_than_the_cap_run_at_once(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -124,7 +117,7 @@ async def test_a_flush_while_jobs_run_never_lets_more_than_the_cap_run_at_once(
 
 
 async def test_a_processing_job_whose_lease_vanished_is_requeued_once_it_stalls(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -147,7 +140,7 @@ async def test_a_processing_job_whose_lease_vanished_is_requeued_once_it_stalls(
 
 
 async def test_an_invocation_without_time_for_a_whole_generation_claims_nothing(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -171,7 +164,7 @@ async def test_an_invocation_without_time_for_a_whole_generation_claims_nothing(
 
 
 async def test_progress_words_grow_in_the_job_row_while_it_generates(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,

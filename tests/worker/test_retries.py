@@ -8,12 +8,13 @@ import uuid
 from storyq.config import Settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
 from tests.worker.generators import FailingFirst, Refusing
-from tests.worker.helpers import StackInfo, all_terminal, drive, enqueue, job_row, ledger
+from tests.worker.helpers import all_terminal, drive, enqueue, job_row, ledger
 
 
 async def test_a_job_failing_twice_completes_on_its_third_attempt(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -42,7 +43,7 @@ async def test_a_job_failing_twice_completes_on_its_third_attempt(
 
 
 async def test_a_job_failing_three_times_fails_and_is_refunded_once(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -75,7 +76,7 @@ async def test_a_job_failing_three_times_fails_and_is_refunded_once(
 
 
 async def test_a_permanent_error_fails_the_job_at_once_and_refunds_it(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -96,7 +97,7 @@ async def test_a_permanent_error_fails_the_job_at_once_and_refunds_it(
 
 
 async def test_a_retry_waits_for_its_backoff(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,

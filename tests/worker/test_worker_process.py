@@ -15,15 +15,9 @@ import pytest
 from storyq.config import Settings
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from tests.worker.helpers import (
-    StackInfo,
-    all_terminal,
-    drive,
-    enqueue,
-    eventually,
-    job_row,
-    ledger,
-)
+from storyq_local.stack.builder import LocalStack
+from tests.support.polling import eventually
+from tests.worker.helpers import all_terminal, drive, enqueue, job_row, ledger
 
 pytestmark = pytest.mark.reliability
 
@@ -73,7 +67,7 @@ def processing_with_progress(database_url: str, job_id: uuid.UUID) -> bool:
 
 
 async def test_a_worker_killed_mid_generation_loses_nothing(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,
@@ -104,7 +98,7 @@ async def test_a_worker_killed_mid_generation_loses_nothing(
 
 
 async def test_sigterm_lets_the_running_generation_finish_and_exits_cleanly(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     store: Store,
     dispatcher: Dispatcher,
     user: uuid.UUID,
@@ -127,7 +121,7 @@ async def test_sigterm_lets_the_running_generation_finish_and_exits_cleanly(
 
 
 async def test_sigterm_past_the_grace_period_hands_the_job_back(
-    worker_stack: StackInfo,
+    worker_stack: LocalStack,
     worker_settings: Settings,
     store: Store,
     dispatcher: Dispatcher,

@@ -25,7 +25,7 @@ from storyq.kick import WorkerKicker
 from storyq.operations import JobOperations
 from storyq.queue import Dispatcher
 from storyq.store import Store, StoreError
-from storyq_local.tokens import parse_duration
+from storyq_local.stack.tokens import parse_duration
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """supabase/schema.sql: the schema storyq's migrations create, as one readable file of DDL.
 
-`make schema` writes it and tests/integration/test_schema_snapshot.py checks it, both through
+`make schema` writes it and tests/core/store/test_schema_snapshot.py checks it, both through
 `render_schema`: `pg_dump --schema-only` of a scratch database with every migration applied,
 less every entry that a second scratch database, with only the Supabase-compat bootstrap,
 dumps identically (Supabase's auth schema, the realtime publication, the default privileges:
@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from storyq_local.config import project_root
-from storyq_local.migrate import bootstrap_sql, ensure_database, migrate
+from storyq_local.stack.migrate import bootstrap_sql, ensure_database, migrate
 
 SNAPSHOT = project_root() / "supabase" / "schema.sql"
 MIGRATIONS = project_root() / "supabase" / "migrations"
@@ -80,7 +80,7 @@ def normalize(dump: str, baseline: str, *, pg_dump_version: str) -> str:
         "-- The schema storyq's migrations create (supabase/migrations), as pg_dump "
         f"{pg_dump_version} --schema-only",
         "-- prints it, without what the Supabase-compat bootstrap provides. Generated: run",
-        "-- `make schema` after adding a migration; tests/integration/test_schema_snapshot.py",
+        "-- `make schema` after adding a migration; tests/core/store/test_schema_snapshot.py",
         "-- fails while this file and the migrations disagree. Do not edit by hand.",
         "",
     ]

@@ -17,24 +17,24 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["worker", *argv])
 
 
-def test_options_default_to_the_settings(worker_free_settings: Settings) -> None:
+def test_options_default_to_the_settings(default_settings: Settings) -> None:
     args = parse()
     assert callable(args.run)
-    assert options_from(args, worker_free_settings) == RunnerOptions(
-        poll_seconds=worker_free_settings.worker_poll_seconds,
-        concurrency=worker_free_settings.max_active_jobs,
+    assert options_from(args, default_settings) == RunnerOptions(
+        poll_seconds=default_settings.worker_poll_seconds,
+        concurrency=default_settings.max_active_jobs,
     )
 
 
-def test_options_override_the_settings(worker_free_settings: Settings) -> None:
+def test_options_override_the_settings(default_settings: Settings) -> None:
     options = options_from(
-        parse("--poll", "0.5", "--concurrency", "2", "--grace", "5"), worker_free_settings
+        parse("--poll", "0.5", "--concurrency", "2", "--grace", "5"), default_settings
     )
     assert options == RunnerOptions(poll_seconds=0.5, concurrency=2, grace_seconds=5)
     # sweeps every half lease (a minute at most), never more often than it polls
-    assert options.sweep_seconds(worker_free_settings) == 30.0
+    assert options.sweep_seconds(default_settings) == 30.0
 
 
-def test_nonsense_options_are_refused(worker_free_settings: Settings) -> None:
+def test_nonsense_options_are_refused(default_settings: Settings) -> None:
     with pytest.raises(ValueError, match="--concurrency"):
-        options_from(parse("--concurrency", "0"), worker_free_settings)
+        options_from(parse("--concurrency", "0"), default_settings)

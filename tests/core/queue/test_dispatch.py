@@ -7,11 +7,9 @@ the fences themselves (any positive token that only grows will do)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -29,16 +27,6 @@ LEASE = 30.0
 @pytest.fixture(autouse=True)
 def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
-    return result
 
 
 def fences() -> Callable[[], int]:

@@ -10,9 +10,6 @@ left behind. Fair share, enqueue, empty and rebuild order: test_dispatch.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID
@@ -24,6 +21,7 @@ from upstash_redis.asyncio import Redis
 from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, RunningJob
 from storyq_local.stack.redis_server import RedisProcess
 from tests.support.ids import job, user
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 LEASE = 30.0
@@ -40,16 +38,6 @@ def _empty_redis(redis_process: RedisProcess) -> None:
 def direct(redis_process: RedisProcess) -> redis.Redis:
     """redis-py straight to the server (decoded replies): to look at what the scripts left."""
     return redis_process.client()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
-    return result
 
 
 def held(claims: list[Claim]) -> list[tuple[UUID, UUID | None, int]]:

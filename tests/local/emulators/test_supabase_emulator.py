@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -29,39 +28,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import supabase
 from storyq_local.emulators.supabase import create_app
+from storyq_local.stack.migrate import bootstrap_sql
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 
 SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SECRET = "emulator-test-secret-with-at-least-32-characters"
-BOOTSTRAP = Path(__file__).resolve().parents[2] / "infra/local/storyq_local/stack/bootstrap.sql"
 
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
 BOB = uuid.UUID("00000000-0000-4000-8000-000000000b0b")
 
-# What a Supabase project has before migrations, when the lead's bootstrap is not there.
-MINIMAL_BOOTSTRAP = """
-do $$ begin
-  if not exists (select from pg_roles where rolname = 'anon') then
-    create role anon nologin noinherit; end if;
-  if not exists (select from pg_roles where rolname = 'authenticated') then
-    create role authenticated nologin noinherit; end if;
-  if not exists (select from pg_roles where rolname = 'service_role') then
-    create role service_role nologin noinherit bypassrls; end if;
-  if not exists (select from pg_roles where rolname = 'authenticator') then
-    create role authenticator login noinherit; end if;
-end $$;
-grant anon, authenticated, service_role to authenticator;
-grant usage on schema public to anon, authenticated, service_role;
-alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
-alter default privileges in schema public
-  grant all on functions to anon, authenticated, service_role;
-create schema if not exists auth;
-grant usage on schema auth to anon, authenticated, service_role;
-create or replace function auth.uid() returns uuid language sql stable as $$
-  select nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub' $$;
-create or replace function auth.role() returns text language sql stable as $$
-  select nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role' $$;
-"""
 
 SCHEMA = """
 create table items (
@@ -173,7 +148,7 @@ def scratch_database() -> str:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = make_conninfo(SERVER_URL, dbname=name)
-    bootstrap = BOOTSTRAP.read_text() if BOOTSTRAP.exists() else MINIMAL_BOOTSTRAP
+    bootstrap = bootstrap_sql()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(bootstrap.encode())

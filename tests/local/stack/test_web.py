@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from storyq.config import Settings
+from storyq_local.stack.apps import api_app
 from storyq_local.stack.web import default_web_directory, mount_web
-from tests.web.conftest import WEB_DIR
+from tests.support.stack import WEB_DIR
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings) -> Iterator[httpx.Client]:
+    """The API with the page, as `make dev` serves it (in process)."""
+    with TestClient(api_app(settings, web=WEB_DIR)) as client:
+        yield client
 
 
 def test_index_is_served_at_root_with_a_base_for_its_assets(api: httpx.Client) -> None:

@@ -34,7 +34,7 @@ from storyq.store import (
     Store,
     StoryNotFound,
 )
-from storyq_local.users import ensure_user
+from storyq_local.stack.users import ensure_user
 
 RETRY = Failure(code="upstream_timeout", message="the model took too long", retryable=True)
 # The session's database is shared with other modules' jobs: starts here use a cap no test

@@ -12,9 +12,10 @@ import pytest
 
 from storyq.config import Settings
 from storyq_local.cli_admin import main
-from tests.api.conftest import Db, dead_url
+from storyq_local.stack.redis_server import RedisProcess
+from tests.api.conftest import dead_url
 from tests.conftest import JWT_SECRET, UPSTASH_TOKEN
-from tests.support.processes import RedisProcess
+from tests.support.sql import Db
 from tests.support.users import ApiUser
 
 MakeUser = Callable[..., ApiUser]

@@ -140,11 +140,11 @@ def test_quality_follows_length_and_finish_reason() -> None:
     assert quality_label(words=400, target_words=1000, finish_reason="length") == "low"
 
 
-def test_build_generator_picks_by_setting(worker_free_settings: Settings) -> None:
-    template = build_generator(worker_free_settings.model_copy(update={"generator": "template"}))
+def test_build_generator_picks_by_setting(default_settings: Settings) -> None:
+    template = build_generator(default_settings.model_copy(update={"generator": "template"}))
     assert template.name == "template"
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
-        build_generator(worker_free_settings.model_copy(update={"generator": "openai"}))
+        build_generator(default_settings.model_copy(update={"generator": "openai"}))
 
 
 # Written before the word banks moved from Python modules to words/*.json (issue 15): a seed

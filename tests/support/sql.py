@@ -1,0 +1,68 @@
+"""Direct SQL on a test database: what a worker or Supabase Auth would do, for tests that need a
+job in a given state without running one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+# Db.start stands in for a worker on the session's shared database, which holds every API
+# test's jobs: its starts are not held back by the global cap (tested in test_store_admin), and
+# count other attempts as live for an hour, so they never take another test's job away.
+START_ANY_CAP = 1_000_000
+START_LIVE_SECONDS = 3600.0
+
+
+class Db:
+    """Direct SQL on the scratch database: what a worker or Supabase Auth would do."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def run(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def value(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self.run(query, params)
+        return rows[0][0] if rows else None
+
+    def grant(self, user_id: uuid.UUID, amount: int) -> None:
+        self.run("select public.grant_credits(%s, %s)", (user_id, amount))
+
+    def balance(self, user_id: uuid.UUID) -> int:
+        return int(self.value("select public.credit_balance(%s)", (user_id,)))
+
+    def job_status(self, job_id: str) -> str:
+        return str(self.value("select status from public.story_jobs where id = %s", (job_id,)))
+
+    def fence(self, job_id: str) -> int:
+        """The token of the job's next (pending) or running attempt."""
+        return int(self.value("select fence from public.story_jobs where id = %s", (job_id,)))
+
+    def start(self, job_id: str, *, words: int | None = None) -> None:
+        """pending → processing under the job's current fence, optionally with progress."""
+        fence = self.fence(job_id)
+        started = self.value(
+            "select public.start_story_job(%s, %s, %s, %s)",
+            (job_id, fence, START_ANY_CAP, START_LIVE_SECONDS),
+        )
+        assert started["started"], started
+        if words is not None:
+            self.run("select public.heartbeat_story_job(%s, %s, %s)", (job_id, fence, words))
+
+    def complete(self, job_id: str, content: str, result: dict[str, Any]) -> None:
+        self.run(
+            "select public.complete_story_job(%s, %s, %s, null, %s)",
+            (job_id, self.fence(job_id), content, Jsonb(result)),
+        )
+
+    def fail(self, job_id: str, *, code: str = "generator_error", message: str = "boom") -> None:
+        self.run(
+            "select public.fail_story_job(%s, %s, %s, %s, false)",
+            (job_id, self.fence(job_id), code, message),
+        )
