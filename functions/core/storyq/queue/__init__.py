@@ -2,16 +2,10 @@
 retries with backoff, and position/ETA in O(log n). See `dispatch` for the API."""
 
 from storyq.queue.backoff import parse_retry_after, retry_delay
-from storyq.queue.dispatch import (
-    Claim,
-    Dispatcher,
-    PendingJob,
-    QueueCounts,
-    QueueNotReady,
-    RunningJob,
-)
+from storyq.queue.dispatch import Dispatcher
 from storyq.queue.eta import DEFAULT_GENERATION_SECONDS, Position, estimated_minutes
 from storyq.queue.keys import QueueKeys
+from storyq.queue.models import Claim, PendingJob, QueueCounts, QueueNotReady, RunningJob
 
 __all__ = [
     "DEFAULT_GENERATION_SECONDS",

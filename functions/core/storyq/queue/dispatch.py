@@ -25,70 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
 from uuid import UUID
 
 from upstash_redis.asyncio import Redis
 
 from storyq.queue import scripts
-from storyq.queue.eta import DEFAULT_GENERATION_SECONDS, Position, estimated_minutes
+from storyq.queue.eta import Position, estimated_minutes
 from storyq.queue.keys import QueueKeys
+from storyq.queue.models import Claim, PendingJob, QueueCounts, QueueNotReady, RunningJob
+from storyq.queue.replies import as_claims, as_int, as_list, as_mean, chunks
 
 # Due retries a claim promotes before it leases (the sweep's promote_due takes the rest).
 PROMOTE_ON_CLAIM = 100
 # Jobs per rebuild script call: bounded script run time and request size.
 REBUILD_BATCH = 200
-
-_T = TypeVar("_T")
-
-
-class QueueNotReady(RuntimeError):
-    """Redis lost its state (flushed, evicted, new) and has not been rebuilt from Postgres."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A lease on a job: `fence` is the token of the attempt it is for (0, and `user_id` None,
-    when Redis lost the job's bookkeeping; Postgres then refuses the start), `score` the job's
-    place in the waiting set (opaque; what `unclaim` puts it back at)."""
-
-    job_id: UUID
-    user_id: UUID | None
-    fence: int
-    score: str = ""
-
-
-@dataclass(frozen=True)
-class QueueCounts:
-    waiting: int
-    active: int
-    delayed: int
-    avg_generation_seconds: float
-
-
-@dataclass(frozen=True)
-class RunningJob:
-    """A processing job as Postgres knows it: `fence` is its running attempt's token."""
-
-    job_id: UUID
-    user_id: UUID
-    fence: int
-
-
-@dataclass(frozen=True)
-class PendingJob:
-    """A pending job as Postgres knows it, for `rebuild`: `fence` is its next attempt's token."""
-
-    job_id: UUID
-    user_id: UUID
-    fence: int
-    queued_at: datetime
-    next_attempt_at: datetime | None = None
-    # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
-    weight: float = 1.0
 
 
 class Dispatcher:
@@ -172,7 +124,7 @@ class Dispatcher:
         )
         if reply == -1:
             raise QueueNotReady("the queue must be rebuilt from Postgres before claims")
-        return _claims(reply, width=4)
+        return as_claims(reply, width=4)
 
     async def unclaim(self, claim: Claim) -> bool:
         """Give a claim back untouched (Postgres refused the start: the cap is reached): the
@@ -251,7 +203,7 @@ class Dispatcher:
         reply = await self._run(
             scripts.PROMOTE_DUE, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
         )
-        return _int(reply)
+        return as_int(reply)
 
     async def reap_expired(self, limit: int = 100) -> list[Claim]:
         """Remove leases whose expiry passed and return them, each to exactly one caller, who
@@ -261,7 +213,7 @@ class Dispatcher:
         """
         k = self.keys
         reply = await self._run(scripts.REAP_EXPIRED, [k.active, k.jobs], [str(limit)])
-        return _claims(reply)
+        return as_claims(reply)
 
     async def remove(self, job_id: UUID) -> bool:
         """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
@@ -275,7 +227,7 @@ class Dispatcher:
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
             [str(job_id)],
         )
-        return _int(reply) > 0
+        return as_int(reply) > 0
 
     async def counts(self) -> QueueCounts:
         """Waiting, active (leases), delayed, and the rolling mean generation time.
@@ -283,15 +235,15 @@ class Dispatcher:
         Script: `counts.lua`.
         """
         k = self.keys
-        reply = _list(
+        reply = as_list(
             await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats], [])
         )
         waiting, active, delayed, mean = reply
         return QueueCounts(
-            waiting=_int(waiting),
-            active=_int(active),
-            delayed=_int(delayed),
-            avg_generation_seconds=_mean(mean),
+            waiting=as_int(waiting),
+            active=as_int(active),
+            delayed=as_int(delayed),
+            avg_generation_seconds=as_mean(mean),
         )
 
     async def empty(self) -> list[UUID]:
@@ -302,7 +254,7 @@ class Dispatcher:
         """
         k = self.keys
         reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
-        return [UUID(str(job_id)) for job_id in _list(reply)]
+        return [UUID(str(job_id)) for job_id in as_list(reply)]
 
     async def rebuild(
         self,
@@ -325,9 +277,9 @@ class Dispatcher:
         k = self.keys
         keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair]
         added = 0
-        for batch in _chunks(ordered, REBUILD_BATCH):
+        for batch in chunks(ordered, REBUILD_BATCH):
             args = [arg for job in batch for arg in _rebuild_args(job)]
-            added += _int(await self._run(scripts.REBUILD, keys, args))
+            added += as_int(await self._run(scripts.REBUILD, keys, args))
         await self._restore_leases(running, lease_seconds=lease_seconds)
         return added
 
@@ -340,7 +292,7 @@ class Dispatcher:
         k = self.keys
         args = [_ms(lease_seconds)]
         args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
-        return _int(
+        return as_int(
             await self._run(
                 scripts.RESTORE_LEASES, [k.active, k.jobs, k.ready, k.waiting, k.delayed], args
             )
@@ -359,7 +311,7 @@ class Dispatcher:
             [k.jobs, k.waiting, k.delayed, k.active, k.orphan_cursor],
             [str(count)],
         )
-        return _int(reply)
+        return as_int(reply)
 
     async def is_ready(self) -> bool:
         """Whether claims are allowed (False after a FLUSHALL until `rebuild`)."""
@@ -373,14 +325,14 @@ class Dispatcher:
     def _position(self, reply: object) -> Position | None:
         if reply is None:
             return None
-        rank, waiting, active, mean = _list(reply)
-        position = _int(rank)
+        rank, waiting, active, mean = as_list(reply)
+        position = as_int(rank)
         return Position(
             position=position,
-            queue_length=_int(waiting),
-            active_jobs=_int(active),
+            queue_length=as_int(waiting),
+            active_jobs=as_int(active),
             estimated_minutes=estimated_minutes(
-                position, max_active=self.max_active, mean_seconds=_mean(mean)
+                position, max_active=self.max_active, mean_seconds=as_mean(mean)
             ),
         )
 
@@ -419,40 +371,3 @@ def _rebuild_args(job: PendingJob) -> list[str]:
 
 def _epoch_ms(moment: datetime) -> int:
     return round(_utc(moment).timestamp() * 1000)
-
-
-def _list(reply: object) -> list[object]:
-    if not isinstance(reply, list):
-        raise TypeError(f"expected an array from the queue script, got {reply!r}")
-    return reply
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        return int(value)
-    raise TypeError(f"expected an integer from the queue script, got {value!r}")
-
-
-def _mean(value: object) -> float:
-    return float(value) if isinstance(value, str) and value else DEFAULT_GENERATION_SECONDS
-
-
-def _claims(reply: object, *, width: int = 3) -> list[Claim]:
-    """Claims from a flat reply of `width` items each: job, user, fence (, score)."""
-    items = _list(reply)
-    return [
-        Claim(
-            job_id=UUID(str(group[0])),
-            user_id=UUID(str(group[1])) if group[1] else None,
-            fence=_int(group[2]),
-            score=str(group[3]) if width > 3 else "",
-        )
-        for group in _chunks(items, width)
-    ]
-
-
-def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -1,0 +1,54 @@
+"""What the dispatch queue hands out and takes in: claims, counts, and the jobs Postgres knows
+(for `Dispatcher.rebuild`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+
+class QueueNotReady(RuntimeError):
+    """Redis lost its state (flushed, evicted, new) and has not been rebuilt from Postgres."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A lease on a job: `fence` is the token of the attempt it is for (0, and `user_id` None,
+    when Redis lost the job's bookkeeping; Postgres then refuses the start), `score` the job's
+    place in the waiting set (opaque; what `unclaim` puts it back at)."""
+
+    job_id: UUID
+    user_id: UUID | None
+    fence: int
+    score: str = ""
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    waiting: int
+    active: int
+    delayed: int
+    avg_generation_seconds: float
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A processing job as Postgres knows it: `fence` is its running attempt's token."""
+
+    job_id: UUID
+    user_id: UUID
+    fence: int
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A pending job as Postgres knows it, for `rebuild`: `fence` is its next attempt's token."""
+
+    job_id: UUID
+    user_id: UUID
+    fence: int
+    queued_at: datetime
+    next_attempt_at: datetime | None = None
+    # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
+    weight: float = 1.0
