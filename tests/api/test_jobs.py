@@ -131,6 +131,26 @@ async def test_a_result_without_a_generation_time_falls_back_to_the_row_times(
     assert 0 <= job["result"]["generationTime"] < 60
 
 
+async def test_a_result_written_with_odd_values_still_shows_the_job(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a completed job whose result row holds values of other types (written by hand, or
+    # by another version of the worker)
+    user = make_user(credits=1)
+    queued = await _queue(client, user)
+    db.start(queued["jobId"])
+    db.complete(queued["jobId"], "Four words, no more.", {"quality": 0.8, "words": 812.5})
+
+    # When its owner looks at it and at their list, Then both answer, the odd fields unknown
+    job = (await client.get(f"/api/job/{queued['jobId']}", headers=user.headers)).json()
+    assert job["status"] == "completed"
+    assert job["result"]["quality"] is None
+    assert job["result"]["words"] == 4  # what the row itself counted
+    listed = await client.get("/api/jobs", headers=user.headers)
+    assert listed.status_code == 200
+    assert queued["jobId"] in [listed_job["jobId"] for listed_job in listed.json()["jobs"]]
+
+
 async def test_a_failed_job_shows_its_error_and_refund(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import importlib
+import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,3 +349,28 @@ def test_the_module_handler_builds_its_app_on_first_use(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_the_core_logs_as_structured_lines_like_the_function() -> None:
+    # Given the handler module loaded, as in Lambda (again: the worker's handler, loaded by
+    # other tests in this process, takes the same loggers), its log lines read from a buffer
+    importlib.reload(handler_module)
+    (stream_handler,) = logger.handlers
+    assert isinstance(stream_handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = stream_handler.setStream(buffer)
+    try:
+        # When the core warns through the standard library, as the operations do when Redis
+        # fails after a commit
+        logging.getLogger("storyq.operations").warning(
+            "redis call failed after commit", extra={"operation": "enqueue"}
+        )
+    finally:
+        stream_handler.setStream(previous)
+
+    # Then the line is the function's JSON, with its service and the core's own fields
+    line = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    assert line["message"] == "redis call failed after commit"
+    assert line["service"] == "storyq-api"
+    assert line["operation"] == "enqueue"
+    assert line["name"] == "storyq.operations"

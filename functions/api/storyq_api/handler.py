@@ -11,15 +11,22 @@ domains (no stage in the path) all route alike.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 
 from storyq.config import Settings, get_settings
 from storyq_api.app import create_app
 from storyq_api.telemetry import logger, metrics, tracer
+
+# The core (storyq.*) logs through the standard library: its lines get this Logger's JSON
+# handler, level and keys (the correlation id included), like the function's own.
+logging.getLogger("storyq")
+copy_config_to_registered_loggers(source_logger=logger, include={"storyq"})
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

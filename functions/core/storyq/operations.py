@@ -18,10 +18,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal
 from uuid import UUID
 
 from storyq.config import Settings
@@ -31,7 +32,6 @@ from storyq.store import CleanableStatus, EnqueuedJob, EnqueueRequest, Job, Stor
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # A Redis call after a commit gets at most this long (or the HTTP timeout, if shorter).
 REDIS_BUDGET_SECONDS = 5.0
@@ -77,6 +77,8 @@ class Submission:
     job: EnqueuedJob
     position: Position | None
     kicked: bool
+    # Seconds from the call until the job was saved and queued (the worker's wake-up excluded).
+    queued_in_seconds: float
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class JobOperations:
         another story), UserNotFound, StoreUnavailable (nothing was debited).
         """
         settings = self.settings
+        started = time.perf_counter()
         job = await self.store.jobs.enqueue(
             EnqueueRequest(
                 user_id=user_id,
@@ -169,10 +172,11 @@ class JobOperations:
         position = None
         if job.status == "pending" and job.fence is not None:
             position = await self._dispatch(job.job_id, user_id=user_id, fence=job.fence)
+        queued_in = time.perf_counter() - started
         kicked = False
         if not job.replayed and worth_a_kick(position, max_active=self.dispatcher.max_active):
             kicked = await self.kicker.kick(job_id=str(job.job_id))
-        return Submission(job=job, position=position, kicked=kicked)
+        return Submission(job=job, position=position, kicked=kicked, queued_in_seconds=queued_in)
 
     async def look_up(self, job_id: UUID, *, user_id: UUID | None = None) -> JobStanding:
         """The job (with `user_id`, only that user's) and its place while it waits.
@@ -249,7 +253,7 @@ class JobOperations:
             "enqueue", self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence)
         )
 
-    async def _unless_redis_down(self, operation: str, call: Awaitable[T]) -> T | None:
+    async def _unless_redis_down[T](self, operation: str, call: Awaitable[T]) -> T | None:
         """`await call`, or None (logged, reported) when Redis fails or does not answer within
         `redis_timeout`: Postgres has committed, and the sweeper repairs Redis."""
         try:

@@ -8,9 +8,11 @@ failed, retried, ...), which is also emitted as metrics.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,6 +20,11 @@ from storyq.config import Settings, get_settings
 from storyq.generation import Generator
 from storyq_worker.invocation import run_invocation
 from storyq_worker.telemetry import logger, metrics, tracer
+
+# The core (storyq.*) logs through the standard library: its lines get this Logger's JSON
+# handler, level and keys (the correlation id included), like the function's own.
+logging.getLogger("storyq")
+copy_config_to_registered_loggers(source_logger=logger, include={"storyq"})
 
 
 class RemainingTime(Protocol):

@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import TypeVar
 
+from pydantic import TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
-from storyq.operations import JobOperations
+from storyq.operations import JobOperations, QueueStats
 from storyq.queue import Dispatcher
 from storyq.store import Store, StoreError
 from storyq_local.stack.tokens import parse_duration
-
-T = TypeVar("T")
 
 # What an operator reads for the store's refusals (its own text may quote SQL).
 _REFUSALS = {
@@ -39,7 +35,7 @@ _REFUSALS = {
 }
 
 
-def _run(settings: Settings, work: Callable[[JobOperations], Awaitable[T]]) -> T:
+def _run[T](settings: Settings, work: Callable[[JobOperations], Awaitable[T]]) -> T:
     async def main() -> T:
         db, redis = async_postgrest(settings), async_redis(settings)
         operations = JobOperations(
@@ -62,8 +58,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     stats = _run(Settings(), JobOperations.queue_stats)
     if args.json:
         # The same document as GET /api/admin/queue.
-        fields = {to_camel(name): value for name, value in dataclasses.asdict(stats).items()}
-        print(json.dumps(fields, indent=2, default=datetime.isoformat))
+        plain = TypeAdapter(QueueStats).dump_python(stats, mode="json")
+        print(json.dumps({to_camel(name): value for name, value in plain.items()}, indent=2))
         return 0
     for name in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
         print(f"{name:<10} {getattr(stats, name)}")

@@ -8,7 +8,6 @@ job is pending in Postgres and the sweeper dispatches it (estimatedWaitTime is t
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -65,13 +64,12 @@ async def generate(
 ) -> GenerateAccepted:
     await _rate_limit(services, str(user.id), request)
 
-    started = time.perf_counter()
     submitted = await _submit(services, user=user, body=body, key=idempotency_key)
     job = submitted.job
     if job.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
-        telemetry.job_queued(latency_ms=(time.perf_counter() - started) * 1000)
+        telemetry.job_queued(latency_ms=submitted.queued_in_seconds * 1000)
     response.headers["Location"] = f"/api/job/{job.job_id}"
     status: AcceptedStatus = "queued" if job.status == "pending" else job.status
     return GenerateAccepted(

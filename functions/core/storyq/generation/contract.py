@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from storyq.store.models import JobResult
+from storyq.results import JobResult
 
 ProgressCallback = Callable[[int], None]
 Quality = Literal["high", "medium", "low"]

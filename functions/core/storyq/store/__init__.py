@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from postgrest import AsyncPostgrestClient
 
+from storyq.results import JobResult
 from storyq.store.admin import AdminStore
 from storyq.store.credits import CreditStore
 from storyq.store.errors import (
@@ -42,7 +43,6 @@ from storyq.store.models import (
     Job,
     JobCursor,
     JobPage,
-    JobResult,
     JobState,
     JobStatus,
     LostAttempt,

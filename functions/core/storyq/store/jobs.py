@@ -14,6 +14,7 @@ from uuid import UUID
 
 from postgrest import AsyncPostgrestClient
 
+from storyq.results import JobResult
 from storyq.store._rpc import call, call_bool, call_int, call_model, call_models
 from storyq.store.models import (
     CompletedJob,
@@ -25,7 +26,6 @@ from storyq.store.models import (
     Job,
     JobCursor,
     JobPage,
-    JobResult,
     JobStatus,
     LostAttempt,
     StalledJob,

@@ -14,7 +14,8 @@ from typing import Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+
+from storyq.results import JobResult
 
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
@@ -25,32 +26,6 @@ TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "ca
 
 class _Row(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class JobResult(BaseModel):
-    """What a completed job records about its generation: the job row's `result`, stored as
-    camelCase JSON (written so since the first release; GET /api/job shows part of it). Every
-    field may be missing from a row written by hand or by an older worker."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="ignore",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
-
-    generation_time: float | None = None  # seconds, start of the attempt to its last token
-    quality: str | None = None  # storyq.generation.contract.Quality: high, medium or low
-    words: int | None = None
-    target_words: int | None = None
-    finish_reason: str | None = None  # the generator's: stop, length, ...
-    generator: str | None = None  # template or openai
-    model: str | None = None
-
-    def as_row(self) -> dict[str, object]:
-        """The jsonb the SQL function stores."""
-        return self.model_dump(mode="json", by_alias=True)
 
 
 class EnqueueRequest(_Row):
