@@ -3,7 +3,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.13, the functions' Lambda runtime: on PATH or through pyenv (find-python.sh says what
+# to install when there is none).
+PYTHON ?= $(shell bash infra/local/find-python.sh 2>/dev/null)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
@@ -24,6 +26,9 @@ help:
 	@echo "make build  the deployable build (arm64) for sam deploy, with bytecode compiled"
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then \
+		echo "$(VENV) is not on Python 3.13: making it again"; rm -rf $(VENV); fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -39,6 +44,7 @@ services:
 	@bash infra/local/ensure-services.sh
 
 $(SAM):
+	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.130'
@@ -49,8 +55,9 @@ sam-validate: $(SAM) venv
 
 # `sam build` ships no bytecode and /var/task is read-only, so Lambda would compile every
 # module at every cold start: compile it at build time (unchecked-hash survives zip mtimes).
+# sam build's python3.13 workflow needs python3.13 on PATH: the venv's.
 build: $(SAM) venv
-	$(SAM) build $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
+	PATH="$(abspath $(BIN)):$$PATH" $(SAM) build $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
 	$(BIN)/python -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 # CI builds for this machine so that the build can be imported and invoked in-process.
@@ -58,6 +65,7 @@ sam-build: ARCH = $(HOST_ARCH)
 sam-build: build
 
 dev: venv
+	@bash infra/local/install-system-deps.sh dev
 	$(BIN)/storyq dev
 
 lint: venv

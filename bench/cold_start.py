@@ -52,7 +52,7 @@ LAMBDA_ENV = {
     "LAMBDA_TASK_ROOT": "/var/task",
     "AWS_LAMBDA_FUNCTION_NAME": "storyq-bench",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
     "AWS_REGION": "eu-central-1",
     "AWS_DEFAULT_REGION": "eu-central-1",
     "POWERTOOLS_SERVICE_NAME": "storyq",

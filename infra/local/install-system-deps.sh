@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need, only when they are missing:
-# PostgreSQL (server and psql), pgTAP and pg_prove, redis-server, Chromium.
+# Installs the Debian packages storyq needs, only when they are missing: PostgreSQL (server and
+# psql) and redis-server for `make dev` (`install-system-deps.sh dev`); for the tests also pgTAP
+# and pg_prove and Chromium.
 set -euo pipefail
+for_dev_only=0
+[ "${1:-}" = "dev" ] && for_dev_only=1
 
 pg_major() {
   if [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
@@ -15,12 +18,14 @@ major="$(pg_major)"
 missing=()
 command -v psql >/dev/null 2>&1 || missing+=("postgresql-$major" "postgresql-client-$major")
 [ -d "/usr/lib/postgresql/$major/bin" ] || missing+=("postgresql-$major")
-ls /usr/share/postgresql/"$major"/extension/pgtap.control >/dev/null 2>&1 \
-  || missing+=("postgresql-$major-pgtap")
-command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
 command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
-# The browser tests drive Debian's Chromium (Playwright never downloads one here).
-[ -x /usr/bin/chromium ] || missing+=("chromium")
+if [ "$for_dev_only" -eq 0 ]; then
+  ls /usr/share/postgresql/"$major"/extension/pgtap.control >/dev/null 2>&1 \
+    || missing+=("postgresql-$major-pgtap")
+  command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
+  # The browser tests drive Debian's Chromium (Playwright never downloads one here).
+  [ -x /usr/bin/chromium ] || missing+=("chromium")
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

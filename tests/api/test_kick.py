@@ -47,7 +47,7 @@ def aws() -> Iterator[None]:
         )["Role"]["Arn"]
         boto3.client("lambda").create_function(
             FunctionName=WORKER,
-            Runtime="python3.11",
+            Runtime="python3.13",
             Role=role,
             Handler="handler.handler",
             Code={"ZipFile": _zip()},

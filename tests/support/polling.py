@@ -6,19 +6,19 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, overload
-
-T = TypeVar("T")
+from typing import overload
 
 
 @overload
-async def eventually(
+async def eventually[T](
     check: Callable[[], Awaitable[T]], *, timeout: float = ..., every: float = ...
 ) -> T: ...
 
 
 @overload
-async def eventually(check: Callable[[], T], *, timeout: float = ..., every: float = ...) -> T: ...
+async def eventually[T](
+    check: Callable[[], T], *, timeout: float = ..., every: float = ...
+) -> T: ...
 
 
 async def eventually(

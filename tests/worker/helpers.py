@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -19,7 +19,6 @@ from storyq.store import EnqueueRequest, StartedJob, Store
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Summary
 
-T = TypeVar("T")
 TERMINAL = ("completed", "failed", "cancelled")
 
 

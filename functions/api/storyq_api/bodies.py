@@ -9,19 +9,17 @@ validated, strictly and in JSON mode (422). `request_body(Model)` documents it i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
 # Every model read this way; openapi.py adds their schemas to the document's components.
 DOCUMENTED: dict[str, type[BaseModel]] = {}
 
 
-def parse(model: type[ModelT], body: bytes) -> ModelT:
+def parse[ModelT: BaseModel](model: type[ModelT], body: bytes) -> ModelT:
     """The validated body, or the RequestValidationError every route answers with 422."""
     try:
         return model.model_validate_json(body)
@@ -30,7 +28,7 @@ def parse(model: type[ModelT], body: bytes) -> ModelT:
         raise RequestValidationError(errors) from exc
 
 
-def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
+def json_body[ModelT: BaseModel](model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
     """A dependency that reads and validates the request body as `model`."""
 
     async def read(request: Request) -> ModelT:

@@ -11,7 +11,6 @@ import itertools
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import pytest
 from upstash_redis.asyncio import Redis
@@ -20,7 +19,6 @@ from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, QueueNotRea
 from storyq_local.stack.redis_server import RedisProcess
 from tests.support.ids import job, user
 
-T = TypeVar("T")
 LEASE = 30.0
 
 

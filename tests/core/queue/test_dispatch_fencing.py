@@ -11,7 +11,6 @@ left behind. Fair share, enqueue, empty and rebuild order: test_dispatch.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
 from uuid import UUID
 
 import pytest
@@ -23,7 +22,6 @@ from storyq_local.stack.redis_server import RedisProcess
 from tests.support.ids import job, user
 from tests.support.polling import eventually
 
-T = TypeVar("T")
 LEASE = 30.0
 SHORT_LEASE = 0.2
 NOTHING = QueueCounts(waiting=0, active=0, delayed=0, avg_generation_seconds=270.0)

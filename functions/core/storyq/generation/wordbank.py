@@ -31,7 +31,7 @@ import string
 from collections.abc import Iterator
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Annotated, Any, Generic, TypeVar, get_args
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     BaseModel,
@@ -99,11 +99,7 @@ class UkrainianNoun(_Noun):
         return uk_noun(self.nom, gen=self.gen, acc=self.acc, loc=self.loc)
 
 
-N = TypeVar("N", bound=_Noun)
-T = TypeVar("T")
-
-
-class GenreFile(_Model, Generic[N]):
+class GenreFile[N: _Noun](_Model):
     aliases: Annotated[tuple[Lowered, ...], Field(min_length=1)]
     hints: tuple[Lowered, ...] = ()
     places: Annotated[tuple[N, ...], Field(min_length=1)]
@@ -117,7 +113,7 @@ class GenreFile(_Model, Generic[N]):
         return (*self.places, *self.artifacts, *self.threats)
 
 
-class ByGender(_Model, Generic[T]):
+class ByGender[T](_Model):
     female: T
     male: T
 
@@ -132,7 +128,7 @@ class Sections(_Model):
     closing: Texts
 
 
-class LexiconFile(_Model, Generic[N]):
+class LexiconFile[N: _Noun](_Model):
     names: ByGender[Annotated[tuple[Text, ...], Field(min_length=2)]]
     pronouns: ByGender[dict[str, str]]
     instruction_prefix: Text

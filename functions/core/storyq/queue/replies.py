@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
 from uuid import UUID
 
 from storyq.queue.eta import DEFAULT_GENERATION_SECONDS
 from storyq.queue.models import Claim
-
-_T = TypeVar("_T")
 
 
 def as_list(reply: object) -> list[object]:
@@ -47,7 +44,7 @@ def as_claims(reply: object, *, width: int = 3) -> list[Claim]:
     ]
 
 
-def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """`items` in runs of `size` (the last may be shorter)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
 import httpx
@@ -19,8 +19,6 @@ from postgrest.exceptions import APIError
 from pydantic import BaseModel, TypeAdapter
 
 from storyq.store.errors import StoreError, StoreUnavailable, from_api_error
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _json_ready(value: object) -> object:
@@ -44,7 +42,7 @@ async def call(db: AsyncPostgrestClient, function: str, params: Mapping[str, obj
     return response.data
 
 
-async def call_model(
+async def call_model[ModelT: BaseModel](
     db: AsyncPostgrestClient, function: str, params: Mapping[str, object], model: type[ModelT]
 ) -> ModelT:
     """An RPC whose jsonb object result is parsed into `model`."""
@@ -57,7 +55,7 @@ def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-async def call_models(
+async def call_models[ModelT: BaseModel](
     db: AsyncPostgrestClient, function: str, params: Mapping[str, object], model: type[ModelT]
 ) -> list[ModelT]:
     """An RPC whose jsonb array result is parsed into a list of `model`."""

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TypeAlias
 
 from redis.exceptions import RedisError
 
-Json: TypeAlias = bool | int | float | str | list["Json"] | dict[str, "Json"] | None
+type Json = bool | int | float | str | list["Json"] | dict[str, "Json"] | None
 
 MALFORMED = "ERR failed to parse command"
 

