@@ -19,6 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 
+from storyq import snapstart
 from storyq.config import Settings, get_settings
 from storyq_api.app import create_app
 from storyq_api.telemetry import logger, metrics, tracer
@@ -72,3 +73,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _handler is None:
         _handler = make_handler(get_settings())
     return _handler(event, context)
+
+
+def _forget_app() -> None:
+    """Before a SnapStart snapshot: no app, so no settings, secrets or clients, in it."""
+    global _handler  # noqa: PLW0603
+    _handler = None
+
+
+def _build_app() -> None:
+    """After a restore: settings and secrets read now, new clients (connections open on use)."""
+    global _handler  # noqa: PLW0603
+    _handler = make_handler(get_settings())
+
+
+snapstart.register(before_snapshot=_forget_app, after_restore=_build_app)

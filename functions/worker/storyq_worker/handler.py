@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from storyq import snapstart
 from storyq.config import Settings, get_settings
 from storyq.generation import Generator
 from storyq_worker.invocation import run_invocation
@@ -71,3 +72,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 metrics.add_metric(name=f"Jobs_{name}", unit=MetricUnit.Count, value=value)
         metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
     return summary
+
+
+def _nothing_of_its_own() -> None:
+    """The worker keeps no client between invocations (each opens and closes its own)."""
+
+
+# After a SnapStart restore the settings and secrets are read again, before the first event.
+snapstart.register(before_snapshot=_nothing_of_its_own, after_restore=get_settings)
