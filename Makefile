@@ -16,7 +16,7 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build reliability-results stress schema
+	sam-validate sam-build build reliability-results stress schema node-deps web
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench  run the benchmarks and print the tables"
 	@echo "make stress the Redis-loss and worker-kill scenarios 20 times with every core busy"
 	@echo "make build  the deployable build (arm64) for sam deploy, with bytecode compiled"
+	@echo "make web    the page for a static host: web/ with web/vendor/supabase.js"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -36,6 +37,24 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+# The npm packages, pinned in package-lock.json: the Supabase CLI (the README's deploy steps,
+# tests/deploy/test_supabase_cli.py) and supabase-js, whose UMD bundle the page loads from its
+# own origin. `npm ci` installs exactly the lockfile, again only when it changes.
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | md5sum | cut -c1-12)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || bash infra/local/install-system-deps.sh dev
+	npm ci --prefer-offline --no-audit --no-fund
+	@touch $@
+
+node-deps: $(NODE_STAMP)
+
+# The page for a static host: web/ with supabase-js's UMD bundle copied into web/vendor/
+# (gitignored) from the pinned npm package; publish web/ as it then is (web/README.md).
+web: node-deps
+	mkdir -p web/vendor
+	cp node_modules/@supabase/supabase-js/dist/umd/supabase.js web/vendor/supabase.js
 
 system-deps:
 	@bash infra/local/install-system-deps.sh
@@ -64,7 +83,7 @@ build: $(SAM) venv
 sam-build: ARCH = $(HOST_ARCH)
 sam-build: build
 
-dev: venv
+dev: venv node-deps
 	@bash infra/local/install-system-deps.sh dev
 	$(BIN)/storyq dev
 
@@ -82,7 +101,7 @@ pytest: venv services
 pgtap: venv services
 	bash tests/pgtap.sh
 
-test: system-deps venv services lint typecheck sam-validate sam-build pytest pgtap
+test: system-deps venv node-deps services lint typecheck sam-validate sam-build pytest pgtap
 
 check: test
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages storyq needs, only when they are missing: PostgreSQL (server and
-# psql) and redis-server for `make dev` (`install-system-deps.sh dev`); for the tests also pgTAP
-# and pg_prove and Chromium.
+# psql), redis-server and Node.js with npm (for `npm ci`: the Supabase CLI and supabase-js) for
+# `make dev` (`install-system-deps.sh dev`); for the tests also pgTAP and pg_prove,
+# plpgsql_check (`supabase db lint`) and Chromium.
 set -euo pipefail
 for_dev_only=0
 [ "${1:-}" = "dev" ] && for_dev_only=1
@@ -19,10 +20,16 @@ missing=()
 command -v psql >/dev/null 2>&1 || missing+=("postgresql-$major" "postgresql-client-$major")
 [ -d "/usr/lib/postgresql/$major/bin" ] || missing+=("postgresql-$major")
 command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
+# Node.js 20 or later when the machine has one; Debian's otherwise (npm ci only warns there).
+command -v node >/dev/null 2>&1 || missing+=("nodejs")
+command -v npm >/dev/null 2>&1 || missing+=("npm")
 if [ "$for_dev_only" -eq 0 ]; then
   ls /usr/share/postgresql/"$major"/extension/pgtap.control >/dev/null 2>&1 \
     || missing+=("postgresql-$major-pgtap")
   command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
+  # `supabase db lint` checks the PL/pgSQL functions with the plpgsql_check extension.
+  ls /usr/share/postgresql/"$major"/extension/plpgsql_check.control >/dev/null 2>&1 \
+    || missing+=("postgresql-$major-plpgsql-check")
   # The browser tests drive Debian's Chromium (Playwright never downloads one here).
   [ -x /usr/bin/chromium ] || missing+=("chromium")
 fi
