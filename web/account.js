@@ -23,14 +23,21 @@ function subjectOf(token) {
   }
 }
 
-/** Load the supabase-js UMD build named by config.supabaseScript, if window.supabase is missing. */
+/** Where the page finds supabase-js by default: beside itself, on its own origin. */
+const SUPABASE_SCRIPT = 'vendor/supabase.js';
+
+/**
+ * A supabase-js client when Supabase is configured: the UMD build at config.supabaseScript
+ * (vendor/supabase.js by default) is loaded first if window.supabase is missing.
+ */
 async function loadSupabase() {
   const w = /** @type {any} */ (window);
   if (!config.supabaseUrl || !config.supabaseAnonKey) return null;
-  if (!w.supabase && config.supabaseScript) {
+  const src = config.supabaseScript ?? SUPABASE_SCRIPT;
+  if (!w.supabase && src) {
     await new Promise((resolve) => {
       const script = document.createElement('script');
-      script.src = /** @type {string} */ (config.supabaseScript);
+      script.src = src;
       script.onload = resolve;
       script.onerror = resolve; // fall back to token sign-in
       document.head.append(script);
@@ -74,6 +81,7 @@ async function signOut() {
     } catch {
       // offline: the local session is gone anyway
     }
+    await authorizeRealtime(null);
   }
   state.client = null;
   state.userId = '';
@@ -104,8 +112,24 @@ export function fail(error) {
   showError(error);
 }
 
+/**
+ * Realtime joins its channels with the Supabase session's token, or else the anon key, under
+ * which RLS hides every job: with a pasted token and no session, join with that token.
+ * @param {string | null} token
+ */
+async function authorizeRealtime(token) {
+  const realtime = state.supabase?.realtime;
+  if (!realtime || typeof realtime.setAuth !== 'function') return;
+  try {
+    await realtime.setAuth(token || undefined); // undefined: back to the session or anon key
+  } catch {
+    // Realtime only wakes the watchers early; polling goes on without it
+  }
+}
+
 async function enter() {
   const token = await currentToken();
+  if (token && token === state.token) await authorizeRealtime(token);
   state.userId = (token && subjectOf(token)) || 'anonymous';
   state.client = new StoryqClient({
     baseUrl: config.apiBaseUrl || '',

@@ -6,8 +6,8 @@
 //   apiBaseUrl: 'https://abc123.execute-api.eu-central-1.amazonaws.com', // '' = same origin
 //   supabaseUrl: 'https://YOUR-PROJECT.supabase.co',   // enables email/password sign-in
 //   supabaseAnonKey: 'eyJ...',                          // the project's anon (public) key
-//   supabaseScript: 'vendor/supabase.js',               // a self-hosted supabase-js UMD build,
-//                                                       // loaded when window.supabase is missing
+//   supabaseScript: 'vendor/supabase.js',               // supabase-js's UMD build (the default:
+//                                                       // beside the page, see README.md)
 //   realtime: true,                                     // wake job watchers by Supabase Realtime
 //   pollMinMs: 2000, pollMaxMs: 15000,                  // bounds of the job poll interval
 // };

@@ -13,7 +13,9 @@
  * @property {string} [apiBaseUrl] the API's origin ('' = this page's origin)
  * @property {string} [supabaseUrl]
  * @property {string} [supabaseAnonKey]
- * @property {string} [supabaseScript] URL of a supabase-js UMD build, loaded if needed
+ * @property {string} [supabaseScript] URL of supabase-js's UMD build, loaded when Supabase is
+ *   configured and window.supabase is missing (default 'vendor/supabase.js', beside the page;
+ *   '' loads none)
  * @property {boolean} [realtime] wake watchers through Supabase Realtime (default true)
  * @property {number} [pollMinMs] shortest wait between two polls of a job (default 2000)
  * @property {number} [pollMaxMs] longest wait between two polls of a job (default 15000)

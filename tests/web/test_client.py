@@ -1,6 +1,8 @@
 """storyq-client.js on its own, in Chromium: poll intervals, Retry-After, backoff, errors,
-Idempotency-Key, and the Supabase Realtime hook (with a stand-in supabase client; the real
-supabase-js cannot be loaded offline). Some tests speak to the real API, some to a fake fetch.
+Idempotency-Key, and the Supabase Realtime hook with the real supabase-js (the npm package's
+UMD bundle, served by the page's origin) against a Realtime websocket answered by Playwright
+(tests/web/supabase_project.py; the local emulator has no Realtime). Some tests speak to the
+real API, some to a fake fetch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from playwright.sync_api import Page
 from storyq_local.stack.servers import ThreadedServer
 from tests.support.stack import WEB_DIR
 from tests.web.conftest import Users, cancel_unfinished
+from tests.web.supabase_project import SupabaseProject
 
 IMPORT = "const m = await import('/web/storyq-client.js');"
 
@@ -313,86 +316,82 @@ def test_watch_stops_when_aborted(module_page: Page) -> None:
     assert out == ["AbortError", 1]
 
 
-REALTIME_STUB = """
-const channels = [];
-const removed = [];
-const supabase = {
-  channel(name) {
-    const ch = { name, handlers: [], status: null,
-      on(event, filter, callback) { ch.handlers.push({ event, filter, callback }); return ch; },
-      subscribe(callback) {
-        ch.statusCallback = callback;
-        setTimeout(() => callback(STATUS), 0);
-        return ch;
-      },
-      emit(payload) { for (const h of ch.handlers) h.callback(payload); } };
-    channels.push(ch);
-    return ch;
-  },
-  removeChannel(ch) { removed.push(ch.name); },
-};
-"""
+# The real supabase-js client, from the bundle the page's origin serves.
+REAL_SUPABASE = "const supabase = window.supabase.createClient(arg.url, arg.key);"
+
+
+def with_supabase_js(page: Page, project: SupabaseProject) -> dict[str, str]:
+    """Load the bundle into the page and answer its Realtime socket; the createClient args."""
+    project.attach(page)
+    page.add_script_tag(url="/web/vendor/supabase.js")
+    assert page.evaluate("typeof window.supabase.createClient") == "function"
+    return {"url": project.url, "key": project.anon_key}
 
 
 def test_subscribe_is_woken_by_realtime_changes(module_page: Page) -> None:
-    out = run(
+    project = SupabaseProject()
+    arg = {"id": JOB["jobId"], **with_supabase_js(module_page, project)}
+    run(
         module_page,
-        REALTIME_STUB.replace("STATUS", "'SUBSCRIBED'")
+        REAL_SUPABASE
         + """
         const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch, supabase });
         const seen = [];
         const started = performance.now();
-        const done = client.subscribe(arg.id, (job) => seen.push(job.status), {
-          minIntervalMs: 50, realtimeIntervalMs: 60000,
-        });
-        // Without Realtime the next poll would be a minute away: a row change wakes it now.
-        await new Promise((r) => setTimeout(r, 300));
-        channels[0].emit({ eventType: 'UPDATE', new: { id: arg.id, status: 'processing' } });
-        await new Promise((r) => setTimeout(r, 300));
-        channels[0].emit({ eventType: 'UPDATE', new: { id: arg.id, status: 'completed' } });
-        const final = await done;
-        return { final: final.status, seen, ms: performance.now() - started, removed,
-                 filter: channels[0].handlers[0].filter, event: channels[0].handlers[0].event };
+        window.__done = client
+          .subscribe(arg.id, (job) => seen.push(job.status), {
+            minIntervalMs: 50, realtimeIntervalMs: 60000,
+          })
+          .then((job) => ({ final: job.status, seen, ms: performance.now() - started,
+                            calls: calls.length }));
         """,
         answers=[
             [200, job("pending", waitTime={"position": 0, "estimatedMinutes": 1})],
             [200, job("processing", progress={"words": 10, "percent": 5})],
             [200, job("completed", result={"words": 300, "generationTime": 5})],
         ],
-        arg={"id": JOB["jobId"]},
+        arg=arg,
     )
+    channel = project.wait(module_page, project.open_channels)[0]
+    assert channel.topic == f"realtime:storyq-job-{JOB['jobId']}"
+    assert channel.config["postgres_changes"] == [
+        {"event": "*", "schema": "public", "table": "story_jobs", "filter": f"id=eq.{JOB['jobId']}"}
+    ]
+    # Without Realtime the next poll would be a minute away: each row change wakes it now.
+    row = {"id": JOB["jobId"], "status": "pending"}
+    for status in ("processing", "completed"):
+        module_page.wait_for_timeout(300)
+        project.push_change(channel, {**row, "status": status}, row)
+    out = module_page.evaluate("window.__done")
     assert out["final"] == "completed"
     assert out["seen"] == ["pending", "processing", "completed"]
+    assert out["calls"] == 3
     assert out["ms"] < 3000
-    assert out["event"] == "postgres_changes"
-    assert out["filter"] == {
-        "event": "*",
-        "schema": "public",
-        "table": "story_jobs",
-        "filter": f"id=eq.{JOB['jobId']}",
-    }
-    assert out["removed"] == [f"storyq-job-{JOB['jobId']}"]
+    project.wait(module_page, lambda: channel.left)  # removeChannel: the client left it
 
 
 def test_subscribe_falls_back_to_polling_when_the_channel_fails(module_page: Page) -> None:
+    project = SupabaseProject(refuse_joins=True)
+    arg = {"id": JOB["jobId"], **with_supabase_js(module_page, project)}
     out = run(
         module_page,
-        REALTIME_STUB.replace("STATUS", "'CHANNEL_ERROR'")
+        REAL_SUPABASE
         + """
         const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch, supabase });
         const seen = [];
         const final = await client.subscribe(arg.id, (job) => seen.push(job.status), {
           minIntervalMs: 50, maxIntervalMs: 100, realtimeIntervalMs: 60000,
         });
-        return { final: final.status, seen, removed: removed.length };
+        return { final: final.status, seen };
         """,
         answers=[
             [200, job("pending", waitTime={"position": 0, "estimatedMinutes": 1})],
             [200, job("completed", result={"words": 300, "generationTime": 5})],
         ],
-        arg={"id": JOB["jobId"]},
+        arg=arg,
     )
-    assert out == {"final": "completed", "seen": ["pending", "completed"], "removed": 1}
+    assert out == {"final": "completed", "seen": ["pending", "completed"]}
+    assert set(project.refused) == {f"realtime:storyq-job-{JOB['jobId']}"}
 
 
 def test_subscribe_without_supabase_is_watch(module_page: Page) -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from storyq_local.stack.servers import ThreadedServer
+from storyq_local.stack.web import installed_supabase_js
 from storyq_local.stack.workers import WorkerThread
 from tests.support.users import ApiUser as WebUser
 from tests.web.conftest import (
@@ -27,6 +30,7 @@ from tests.web.conftest import (
     screenshot,
     serve_api,
 )
+from tests.web.supabase_project import SupabaseProject
 
 # Records every status each job row shows, across reloads (sessionStorage outlives them).
 RECORDER = """
@@ -369,53 +373,55 @@ def test_every_control_is_labelled(page: Page, api_server: ThreadedServer, users
     assert page.locator("h1").count() == 1
 
 
-# A stand-in for supabase-js (the real UMD build is not available offline): the hook the page
-# documents is `window.STORYQ_CONFIG = {supabaseUrl, supabaseAnonKey}` plus `window.supabase`.
-SUPABASE_STUB = """
-window.STORYQ_CONFIG = { supabaseUrl: 'http://supabase.invalid', supabaseAnonKey: 'anon-key' };
-window.__sb = { created: [], channels: [], signIns: [] };
-window.supabase = {
-  createClient(url, key) {
-    __sb.created.push([url, key]);
-    let session = null;
-    const listeners = [];
-    return {
-      auth: {
-        async getSession() { return { data: { session } }; },
-        async signInWithPassword({ email, password }) {
-          __sb.signIns.push(email);
-          if (password !== 'correct horse') {
-            return { data: {}, error: { message: 'Invalid login credentials' } };
-          }
-          session = { access_token: TOKEN };
-          return { data: { session }, error: null };
-        },
-        async signOut() {
-          session = null;
-          listeners.forEach((listener) => listener('SIGNED_OUT', null));
-          return { error: null };
-        },
-        onAuthStateChange(listener) {
-          listeners.push(listener);
-          return { data: { subscription: { unsubscribe() {} } } };
-        },
-      },
-      channel(name) {
-        const ch = { name, filters: [], removed: false,
-          on(event, filter, callback) {
-            ch.filters.push(filter);
-            ch.callback = callback;
-            return ch;
-          },
-          subscribe(callback) { setTimeout(() => callback('SUBSCRIBED'), 0); return ch; } };
-        __sb.channels.push(ch);
-        return ch;
-      },
-      removeChannel(ch) { ch.removed = true; },
-    };
-  },
-};
-"""
+# --- Supabase: the real supabase-js, loaded from the page's own origin --------------------
+
+
+def loaded_scripts(page: Page) -> list[str]:
+    urls: list[str] = page.evaluate(
+        "() => performance.getEntriesByType('resource')"
+        ".filter((e) => e.initiatorType === 'script').map((e) => e.name)"
+    )
+    return urls
+
+
+def api_polls(page: Page, job_id: str) -> int:
+    polls: int = page.evaluate(
+        "(id) => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.endsWith(`/api/job/${id}`)).length",
+        job_id,
+    )
+    return polls
+
+
+def test_the_supabase_js_bundle_is_served_from_the_pages_origin(
+    page: Page, api_server: ThreadedServer
+) -> None:
+    project = SupabaseProject().attach(page)
+    page.add_init_script(project.config_script())
+    bundle = installed_supabase_js()
+    assert bundle is not None, "supabase-js is not installed: `npm ci` (make test runs it)"
+    with page.expect_response(re.compile(r"/vendor/supabase\.js$")) as answer:
+        page.goto(f"{api_server.url}/")
+    page.wait_for_selector("html[data-ready='true']")
+    # The npm package's UMD file, from this origin (never a CDN), under the page's CSP.
+    assert answer.value.url == f"{api_server.url}/web/vendor/supabase.js"
+    assert answer.value.status == 200
+    assert answer.value.body() == bundle.read_bytes()
+    assert "script-src 'self'" in (answer.value.header_value("content-security-policy") or "")
+    assert page.evaluate("typeof window.supabase.createClient") == "function"
+    assert page.evaluate("typeof window.supabase.createClient('http://x.test', 'k').channel") == (
+        "function"
+    )
+    assert all(url.startswith(api_server.url) for url in loaded_scripts(page))
+    expect(page.locator("#password-form")).to_be_visible()  # Supabase Auth is offered
+
+
+def test_without_supabase_no_bundle_is_loaded(page: Page, api_server: ThreadedServer) -> None:
+    page.goto(f"{api_server.url}/")
+    page.wait_for_selector("html[data-ready='true']")
+    assert not any("supabase" in url for url in loaded_scripts(page))
+    assert page.evaluate("typeof window.supabase") == "undefined"
+    expect(page.locator("#password-form")).to_be_hidden()
 
 
 def test_supabase_auth_and_realtime_where_configured(
@@ -423,10 +429,11 @@ def test_supabase_auth_and_realtime_where_configured(
 ) -> None:
     cancel_unfinished(web_stack.database_url)
     user = users.new(credits=1)
-    page.add_init_script(SUPABASE_STUB.replace("TOKEN", json.dumps(user.token)))
+    project = SupabaseProject(accounts={"ada@example.com": ("correct horse", user.token)})
+    project.attach(page)
+    page.add_init_script(project.config_script())
     page.goto(f"{api_server.url}/")
     page.wait_for_selector("html[data-ready='true']")
-    assert page.evaluate("__sb.created") == [["http://supabase.invalid", "anon-key"]]
     expect(page.locator("#password-form")).to_be_visible()
 
     page.get_by_label("Email").fill("ada@example.com")
@@ -439,29 +446,85 @@ def test_supabase_auth_and_realtime_where_configured(
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#credits")).to_have_text("1 credit")  # the session's token was sent
+    assert project.sign_ins == ["ada@example.com", "ada@example.com"]
     assert page.evaluate("localStorage.getItem('storyq.token')") is None  # supabase-js keeps it
 
     job_id = generate(page, "A story followed through Realtime")
-    page.wait_for_function("__sb.channels.length === 1")
-    channel = page.evaluate("({ name: __sb.channels[0].name, filters: __sb.channels[0].filters })")
-    assert channel == {
-        "name": f"storyq-job-{job_id}",
-        "filters": [
-            {"event": "*", "schema": "public", "table": "story_jobs", "filter": f"id=eq.{job_id}"}
-        ],
-    }
+    channel = project.wait(page, project.open_channels)[0]
+    # What supabase-js itself sent to join: the row filter, and the session's token (RLS).
+    assert channel.topic == f"realtime:storyq-job-{job_id}"
+    assert channel.config["postgres_changes"] == [
+        {"event": "*", "schema": "public", "table": "story_jobs", "filter": f"id=eq.{job_id}"}
+    ]
+    assert channel.access_token == user.token
+    assert project.sockets[0].startswith(project.url.replace("http", "ws") + "/realtime/v1/")
+    assert f"apikey={project.anon_key}" in project.sockets[0]
+
     # With the channel up, polling slows to 15 s; a row change makes the watcher ask at once.
-    polls = (
-        "() => performance.getEntriesByType('resource')"
-        ".filter((e) => e.name.includes('/api/job/')).length"
-    )
     page.wait_for_timeout(500)
-    asked = page.evaluate(polls)
-    page.evaluate("__sb.channels[0].callback({ eventType: 'UPDATE' })")
-    page.wait_for_function(f"(n) => ({polls})() > n", arg=asked, timeout=2000)
+    asked = api_polls(page, job_id)
+    page.wait_for_timeout(1000)
+    assert api_polls(page, job_id) == asked, "no poll while Realtime is up and nothing changed"
+    with psycopg.connect(web_stack.database_url) as conn:
+        record = conn.execute(
+            "select to_jsonb(j) from public.story_jobs j where id = %s", (job_id,)
+        ).fetchone()
+    assert record is not None
+    project.push_change(channel, dict(record[0]), dict(record[0]))
+    page.wait_for_function(
+        "([id, n]) => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.endsWith(`/api/job/${id}`)).length > n",
+        arg=[job_id, asked],
+        timeout=2000,
+    )
 
     row(page, job_id).get_by_role("button", name=re.compile("^Cancel")).click()
     expect(row(page, job_id)).to_have_attribute("data-status", "cancelled")
-    page.wait_for_function("__sb.channels[0].removed === true")
+    project.wait(page, lambda: channel.left)  # the real client left the channel
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#password-form")).to_be_visible()
+    project.wait(page, lambda: project.sign_outs == 1)
+
+
+def test_realtime_follows_a_job_to_the_end_with_a_pasted_token(
+    page: Page, api_server: ThreadedServer, users: Users, web_stack: WebStack, worker: WorkerThread
+) -> None:
+    """Signed in with a pasted token (no Supabase session), the page still joins with the
+    user's token, so RLS lets Realtime deliver the user's rows: each change the worker makes
+    reaches the page at once, while the fallback poll is 15 s away."""
+    user = users.new(credits=1)
+    project = SupabaseProject().attach(page)
+    page.add_init_script(project.config_script())
+    page.add_init_script(RECORDER)
+    open_app(page, api_server, user)
+    job_id = generate(page, "A story woken by every change of its row")
+    channel = project.wait(page, project.open_channels)[0]
+    assert channel.access_token == user.token
+
+    # The worker starts it, writes it (5 s) and finishes it; every row change is relayed.
+    started = time.monotonic()
+    pushed = project.relay(
+        page,
+        web_stack.database_url,
+        until=lambda: row(page, job_id).get_attribute("data-status") == "completed",
+        timeout=SLOW / 1000,
+    )
+    # Sooner than the 15-s fallback poll, and the 5-s writing was seen: the changes woke it.
+    assert time.monotonic() - started < 14
+    assert pushed >= 2  # started, heartbeats, completed
+    assert in_order(transitions(page)[job_id], ["pending", "processing", "completed"])
+    project.wait(page, lambda: channel.left)
+
+
+def test_polling_takes_over_when_realtime_refuses_the_channel(
+    page: Page, api_server: ThreadedServer, users: Users, worker: WorkerThread
+) -> None:
+    user = users.new(credits=1)
+    project = SupabaseProject(refuse_joins=True).attach(page)
+    page.add_init_script(project.config_script(pollMinMs=1000, pollMaxMs=2000))
+    page.add_init_script(RECORDER)
+    open_app(page, api_server, user)
+    job_id = generate(page, "A story followed by polling alone")
+    project.wait(page, lambda: project.refused)
+    expect(row(page, job_id)).to_have_attribute("data-status", "completed", timeout=SLOW)
+    assert in_order(transitions(page)[job_id], ["pending", "processing", "completed"])

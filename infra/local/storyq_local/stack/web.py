@@ -3,11 +3,16 @@
 
 `mount_web(app, directory)` adds, after the API's own routes:
 - GET `/`: `index.html`, with a `<base href="/web/">` so its relative asset links resolve;
+- GET `/web/vendor/supabase.js`: supabase-js's UMD bundle from the npm package that `npm ci`
+  installed (package-lock.json pins it), so the page loads the real client from its own
+  origin with nothing copied or committed; when it is not installed, the folder's own
+  `vendor/supabase.js` if there is one (`make web` copies it there), else 404 and the page
+  signs in with a pasted token;
 - `/web/...`: the folder's files (`/web/` is index.html too, as on any static host).
 
 It never shadows `/api/*`, `/docs`, `/redoc` or `/openapi.json`: nothing is mounted at `/`
-but that one exact path. In AWS the page is deployed to a static host instead; see
-web/README.md.
+but that one exact path. In AWS the page is deployed to a static host instead, with the
+bundle copied beside it (`make web`); see web/README.md.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storyq_local.config import project_root
 
 WEB_PREFIX = "/web"
+# Where the page looks for supabase-js (web/state.js's default `supabaseScript`), and where the
+# pinned npm package has it.
+SUPABASE_JS_PATH = "vendor/supabase.js"
+SUPABASE_JS_PACKAGE_FILE = Path("node_modules/@supabase/supabase-js/dist/umd/supabase.js")
 
 # The page runs only its own scripts (no inline script, no CDN); what it may connect to is
 # left open, since config.js may point it at another API origin or a Supabase project.
@@ -39,6 +48,12 @@ def default_web_directory() -> Path | None:
     """`web/` of the source checkout, or None when there is no page there."""
     candidate = project_root() / "web"
     return candidate if (candidate / "index.html").is_file() else None
+
+
+def installed_supabase_js() -> Path | None:
+    """supabase-js's UMD bundle in the checkout's node_modules, or None before `npm ci`."""
+    candidate = project_root() / SUPABASE_JS_PACKAGE_FILE
+    return candidate if candidate.is_file() else None
 
 
 def _index_html(directory: Path) -> str:
@@ -71,17 +86,33 @@ class _WithHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def mount_web(app: FastAPI, directory: str | Path) -> None:
+def mount_web(app: FastAPI, directory: str | Path, *, supabase_js: Path | None = None) -> None:
     """Serve `directory` (holding index.html) at `/` and under `/web/`. Call it after the API
-    routers are included; it adds only the exact path `/` and the `/web` prefix."""
+    routers are included; it adds only the exact path `/` and the `/web` prefix.
+    `supabase_js`: the bundle served at `/web/vendor/supabase.js`; by default the installed npm
+    package's, when there is one (else only what `directory` holds)."""
     root = Path(directory).resolve()
     if not (root / "index.html").is_file():
         raise FileNotFoundError(f"{root} has no index.html")
+    bundle = supabase_js or installed_supabase_js()
 
     @app.get("/", include_in_schema=False)
     async def web_index() -> HTMLResponse:
         # Read on every request: editing web/ needs no restart (dev only).
         return HTMLResponse(_index_html(root), headers=_HEADERS)
+
+    if bundle is not None:
+        served = bundle
+
+        async def supabase_js_bundle() -> FileResponse:
+            return FileResponse(served, media_type="text/javascript", headers=_HEADERS)
+
+        app.add_api_route(
+            f"{WEB_PREFIX}/{SUPABASE_JS_PATH}",
+            supabase_js_bundle,
+            methods=["GET", "HEAD"],
+            include_in_schema=False,
+        )
 
     app.mount(
         WEB_PREFIX,
