@@ -16,7 +16,7 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build reliability-results stress schema node-deps web
+	sam-validate sam-build build reliability-results stress schema bench-runtimes node-deps web
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -112,6 +112,10 @@ schema: venv services
 
 bench: venv services
 	$(BIN)/python -m bench
+
+# Cold imports on python3.13 beside the last python3.11 build (builds both; a few minutes).
+bench-runtimes: venv sam-build
+	$(BIN)/python -m bench.cold_runtimes
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services

@@ -63,10 +63,12 @@ LAMBDA_ENV = {
 
 
 class Target:
-    """Where a handler is imported from: the checkout's venv, or a function dir + layer."""
+    """Where a handler is imported from: the checkout's venv, or a function dir + layer, and
+    by which interpreter (this one unless told)."""
 
-    def __init__(self, paths: list[Path] | None = None) -> None:
+    def __init__(self, paths: list[Path] | None = None, *, python: str | None = None) -> None:
         self.paths = paths
+        self.python = python or sys.executable
 
     @property
     def flags(self) -> list[str]:
@@ -86,7 +88,7 @@ class Target:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, *self.flags, *args],
+            [self.python, *self.flags, *args],
             capture_output=True,
             text=True,
             check=True,
@@ -150,6 +152,22 @@ def _from_checkout() -> dict[str, Any]:
             "breakdown": import_breakdown(module, target),
         }
     return result
+
+
+def shipped(build: Path, *, python: str | None = None) -> dict[str, Any]:
+    """Each handler's import as `build` ships it (bytecode included), by `python`."""
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="storyq-bench-build-") as folder:
+        scratch = Path(folder)
+        _copy_build(build, scratch)
+        for key, (module, function) in HANDLERS.items():
+            target = Target([scratch / function, scratch / LAYER / "python"], python=python)
+            found[key] = {
+                "module": module,
+                "shipped": _runs(module, target),
+                "breakdown": import_breakdown(module, target),
+            }
+    return found
 
 
 def measure() -> dict[str, Any]:
