@@ -117,8 +117,10 @@ class NoPostgres(RuntimeError):
 
 
 def _embedded_postgres(url: str, state_dir: Path) -> str:
+    parts = conninfo_to_dict(url)
+    where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
     raise NoPostgres(
-        f"no PostgreSQL answers at {make_conninfo(url, password=None)!r} and there is none on"
+        f"no PostgreSQL answers at {where} and there is none on"
         " this machine to start. Install one (Debian/Ubuntu: `sudo apt-get install -y"
         " postgresql`; `make test` does this itself) or point DATABASE_URL at a running server."
     )
