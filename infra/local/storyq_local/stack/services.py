@@ -97,7 +97,9 @@ def _embedded_redis(state_dir: Path) -> str:
 
 
 def ensure_postgres(url: str, state_dir: Path) -> str:
-    """A PostgreSQL URL that answers: `url` itself, or a started/embedded server's."""
+    """A PostgreSQL URL that answers: `url` itself, or the machine's server once started.
+
+    Raises NoPostgres (what to install) when there is neither."""
     if postgres_answers(url):
         return url
     host = str(conninfo_to_dict(url).get("host") or "")
@@ -109,17 +111,17 @@ def ensure_postgres(url: str, state_dir: Path) -> str:
             )
         _wait_for(lambda: postgres_answers(url), "PostgreSQL")
         return url
-    return _embedded_postgres(url, state_dir)
+    raise _no_postgres(url)
 
 
 class NoPostgres(RuntimeError):
     """No PostgreSQL answers at the configured URL and none could be started here."""
 
 
-def _embedded_postgres(url: str, state_dir: Path) -> str:
+def _no_postgres(url: str) -> NoPostgres:
     parts = conninfo_to_dict(url)
     where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}"
-    raise NoPostgres(
+    return NoPostgres(
         f"no PostgreSQL answers at {where} and there is none on"
         " this machine to start. Install one (Debian/Ubuntu: `sudo apt-get install -y"
         " postgresql`; `make test` does this itself) or point DATABASE_URL at a running server."
