@@ -15,7 +15,6 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from storyq_api import handler as handler_module
 from storyq_api.app import MAX_BODY_BYTES
 from storyq_api.handler import LambdaHandler, make_handler, stage_base_path
 from storyq_api.telemetry import logger
+from tests.support.lambda_context import LambdaContext
 from tests.support.sql import Db
 from tests.support.users import ApiUser
 
@@ -37,14 +37,6 @@ MakeUser = Callable[..., ApiUser]
 
 # A GET records no metric; Powertools says so on every flush.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "storyq-api"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:storyq-api"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
 
 
 def load_event(name: str, *, token: str | None = None, **ids: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from storyq.config import Settings, get_settings
 from storyq_api import handler as api_handler
 from storyq_local.stack.tokens import sign
 from storyq_worker import handler as worker_handler
+from tests.support.lambda_context import LambdaContext
 from tests.support.stack import JWT_SECRET, UPSTASH_TOKEN
 
 REGION = "eu-central-1"
@@ -80,14 +80,6 @@ def prod_function(
         finally:
             get_settings.cache_clear()
             api_handler._forget_app()
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "storyq-api"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:storyq-api:live"
-    aws_request_id: str = "0b7c5c1e-7b61-11e6-9a41-93e812345678"
 
 
 def _health() -> dict[str, Any]:

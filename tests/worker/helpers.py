@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -20,21 +19,6 @@ from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Summary
 
 TERMINAL = ("completed", "failed", "cancelled")
-
-
-@dataclass
-class LambdaContextStub:
-    """The attributes Powertools and the handler read from a Lambda context."""
-
-    function_name: str = "storyq-worker"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:storyq-worker"
-    aws_request_id: str = "b1c2d3e4-0000-4000-8000-000000000001"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 # The worker tests' private stack (their sweeps must not meet other modules' jobs).

@@ -18,8 +18,9 @@ from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_local.stack.builder import LocalStack
 from storyq_worker.handler import invoke
+from tests.support.lambda_context import worker_context
 from tests.worker.generators import Counting
-from tests.worker.helpers import LambdaContextStub, enqueue
+from tests.worker.helpers import enqueue
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -65,7 +66,7 @@ async def test_ten_invocations_never_run_more_than_five_generations(
             asyncio.to_thread(
                 invoke,
                 event,
-                LambdaContextStub(),
+                worker_context(),
                 settings=worker_settings,
                 generator=generator,
             )

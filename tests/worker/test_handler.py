@@ -15,7 +15,8 @@ from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_local.stack.builder import LocalStack
 from storyq_worker import handler
-from tests.worker.helpers import LambdaContextStub, enqueue, job_row
+from tests.support.lambda_context import worker_context
+from tests.worker.helpers import enqueue, job_row
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -50,7 +51,7 @@ async def test_both_triggers_sweep_and_drain(
     # When the handler receives the event (in a thread: it runs its own event loop)
     try:
         summary = await asyncio.to_thread(
-            handler.lambda_handler, load(event_file), LambdaContextStub()
+            handler.lambda_handler, load(event_file), worker_context()
         )
     finally:
         get_settings.cache_clear()
