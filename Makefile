@@ -16,7 +16,7 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build reliability-results stress schema bench-runtimes node-deps web
+	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -82,6 +82,16 @@ build: $(SAM) venv
 # CI builds for this machine so that the build can be imported and invoked in-process.
 sam-build: ARCH = $(HOST_ARCH)
 sam-build: build
+
+# The Lambda emulation image for python3.13 (Debian trixie, awslambdaric, boto3), cached by a
+# hash of its recipe; stops the dockerd it started (infra/local/lambda-image.sh).
+lambda-image: venv
+	bash infra/local/lambda-image.sh build
+
+# The functions in Lambda containers (`sam local start-api` on http://127.0.0.1:3000) against
+# the local stack; Ctrl-C stops sam, its containers, the stack and the dockerd it started.
+sam-local: $(SAM) venv sam-build
+	$(BIN)/python -m storyq_local.sam_local
 
 dev: venv node-deps
 	@bash infra/local/install-system-deps.sh dev
