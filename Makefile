@@ -25,6 +25,9 @@ help:
 	@echo "make stress the Redis-loss and worker-kill scenarios 20 times with every core busy"
 	@echo "make build  the deployable build (arm64) for sam deploy, with bytecode compiled"
 	@echo "make web    the page for a static host: web/ with web/vendor/supabase.js"
+	@echo "make schema regenerate supabase/schema.sql after adding a migration"
+	@echo "make sam-local        the built functions in Lambda containers (sam local start-api)"
+	@echo "make bench-runtimes   cold imports on python3.13 beside the last python3.11 build"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
