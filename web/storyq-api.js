@@ -1,0 +1,271 @@
+// @ts-check
+/**
+ * storyq-api.js: StoryqClient, the API calls (request, generate, jobs, stories, me) and the
+ * watchers (watchJob, subscribe). Import it from storyq-client.js, the public entry point.
+ */
+
+import { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
+import { pollDelay, clamp, abortError, sleep, jitter, wakeSignal } from './storyq-polling.js';
+
+/** @typedef {import('./storyq-client.js').Job} Job */
+/** @typedef {import('./storyq-client.js').JobStatus} JobStatus */
+/** @typedef {import('./storyq-client.js').JobPage} JobPage */
+/** @typedef {import('./storyq-client.js').GenerateRequest} GenerateRequest */
+/** @typedef {import('./storyq-client.js').GenerateAccepted} GenerateAccepted */
+/** @typedef {import('./storyq-client.js').Story} Story */
+/** @typedef {import('./storyq-client.js').Me} Me */
+/** @typedef {import('./storyq-client.js').SupabaseLike} SupabaseLike */
+/** @typedef {import('./storyq-client.js').WatchOptions} WatchOptions */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} [baseUrl] API origin (and prefix), '' for the page's own origin
+ * @property {() => (string | null | undefined | Promise<string | null | undefined>)} getToken
+ *   the current access token (a Supabase session's access_token, or a dev token)
+ * @property {typeof fetch} [fetch] fetch implementation (default: global fetch)
+ * @property {SupabaseLike | null} [supabase] a supabase-js client, for subscribe()
+ */
+
+export class StoryqClient {
+  /** @param {ClientOptions} options */
+  constructor({ baseUrl = '', getToken, fetch: fetchImpl, supabase = null }) {
+    if (typeof getToken !== 'function') throw new TypeError('getToken must be a function');
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.getToken = getToken;
+    this.fetch = fetchImpl ?? globalThis.fetch.bind(globalThis);
+    this.supabase = supabase;
+  }
+
+  /**
+   * One API call. Resolves with the parsed JSON body (null for an empty body); rejects with
+   * a StoryqError for any non-2xx answer or network failure.
+   * @param {string} method
+   * @param {string} path
+   * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal,
+   *   auth?: boolean}} [options]
+   * @returns {Promise<{data: any, response: Response}>}
+   */
+  async request(method, path, { body, headers = {}, signal, auth = true } = {}) {
+    /** @type {Record<string, string>} */
+    const all = { Accept: 'application/json, application/problem+json', ...headers };
+    if (auth) {
+      const token = await this.getToken();
+      if (token) all.Authorization = `Bearer ${token}`;
+    }
+    if (body !== undefined) all['Content-Type'] = 'application/json';
+    /** @type {Response} */
+    let response;
+    try {
+      response = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: all,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw new StoryqError(
+        { status: 0, code: 'network_error', title: 'Network error',
+          detail: 'the storyq API could not be reached' },
+        { cause: error },
+      );
+    }
+    const text = await response.text();
+    /** @type {any} */
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const problem = data && typeof data === 'object' ? data : {};
+      throw new StoryqError(
+        { title: response.statusText, ...problem, status: response.status },
+        { retryAfterMs: parseRetryAfter(response.headers.get('Retry-After')),
+          headers: response.headers },
+      );
+    }
+    return { data, response };
+  }
+
+  /**
+   * POST /api/generate. Pass the same `idempotencyKey` when retrying the same click (the
+   * server then answers the first job and debits once); a new click needs a new key.
+   * @param {GenerateRequest} body
+   * @param {{idempotencyKey?: string, signal?: AbortSignal}} [options]
+   * @returns {Promise<GenerateAccepted>}
+   */
+  async generate(body, { idempotencyKey = newIdempotencyKey(), signal } = {}) {
+    const { data, response } = await this.request('POST', '/api/generate', {
+      body,
+      headers: { 'Idempotency-Key': idempotencyKey },
+      signal,
+    });
+    return { ...data, replayed: response.headers.get('Idempotent-Replayed') === 'true' };
+  }
+
+  /**
+   * GET /api/job/{id}
+   * @param {string} jobId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<Job>}
+   */
+  async getJob(jobId, { signal } = {}) {
+    return (await this.request('GET', `/api/job/${encodeURIComponent(jobId)}`, { signal })).data;
+  }
+
+  /**
+   * GET /api/story/{id}
+   * @param {string} storyId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<Story>}
+   */
+  async getStory(storyId, { signal } = {}) {
+    return (await this.request('GET', `/api/story/${encodeURIComponent(storyId)}`, { signal })).data;
+  }
+
+  /**
+   * GET /api/jobs: the caller's jobs, newest first; pass `nextCursor` back as `cursor`.
+   * @param {{status?: JobStatus, limit?: number, cursor?: string | null, signal?: AbortSignal}} [options]
+   * @returns {Promise<JobPage>}
+   */
+  async listJobs({ status, limit, cursor, signal } = {}) {
+    const query = new URLSearchParams();
+    if (status) query.set('status', status);
+    if (limit) query.set('limit', String(limit));
+    if (cursor) query.set('cursor', cursor);
+    const qs = query.toString();
+    return (await this.request('GET', `/api/jobs${qs ? `?${qs}` : ''}`, { signal })).data;
+  }
+
+  /**
+   * DELETE /api/job/{id}: cancel a pending job (refunded). A 409 (`job_not_cancellable`)
+   * means it already started or finished.
+   * @param {string} jobId
+   * @returns {Promise<Job>}
+   */
+  async cancel(jobId) {
+    return (await this.request('DELETE', `/api/job/${encodeURIComponent(jobId)}`)).data;
+  }
+
+  /**
+   * GET /api/me, or null where the deployment has no such endpoint (404).
+   * @returns {Promise<Me | null>}
+   */
+  async me() {
+    try {
+      return (await this.request('GET', '/api/me')).data;
+    } catch (error) {
+      if (error instanceof StoryqError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  /** GET /api/health (no token needed). */
+  async health() {
+    return (await this.request('GET', '/api/health', { auth: false })).data;
+  }
+
+  /**
+   * Poll a job until it reaches a terminal status; `onUpdate` gets every view (the first at
+   * once). Resolves with the terminal job. Rejects with a StoryqError that is not transient
+   * (401, 404, ...), or with an AbortError when `signal` aborts.
+   * @param {string} jobId
+   * @param {(job: Job) => void} onUpdate
+   * @param {WatchOptions} [options]
+   * @returns {Promise<Job>}
+   */
+  watchJob(jobId, onUpdate, options = {}) {
+    return this.#poll(jobId, onUpdate, options, null);
+  }
+
+  /**
+   * Like watchJob, but woken at once by Supabase Realtime when `supabase` (here or in the
+   * constructor) is a supabase-js client: it subscribes to postgres_changes on
+   * public.story_jobs filtered by id (RLS lets a user see only their own rows) and re-reads
+   * the job from the API on every change. The row change is only a trigger: the API's view
+   * (position, ETA, progress) stays the one truth. While the channel is up, the fallback
+   * poll slows down to refresh the queue position only; if the channel fails, polling goes on
+   * at the usual rate. Without a supabase client this is watchJob.
+   * @param {string} jobId
+   * @param {(job: Job) => void} onUpdate
+   * @param {WatchOptions & {supabase?: SupabaseLike | null, realtimeIntervalMs?: number}} [options]
+   * @returns {Promise<Job>}
+   */
+  async subscribe(jobId, onUpdate, options = {}) {
+    const supabase = options.supabase ?? this.supabase;
+    if (!supabase || typeof supabase.channel !== 'function') {
+      return this.watchJob(jobId, onUpdate, options);
+    }
+    const wake = wakeSignal();
+    const realtime = { up: false, intervalMs: options.realtimeIntervalMs ?? 15000, wake };
+    const channel = supabase
+      .channel(`storyq-job-${jobId}`)
+      .on(
+        'postgres_changes',
+        { event: '*', schema: 'public', table: 'story_jobs', filter: `id=eq.${jobId}` },
+        () => wake.fire(),
+      )
+      .subscribe((status) => {
+        realtime.up = status === 'SUBSCRIBED';
+        if (!realtime.up) wake.fire(); // fall back at once: re-poll, then at the usual rate
+      });
+    try {
+      return await this.#poll(jobId, onUpdate, options, realtime);
+    } finally {
+      try {
+        supabase.removeChannel(channel);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /**
+   * @param {string} jobId
+   * @param {(job: Job) => void} onUpdate
+   * @param {WatchOptions} options
+   * @param {{up: boolean, intervalMs: number, wake: ReturnType<typeof wakeSignal>} | null} realtime
+   * @returns {Promise<Job>}
+   */
+  async #poll(jobId, onUpdate, options, realtime) {
+    const { signal, maxBackoffMs = 60000, onRetry } = options;
+    const minIntervalMs = options.minIntervalMs ?? 2000;
+    const maxIntervalMs = Math.max(minIntervalMs, options.maxIntervalMs ?? 15000);
+    let failures = 0;
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      /** @type {number} */
+      let delay;
+      realtime?.wake.rearm();
+      try {
+        const { data: job, response } = await this.request(
+          'GET', `/api/job/${encodeURIComponent(jobId)}`, { signal },
+        );
+        failures = 0;
+        onUpdate(job);
+        const next = pollDelay(job, { minMs: minIntervalMs, maxMs: maxIntervalMs });
+        if (next === null) return job;
+        // A server may suggest the interval itself.
+        const suggested = parseRetryAfter(response.headers.get('Retry-After'));
+        delay = suggested !== null ? clamp(suggested, minIntervalMs, maxBackoffMs) : jitter(next);
+        if (realtime?.up) delay = Math.max(delay, realtime.intervalMs);
+      } catch (error) {
+        if (signal?.aborted) throw abortError(signal);
+        if (!(error instanceof StoryqError) || !error.transient) throw error;
+        failures += 1;
+        const backoff = Math.min(maxBackoffMs, minIntervalMs * 2 ** failures);
+        delay = error.retryAfterMs !== null
+          ? Math.min(Math.max(error.retryAfterMs, minIntervalMs), maxBackoffMs * 5)
+          : jitter(backoff);
+        onRetry?.(error, delay);
+      }
+      await sleep(delay, signal, realtime ? realtime.wake : null);
+    }
+  }
+}
