@@ -13,9 +13,13 @@ import uvicorn
 
 
 def wait_until(
-    check: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05
+    check: Callable[[], object],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> None:
-    """Poll `check()` until it is truthy; raise TimeoutError at the deadline."""
+    """Poll `check()` until it is truthy; raise TimeoutError naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -25,7 +29,7 @@ def wait_until(
             if time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise TimeoutError(f"{what} not met within {timeout} s")
         time.sleep(interval)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +17,8 @@ from urllib.parse import urlsplit
 import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from storyq_local.stack.servers import wait_until
 
 _embedded: list[Any] = []  # keeps embedded servers alive as long as the process
 
@@ -37,14 +37,6 @@ def postgres_answers(url: str) -> bool:
             return True
     except psycopg.Error:
         return False
-
-
-def _wait_for(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up within {seconds:.0f} s")
-        time.sleep(0.2)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -82,7 +74,7 @@ def ensure_redis(url: str, state_dir: Path) -> str:
             ],
             check=True,
         )
-        _wait_for(lambda: redis_answers(url), "redis-server")
+        wait_until(lambda: redis_answers(url), timeout=30, interval=0.2, what="redis-server up")
         return url
     return _embedded_redis(state_dir)
 
@@ -109,7 +101,7 @@ def ensure_postgres(url: str, state_dir: Path) -> str:
                 ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
                 check=False,
             )
-        _wait_for(lambda: postgres_answers(url), "PostgreSQL")
+        wait_until(lambda: postgres_answers(url), timeout=30, interval=0.2, what="PostgreSQL up")
         return url
     raise _no_postgres(url)
 
