@@ -12,7 +12,7 @@ from upstash_redis.asyncio import Redis
 from storyq.clients import async_postgrest, async_redis
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
-from storyq.operations import REDIS_BUDGET_SECONDS, JobOperations
+from storyq.operations import JobOperations, redis_budget
 from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_api import telemetry
@@ -42,7 +42,7 @@ class Services:
         db = async_postgrest(settings)
         # Redis and the kick are never what a request waits for: Postgres has the truth and the
         # sweeper repairs Redis, so each gets a short budget and then the answer goes without.
-        timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+        timeout = redis_budget(settings)
         store = Store(db)
         dispatcher = Dispatcher(redis, max_active=settings.max_active_jobs)
         kicker = WorkerKicker(settings.worker_function_name, timeout=timeout)

@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 REDIS_BUDGET_SECONDS = 5.0
 
 
+def redis_budget(settings: Settings) -> float:
+    """Seconds a request waits on Redis (or a kick) before answering without it."""
+    return min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StoryRequest:
     """What a user asks for: the story's prompt and shape (lengths are checked by the caller;
@@ -136,7 +141,7 @@ class JobOperations:
         self.dispatcher = dispatcher
         self.kicker = kicker
         self.settings = settings
-        self.redis_timeout = min(settings.http_timeout_seconds, REDIS_BUDGET_SECONDS)
+        self.redis_timeout = redis_budget(settings)
         self._on_degraded = on_degraded
 
     # The operations a user's request runs.
