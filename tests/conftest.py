@@ -17,6 +17,7 @@ import pytest
 from storyq.config import Settings
 from storyq_local.stack.builder import EmulatorSpec, LocalStack, start_stack
 from storyq_local.stack.redis_server import RedisProcess
+from storyq_local.stack.sam import docker_session
 from storyq_local.stack.servers import ThreadedServer
 from storyq_local.stack.services import ensure_postgres
 from storyq_local.stack.users import ensure_user
@@ -40,6 +41,18 @@ POSTGRES_SERVER_URL = os.environ.get(
 )
 UPSTASH_TOKEN = test_stacks.UPSTASH_TOKEN
 JWT_SECRET = test_stacks.JWT_SECRET
+
+
+@pytest.fixture(scope="session")
+def lambda_image() -> Iterator[str]:
+    """dockerd answering and the Lambda emulation image for the template's runtime (the tests of
+    sam local): infra/local/lambda-image.sh installs docker.io and debootstrap when missing and
+    reuses the image its recipe made before. A dockerd this started stops at the session's end,
+    with its bridge and iptables rules."""
+    if os.geteuid() != 0:
+        pytest.fail("the sam local tests start dockerd and debootstrap an image: run them as root")
+    with docker_session() as image:
+        yield image
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,32 +24,15 @@ from storyq_api import handler as handler_module
 from storyq_api.app import MAX_BODY_BYTES
 from storyq_api.handler import LambdaHandler, make_handler, stage_base_path
 from storyq_api.telemetry import logger
+from tests.support.events import EVENTS, load_event
 from tests.support.lambda_context import LambdaContext
 from tests.support.sql import Db
 from tests.support.users import ApiUser
-
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-SAMPLE_JOB_ID = "6f1c2a3e-9d4b-4c8e-a2f1-0b7e5d3c9a41"
-SAMPLE_STORY_ID = "0b7e5d3c-9a41-4c8e-a2f1-6f1c2a3e9d4b"
 
 MakeUser = Callable[..., ApiUser]
 
 # A GET records no metric; Powertools says so on every flush.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
-
-
-def load_event(name: str, *, token: str | None = None, **ids: str) -> dict[str, Any]:
-    """events/<name>.json with the token and the sample ids replaced."""
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    if token is not None:
-        event["headers"]["authorization"] = f"Bearer {token}"
-    replacements = {SAMPLE_JOB_ID: ids.get("job_id"), SAMPLE_STORY_ID: ids.get("story_id")}
-    text = json.dumps(event)
-    for sample, real in replacements.items():
-        if real:
-            text = text.replace(sample, real)
-    replaced: dict[str, Any] = json.loads(text)
-    return replaced
 
 
 def under_stage(event: dict[str, Any], stage: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from storyq_local.stack.builder import (
     StackSpec,
     start_stack,
 )
+from storyq_local.stack.sam import SamLocal, SamSpec, start_sam_local
 
 UPSTASH_TOKEN = "storyq-test-upstash-token"
 JWT_SECRET = DEV_JWT_SECRET
@@ -63,3 +64,22 @@ def private_stack(
     spec = scratch_spec(postgres_server_url, prefix=prefix, settings=settings, api=api)
     with start_stack(spec) as stack:
         yield stack
+
+
+@contextmanager
+def sam_stack(
+    postgres_server_url: str,
+    image: str,
+    *,
+    prefix: str,
+    settings: dict[str, Any] | None = None,
+    sam: SamSpec | None = None,
+) -> Iterator[tuple[LocalStack, SamLocal]]:
+    """A private stack with the built functions in sam's Lambda emulation in front of it (free
+    ports, no schedule unless `sam` says otherwise): `storyq_local.stack.sam`."""
+    spec = sam or SamSpec(api_port=0, lambda_port=0, schedule_seconds=None)
+    with (
+        private_stack(postgres_server_url, prefix=prefix, settings=settings) as stack,
+        start_sam_local(stack, spec, image=image) as running,
+    ):
+        yield stack, running

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -79,4 +80,16 @@ def api_app(settings: Settings, *, web: Path | None = None) -> ASGIApp:
     app = create_app(settings)
     if web is not None:
         mount_web(app, web)
+    return app
+
+
+def web_app(web: Path, *, config: Mapping[str, object]) -> ASGIApp:
+    """The reference page alone, with `config` as its web/config.js (`make sam-local` serves it
+    beside the functions, whose API does not serve it)."""
+    from fastapi import FastAPI
+
+    from storyq_local.stack.web import mount_web
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    mount_web(app, web, config=config)
     return app

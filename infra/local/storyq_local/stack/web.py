@@ -17,10 +17,12 @@ bundle copied beside it (`make web`); see web/README.md.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -86,11 +88,19 @@ class _WithHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def mount_web(app: FastAPI, directory: str | Path, *, supabase_js: Path | None = None) -> None:
+def mount_web(
+    app: FastAPI,
+    directory: str | Path,
+    *,
+    supabase_js: Path | None = None,
+    config: Mapping[str, object] | None = None,
+) -> None:
     """Serve `directory` (holding index.html) at `/` and under `/web/`. Call it after the API
     routers are included; it adds only the exact path `/` and the `/web` prefix.
     `supabase_js`: the bundle served at `/web/vendor/supabase.js`; by default the installed npm
-    package's, when there is one (else only what `directory` holds)."""
+    package's, when there is one (else only what `directory` holds).
+    `config`: served as `/web/config.js` (window.STORYQ_CONFIG, web/config.js's keys) instead of
+    the folder's file, as a static host would replace it (`make sam-local`: `apiBaseUrl`)."""
     root = Path(directory).resolve()
     if not (root / "index.html").is_file():
         raise FileNotFoundError(f"{root} has no index.html")
@@ -112,6 +122,20 @@ def mount_web(app: FastAPI, directory: str | Path, *, supabase_js: Path | None =
             supabase_js_bundle,
             methods=["GET", "HEAD"],
             include_in_schema=False,
+        )
+
+    if config is not None:
+        # What a page set before this script (a test's init script) wins, as with web/config.js.
+        script = (
+            f"window.STORYQ_CONFIG = Object.assign({json.dumps(dict(config))}, "
+            "window.STORYQ_CONFIG || {});\n"
+        )
+
+        async def config_js() -> Response:
+            return Response(script, media_type="text/javascript", headers=_HEADERS)
+
+        app.add_api_route(
+            f"{WEB_PREFIX}/config.js", config_js, methods=["GET", "HEAD"], include_in_schema=False
         )
 
     app.mount(
