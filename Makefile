@@ -16,7 +16,8 @@ SAM := $(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
-	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web
+	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web \
+	bench-sam-local
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -26,8 +27,9 @@ help:
 	@echo "make build  the deployable build (arm64) for sam deploy, with bytecode compiled"
 	@echo "make web    the page for a static host: web/ with web/vendor/supabase.js"
 	@echo "make schema regenerate supabase/schema.sql after adding a migration"
-	@echo "make sam-local        the built functions in Lambda containers (sam local start-api)"
+	@echo "make sam-local        the whole service as Lambda functions (API :3000, page :3080)"
 	@echo "make bench-runtimes   cold imports on python3.13 beside the last python3.11 build"
+	@echo "make bench-sam-local  cold and warm invoke durations through sam's Lambda emulation"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -69,7 +71,7 @@ $(SAM):
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.130'
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==1.170.0'
 
 sam-validate: $(SAM) venv
 	AWS_DEFAULT_REGION=eu-central-1 $(SAM) validate --lint
@@ -91,8 +93,9 @@ sam-build: build
 lambda-image: venv
 	bash infra/local/lambda-image.sh build
 
-# The functions in Lambda containers (`sam local start-api` on http://127.0.0.1:3000) against
-# the local stack; Ctrl-C stops sam, its containers, the stack and the dockerd it started.
+# The whole service as Lambda functions: `sam local start-api` on http://127.0.0.1:3000 and
+# `start-lambda` (the kick) against the local stack, the page on :3080, the schedule every 60 s;
+# Ctrl-C stops the containers, sam, the stack and the dockerd it started (storyq_local.sam_local).
 sam-local: $(SAM) venv sam-build
 	$(BIN)/python -m storyq_local.sam_local
 
@@ -129,6 +132,11 @@ bench: venv services
 # Cold imports on python3.13 beside the last python3.11 build (builds both; a few minutes).
 bench-runtimes: venv sam-build
 	$(BIN)/python -m bench.cold_runtimes
+
+# Cold (`sam local invoke`) and warm (start-api, start-lambda) invoke durations through the
+# Lambda emulation, beside the in-process API; needs root, like sam-local (a few minutes).
+bench-sam-local: $(SAM) venv services sam-build
+	$(BIN)/python -m bench.sam_local
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services

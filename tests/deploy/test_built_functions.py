@@ -140,19 +140,3 @@ def test_built_api_queues_and_built_worker_generates(built: Path, stack: LocalSt
     assert row is not None
     assert row[0] == "completed"
     assert row[1] > 100
-
-
-def test_env_json_example_sets_only_what_the_template_declares() -> None:
-    # `sam local invoke --env-vars` overrides only variables the template declares: a name the
-    # template lacks would be silently ignored.
-    from cfnlint.decode import decode
-
-    template, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems
-    assert template is not None
-    declared = set(template["Globals"]["Function"]["Environment"]["Variables"])
-    example = json.loads((ROOT / "env.json.example").read_text())
-    for function, variables in example.items():
-        own = template["Resources"][function]["Properties"].get("Environment", {})
-        names = declared | set(own.get("Variables", {}))
-        assert set(variables) <= names, (function, set(variables) - names)

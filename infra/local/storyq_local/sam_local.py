@@ -39,10 +39,14 @@ from storyq_local.stack.web import default_web_directory
 
 
 class Stop(Exception):
-    """SIGTERM, raised where the main thread is, so that everything started unwinds."""
+    """Ctrl-C or SIGTERM, raised where the main thread is, so that everything started unwinds
+    (in reverse order: containers and sam, the page, the stack, the dockerd it started)."""
+
+    asked_at = 0.0
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    Stop.asked_at = Stop.asked_at or time.monotonic()
     raise Stop
 
 
@@ -55,6 +59,7 @@ def run(*, port: int, lambda_port: int, web_port: int, schedule_seconds: float) 
     local = LocalSettings()
     api = f"http://127.0.0.1:{port}"
     page_origins = [f"http://127.0.0.1:{web_port}", f"http://localhost:{web_port}"]
+    signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     started = time.monotonic()
     try:
@@ -93,6 +98,9 @@ def run(*, port: int, lambda_port: int, web_port: int, schedule_seconds: float) 
                 f"  settings   generation {settings.generation_delay_seconds:g} s, "
                 f"{settings.max_active_jobs} slot(s), lease {settings.lease_seconds:g} s\n"
                 f"  logs       {stack.log_dir}\n"
+                f"  containers {len(sam.containers())} warm, each with STORYQ_SAM_RUN={sam.run_id}"
+                " in its environment\n"
+                f"  template   {sam.template} (the build, with this environment)\n"
                 f"  dev user   {DEV_USER}\n\n"
                 f"  export TOKEN={token}\n"
                 f'  curl -s -H "Authorization: Bearer $TOKEN" {api}/api/me\n'
@@ -100,7 +108,9 @@ def run(*, port: int, lambda_port: int, web_port: int, schedule_seconds: float) 
                 "-H 'content-type: application/json' "
                 f'-d \'{{"prompt": "A fox learns to sail"}}\' {api}/api/generate\n'
                 f"  curl -s -X POST {sam.lambda_url}/2015-03-31/functions/WorkerFunction/"
-                "invocations -d @events/worker_schedule.json\n\n"
+                "invocations -d @events/worker_schedule.json\n"
+                f"  .venv-sam/bin/sam local invoke -t {sam.template} --invoke-image {sam.image}"
+                " --skip-pull-image -e events/health.json ApiFunction\n\n"
                 f"Credits: storyq credits add --user {DEV_USER} --amount 10\n"
                 "Ctrl-C stops everything.",
                 flush=True,
@@ -109,8 +119,8 @@ def run(*, port: int, lambda_port: int, web_port: int, schedule_seconds: float) 
                 time.sleep(0.5)
             print("a sam process exited: stopping", file=sys.stderr, flush=True)
             return 1
-    except (KeyboardInterrupt, Stop):
-        print(f"stopped ({time.monotonic() - started:.0f} s in all)", flush=True)
+    except Stop:
+        print(f"stopped in {time.monotonic() - Stop.asked_at:.1f} s", flush=True)
         return 0
 
 

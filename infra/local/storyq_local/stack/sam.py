@@ -23,6 +23,11 @@ Traps (see also infra/local/lambda-image.sh):
 - sam answers Ctrl-C only after stopping its warm containers one by one (about 10 s each, the
   RIE ignores SIGTERM). `SamLocal.stop` kills this run's containers first (found by the
   STORYQ_SAM_RUN variable they carry), then interrupts both sam processes together.
+- sam gives a declared variable the value of the same name in its own environment, over the
+  template's (samcli EnvironmentVariables.resolve, "shell environment values, second
+  priority"): `make sam-local` started with SUPABASE_URL=http://127.0.0.1:... would hand the
+  containers an address they cannot reach. sam runs without the names the template declares
+  (`_sam_process_env`).
 - start-lambda accepts InvocationType=Event since SAM CLI 1.1xx and runs it on a thread pool;
   with warm containers each function has one container and invocations of it queue.
 """
@@ -33,6 +38,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import threading
@@ -153,17 +159,28 @@ def layer_image(image: str, build_dir: Path) -> str:
     return tag
 
 
-def _forget_older_layer_images(*, keep: str) -> None:
-    """Remove the layer images of earlier builds (and sam's images made from them)."""
+def _forget_older_layer_images(*, keep: str, newest: int = 3) -> None:
+    """Remove the layer images of older builds (and sam's images made from them), keeping the
+    `newest` repositories: another checkout's tests or `make sam-local` may be using one.
+    Without -f, so an image a container still uses stays."""
     listed = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}"],
         check=False,
         stdout=subprocess.PIPE,
         text=True,
-    ).stdout.split()
-    old = [name for name in listed if name.startswith(LAYER_REPOSITORY) and keep not in name]
+    ).stdout.splitlines()
+    created: dict[str, str] = {}
+    names: dict[str, list[str]] = {}
+    for line in listed:
+        name, _, when = line.partition("\t")
+        repository = name.split(":")[0]
+        if repository.startswith(LAYER_REPOSITORY):
+            created[repository] = max(created.get(repository, ""), when)
+            names.setdefault(repository, []).append(name)
+    ordered = sorted(created, key=lambda repository: created[repository], reverse=True)
+    old = [name for repo in ordered[newest:] if repo != keep for name in names[repo]]
     if old:
-        subprocess.run(["docker", "rmi", "-f", *old], check=False, capture_output=True)
+        subprocess.run(["docker", "rmi", *old], check=False, capture_output=True)
 
 
 def docker_gateway() -> str:
@@ -183,13 +200,22 @@ def docker_gateway() -> str:
 def local_template(build_dir: Path, env: Mapping[str, str], dest: Path) -> Path:
     """A copy of `build_dir`'s template (JSON, which sam reads like YAML) whose functions declare
     exactly `env` as their environment and use no layer (it is in the image: `layer_image`),
-    and whose code paths are absolute (the copy lives elsewhere). Returns `dest`."""
+    whose code paths are absolute (the copy lives elsewhere) and whose parameters all have
+    defaults fit for this machine (no --parameter-overrides needed). Returns `dest`."""
     from cfnlint.decode import decode  # a dev dependency, like everything in storyq_local
 
     template, problems = decode(str(build_dir / "template.yaml"))
     if problems or template is None:
         raise RuntimeError(f"{build_dir / 'template.yaml'} does not parse: {problems}")
     template = json.loads(json.dumps(template))  # plain dicts
+    # Defaults for what `sam deploy` would ask, so that a plain `sam local invoke -t` runs it.
+    parameters = template.get("Parameters", {})
+    for parameter in parameters.values():
+        parameter.setdefault("Default", "")
+    if "Architecture" in parameters:
+        parameters["Architecture"]["Default"] = host_architecture()
+    if "SnapStart" in parameters:
+        parameters["SnapStart"]["Default"] = "off"  # sam local runs no published versions
     globals_ = template.get("Globals", {}).get("Function", {})
     globals_.pop("Environment", None)
     globals_.pop("Layers", None)  # the layer is in the image (`layer_image`)
@@ -261,7 +287,7 @@ class SamLocal:
                     function,
                 ],
                 cwd=self.template.parent,
-                env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+                env=_sam_process_env(self.env),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -288,6 +314,14 @@ class SamLocal:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sam_process_env(declared: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment for sam, without the variables the functions declare (sam
+    would pass ours to the containers instead of the template's), telemetry off."""
+    env = {name: value for name, value in os.environ.items() if name not in declared}
+    env["SAM_CLI_TELEMETRY"] = "0"
+    return env
 
 
 def run_containers(run_id: str) -> list[str]:
@@ -394,10 +428,12 @@ def sam_command(
         *("--invoke-image", image),
         "--skip-pull-image",
         *(("--warm-containers", warm) if warm else ()),
-        "--parameter-overrides",
-        "Architecture=x86_64 UpstashRedisRestUrl=http://unused SupabaseUrl=http://unused "
-        "SnapStart=off",
     ]
+
+
+def host_architecture() -> Literal["x86_64", "arm64"]:
+    """The template's Architecture value for this machine (containers run natively)."""
+    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
 
 
 def _serve_emulators(stack: LocalStack, gateway: str, cleanup: ExitStack) -> tuple[str, str]:
@@ -482,7 +518,7 @@ def _start(stack: LocalStack, spec: SamSpec, image: str, cleanup: ExitStack) -> 
                 warm=spec.warm_containers,
             ),
             cwd=log_dir,
-            env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+            env=_sam_process_env(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # signals reach it only from us (`_stop_processes`)

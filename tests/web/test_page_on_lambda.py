@@ -1,0 +1,94 @@
+"""The page in Chromium against the functions in Lambda's runtime emulation, as `make sam-local`
+serves them: the page from its own origin, the API from `sam local start-api` on another one
+(CORS answered by the function), the worker woken through `sam local start-lambda`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from storyq_local.stack.apps import web_app
+from storyq_local.stack.builder import LocalStack
+from storyq_local.stack.sam import SamLocal, SamSpec
+from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
+from storyq_local.stack.users import ensure_user
+from tests.support.sql import Db
+from tests.support.stack import WEB_DIR, sam_stack
+from tests.support.users import ApiUser, token_for
+from tests.web.conftest import WEB_TIMINGS, screenshot
+from tests.web.test_page import FAST_POLLING, generate, row
+
+SLOW = 60_000  # ms: the first invocation of each warm container pays its cold start
+
+
+@dataclass(frozen=True)
+class OnLambda:
+    stack: LocalStack
+    sam: SamLocal
+    page: ThreadedServer
+
+
+@pytest.fixture(scope="module")
+def on_lambda(postgres_server_url: str, lambda_image: str) -> Iterator[OnLambda]:
+    port = free_port()
+    origins = [f"http://127.0.0.1:{port}"]
+    with sam_stack(
+        postgres_server_url,
+        lambda_image,
+        prefix="storyq_web_lambda",
+        settings=WEB_TIMINGS,
+        sam=SamSpec(
+            api_port=0,
+            lambda_port=0,
+            schedule_seconds=None,
+            env={"CORS_ORIGINS": json.dumps(origins)},
+        ),
+    ) as (stack, sam):
+        page = serve_in_thread(web_app(WEB_DIR, config={"apiBaseUrl": sam.api_url}), port=port)
+        try:
+            yield OnLambda(stack=stack, sam=sam, page=page)
+        finally:
+            page.stop()
+
+
+def new_user(db: Db, *, credits: int) -> ApiUser:
+    user_id = uuid.uuid4()
+    ensure_user(db.url, user_id)
+    db.grant(user_id, credits)
+    return ApiUser(id=user_id, token=token_for(user_id))
+
+
+def test_the_page_generates_cancels_and_reads_through_lambda(
+    page: Page, on_lambda: OnLambda
+) -> None:
+    db = Db(on_lambda.stack.database_url)
+    user = new_user(db, credits=3)
+    page.add_init_script(FAST_POLLING)
+    page.goto(f"{on_lambda.page.url}/?token={user.token}")
+    page.wait_for_selector("html[data-ready='true']")
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#credits")).to_have_text("3 credits", timeout=SLOW)
+
+    # Two stories on one slot: the first is written, the second waits and is cancelled.
+    first = generate(page, "A lighthouse keeper who collects storms in glass jars")
+    second = generate(page, "Two foxes run a night bakery in a city that never wakes")
+    expect(row(page, second)).to_have_attribute("data-status", "pending")
+    row(page, second).get_by_role("button", name=re.compile("^Cancel")).click()
+    expect(row(page, second)).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#credits")).to_have_text("2 credits")
+
+    expect(row(page, first)).to_have_attribute("data-status", "processing", timeout=SLOW)
+    screenshot(page, "lambda-1-processing")
+    expect(row(page, first)).to_have_attribute("data-status", "completed", timeout=SLOW)
+    row(page, first).get_by_role("button", name=re.compile("^Read")).click()
+    expect(page.locator("#reader")).to_be_visible()
+    assert len(page.locator("#story-content").inner_text().split()) >= 150
+    screenshot(page, "lambda-2-story")
+    assert db.balance(user.id) == 2
