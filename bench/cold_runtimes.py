@@ -1,6 +1,8 @@
-"""`python -m bench.cold_runtimes` (`make bench-runtimes`): the handlers' cold import on the
+"""`python -m bench.cold_runtimes` (`make bench-runtimes`): the handlers' cold start on the
 runtime the template ships (python3.13) beside the last python3.11 build, both as `make build`
-ships them (bytecode compiled), CPU median of 5 in fresh interpreters (see cold_start).
+ships them (bytecode compiled), CPU median of 5 in fresh interpreters (see cold_start): the
+import on both, and on python3.13 the import plus the first invocation, which the targets are
+judged on (what a cold start pays before it can answer; cold_start says what it includes).
 
 The python3.11 side is the last commit that ran on python3.11 (PY311_COMMIT), checked out into
 a scratch worktree and built there with `sam build` and Python 3.11 from PATH
@@ -20,11 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.cold_start import HANDLERS, LAYER, shipped
+from bench.cold_start import HANDLERS, LAYER, TARGETS_MS, shipped
 from storyq_local.config import project_root
 
 RESULTS = Path(__file__).parent / "results" / "cold_runtimes.json"
-TARGETS_MS = {"api": 300.0, "worker": 150.0}  # issue 16: CPU, as shipped, on python3.13
 
 
 def _git(*args: str) -> str:
@@ -98,10 +99,16 @@ def measure() -> dict[str, Any]:
             old = shipped(build_py311(commit, Path(folder)), python=find_python("3.11"))
         finally:
             _git("worktree", "remove", "--force", str(Path(folder) / "py311"))
-    new = shipped(current, python=find_python("3.13"))
+    load_before = os.getloadavg()
+    new = shipped(current, python=find_python("3.13"), first=True)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        # CPU time grows too when other work shares the cores (caches, SMT siblings).
+        "python3.13_load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "python3.11_commit": commit,
         "python3.11": old,
         "python3.13": new,
@@ -112,12 +119,16 @@ def main() -> None:
     results = measure()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"{'handler':<8} {'python3.11 ms':>14} {'python3.13 ms':>14} {'target':>8}")
+    print(f"{'':<8} {'import':>22} {'import + first invocation':>26}")
+    print(f"{'handler':<8} {'3.11 ms':>10} {'3.13 ms':>11} {'3.13 ms':>14} {'target':>11}")
     for key in HANDLERS:
         old = results["python3.11"][key]["shipped"]["cpu_median_ms"]
         new = results["python3.13"][key]["shipped"]["cpu_median_ms"]
-        verdict = "ok" if new <= TARGETS_MS[key] else "over"
-        print(f"{key:<8} {old:>14.1f} {new:>14.1f} {TARGETS_MS[key]:>6.0f} {verdict}")
+        first = results["python3.13"][key]["first_invocation"]["cpu_median_ms"]
+        verdict = "ok" if first <= TARGETS_MS[key] else "over"
+        print(
+            f"{key:<8} {old:>10.1f} {new:>11.1f} {first:>14.1f} {TARGETS_MS[key]:>6.0f} {verdict}"
+        )
     print(f"(CPU median of 5, as shipped; python3.11 = {results['python3.11_commit'][:10]})")
     sys.stdout.flush()
 

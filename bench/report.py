@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.cold_start import TARGETS_MS
+
 
 @dataclass(frozen=True)
 class Row:
@@ -216,11 +218,8 @@ def _cold_rows(cold: dict[str, Any]) -> list[Row]:
                 f"import {entry['module']}, median of {len(runs['wall_runs_ms'])}",
                 f"{runs['cpu_median_ms']:.0f} ms CPU, {runs['median_ms']:.0f} ms wall "
                 f"({_COLD_LABELS[judged]})",
-                "<= 400 ms CPU",
-                runs["cpu_median_ms"] <= 400,
             )
         )
-        rows.append(Row("cold start", "  heaviest packages (self ms)", heavy))
         if "no_bytecode" in entry:
             runs = entry["no_bytecode"]
             rows.append(
@@ -230,6 +229,18 @@ def _cold_rows(cold: dict[str, Any]) -> list[Row]:
                     f"{runs['cpu_median_ms']:.0f} ms CPU, {runs['median_ms']:.0f} ms wall",
                 )
             )
+        rows.append(Row("cold start", "  heaviest packages (self ms)", heavy))
+        first = entry["first_invocation"]
+        target = TARGETS_MS[key]
+        rows.append(
+            Row(
+                "cold start",
+                "  import + first invocation (no network)",
+                f"{first['cpu_median_ms']:.0f} ms CPU, {first['median_ms']:.0f} ms wall",
+                f"<= {target:.0f} ms CPU",
+                first["cpu_median_ms"] <= target,
+            )
+        )
     if cold["built"]:
         value = (
             f"api {cold['api']['function_size_mb']} MB, worker "
