@@ -17,7 +17,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
 	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web \
-	bench-sam-local
+	bench-sam-local bench-cost
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -30,6 +30,7 @@ help:
 	@echo "make sam-local        the whole service as Lambda functions (API :3000, page :3080)"
 	@echo "make bench-runtimes   cold imports on python3.13 beside the last python3.11 build"
 	@echo "make bench-sam-local  cold and warm invoke durations through sam's Lambda emulation"
+	@echo "make bench-cost       billed Upstash commands per story and idle hour, beside BullMQ"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -45,7 +46,8 @@ venv: $(STAMP)
 
 # The npm packages, pinned in package-lock.json: the Supabase CLI (the README's deploy steps,
 # tests/deploy/test_supabase_cli.py) and supabase-js, whose UMD bundle the page loads from its
-# own origin. `npm ci` installs exactly the lockfile, again only when it changes.
+# own origin; BullMQ and ioredis for `make bench-cost`'s comparison. `npm ci` installs exactly
+# the lockfile, again only when it changes.
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | md5sum | cut -c1-12)
 
 $(NODE_STAMP): package.json package-lock.json
@@ -137,6 +139,12 @@ bench-runtimes: venv sam-build
 # Lambda emulation, beside the in-process API; needs root, like sam-local (a few minutes).
 bench-sam-local: $(SAM) venv services sam-build
 	$(BIN)/python -m bench.sam_local
+
+# Billed Upstash commands per 270 s story (worker + API, then with the reference client's
+# polls) and per idle hour, beside BullMQ (the pinned npm package) on its own redis-server;
+# into bench/results/cost.json and bench.json's `cost` (about five minutes).
+bench-cost: venv services node-deps
+	$(BIN)/python -m bench.cost
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services
