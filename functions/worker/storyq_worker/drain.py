@@ -102,7 +102,7 @@ async def _claim(
 async def _claim_after_rebuild(ctx: WorkerContext, free: int, summary: Summary) -> list[Claim]:
     """Claim; when Redis was flushed since the last sweep, sweep (it restores the leases of
     running jobs and marks the queue ready) and claim again."""
-    lease = ctx.settings.lease_seconds
+    lease = ctx.settings.dispatch_lease_seconds
     try:
         return await ctx.dispatcher.claim(free, lease_seconds=lease)
     except QueueNotReady:

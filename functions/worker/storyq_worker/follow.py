@@ -39,7 +39,7 @@ async def follow(ctx: WorkerContext, job_id: UUID, *, held_fence: int, state: Jo
         await queue.heartbeat(
             job_id,
             held_fence,
-            lease_seconds=ctx.settings.lease_seconds,
+            lease_seconds=ctx.settings.dispatch_lease_seconds,
             user_id=state.user_id,
         )
     else:

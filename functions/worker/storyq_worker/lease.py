@@ -10,9 +10,14 @@ again. So the keeper:
   Postgres confirmed (measured from when it was sent, so never later than Postgres's own
   clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
   may count its attempt as dead;
-- renews the Redis lease every lease / 3, only after Postgres has confirmed the attempt, in a
-  task of its own so a slow or hung Redis never delays a Postgres heartbeat; Redis follows (a
-  lease it lost is re-created) unless it knows a newer fence, which stops the generation too.
+- holds the Redis lease, taken at the claim for `Settings.dispatch_lease_seconds` (longer
+  than any healthy attempt runs), again only when an attempt comes within a lease of its end:
+  in practice never, since the generation timeout stops it first. Redis holds the slot; the
+  sweep frees the slot of an attempt Postgres counts as dead. (Renewing every lease / 3 cost
+  about 70 billed Upstash commands per 270 s story: issue 18.) A renewal runs only after
+  Postgres has confirmed the attempt, in a task of its own so a slow or hung Redis never
+  delays a Postgres heartbeat; Redis follows (a lease it lost is re-created) unless it knows a
+  newer fence, which stops the generation too.
 
 `stop()` returns only after the last heartbeat has been answered (or timed out), so no
 heartbeat can extend a lease after its generation is over.
@@ -57,7 +62,8 @@ class LeaseKeeper:
         self._confirmed_at = confirmed_at
         lease = ctx.settings.lease_seconds
         self._beat_every = min(PROGRESS_SECONDS, lease / 4)
-        self._renew_every = lease / 3
+        # Taken at the claim for dispatch_lease_seconds: renewed a lease before it would lapse.
+        self._renew_every = max(lease / 3, ctx.settings.dispatch_lease_seconds - lease)
         self._fence_after = lease * SELF_FENCE
         self._renewal: asyncio.Task[StopReason | None] | None = None
         self.words = 0
@@ -139,7 +145,7 @@ class LeaseKeeper:
                 held = await ctx.dispatcher.heartbeat(
                     claim.job_id,
                     claim.fence,
-                    lease_seconds=ctx.settings.lease_seconds,
+                    lease_seconds=ctx.settings.dispatch_lease_seconds,
                     user_id=claim.user_id,
                 )
         except Exception:  # Redis down or hung: Postgres still fences and caps the attempt

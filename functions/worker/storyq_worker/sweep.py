@@ -14,7 +14,12 @@ put back from Postgres, `promoted` retries, `orphans` forgotten.
    lost their leases).
 3. Rebuild from one Postgres snapshot: every pending job Redis lacks goes back into the queue,
    so after a FLUSHALL nothing is lost; when Redis lost its state (no ready mark, decided
-   atomically in Redis) the running jobs get their leases back before claims resume.
+   atomically in Redis) the running jobs get their leases back before claims resume. Then the
+   leases follow the same snapshot: a running job without one gets it back, and a lease held
+   for a lease's time without a running attempt behind it (a start that never came, a lost
+   ack) is settled like a reaped one. Leases are long and not renewed while an attempt runs
+   (Settings.dispatch_lease_seconds), so without this such a lease would hold its slot for the
+   generation timeout.
 4. Promote delayed retries that are due.
 5. Forget orphaned bookkeeping (a bounded walk of the jobs hash) and expired idempotency keys.
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from storyq.queue import PendingJob, RunningJob
+from storyq.queue import Claim, PendingJob, RunningJob
 from storyq.store import LostAttempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.follow import follow
@@ -78,15 +83,18 @@ async def _record_lost(
 
 
 async def _reap_expired(ctx: WorkerContext, summary: Summary) -> None:
-    for claim in await ctx.dispatcher.reap_expired(REAP_BATCH):
+    reaped = await ctx.dispatcher.reap_expired(REAP_BATCH)
+    await _settle(ctx, summary, reaped, why="the worker's lease expired")
+
+
+async def _settle(ctx: WorkerContext, summary: Summary, leases: list[Claim], *, why: str) -> None:
+    """Leases taken out of Redis (expired, or not backed by a running attempt in Postgres):
+    ask Postgres about each attempt and make Redis follow."""
+    for claim in leases:
         summary.reaped += 1
         try:
             lost = await _record_lost(
-                ctx,
-                job_id=claim.job_id,
-                fence=claim.fence,
-                attempt=0,
-                why="the worker's lease expired",
+                ctx, job_id=claim.job_id, fence=claim.fence, attempt=0, why=why
             )
         except Exception:
             # Postgres unreachable: hold the lease again so the job still counts against the
@@ -95,7 +103,7 @@ async def _reap_expired(ctx: WorkerContext, summary: Summary) -> None:
             await ctx.dispatcher.heartbeat(
                 claim.job_id,
                 claim.fence,
-                lease_seconds=ctx.settings.lease_seconds,
+                lease_seconds=ctx.settings.dispatch_lease_seconds,
                 user_id=claim.user_id,
             )
             continue
@@ -124,6 +132,10 @@ def _count(summary: Summary, lost: LostAttempt) -> None:
 
 async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
     snapshot = await ctx.store.jobs.dispatch_snapshot()
+    running = [
+        RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
+        for job in snapshot.running
+    ]
     summary.rebuilt += await ctx.dispatcher.rebuild(
         [
             PendingJob(
@@ -135,12 +147,18 @@ async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
             )
             for job in snapshot.pending
         ],
-        running=[
-            RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
-            for job in snapshot.running
-        ],
-        lease_seconds=ctx.settings.lease_seconds,
+        running=running,
+        lease_seconds=ctx.settings.dispatch_lease_seconds,
     )
+    # Leases are long and not renewed while an attempt runs: make them follow the same snapshot
+    # (a lease Redis lost comes back; one without a running attempt is settled like a reaped one).
+    restored, unbacked = await ctx.dispatcher.audit_leases(
+        running,
+        lease_seconds=ctx.settings.dispatch_lease_seconds,
+        judge_after_seconds=ctx.settings.lease_seconds,
+    )
+    summary.rebuilt += restored
+    await _settle(ctx, summary, unbacked, why="no running attempt in Postgres held its lease")
 
 
 async def _promote(ctx: WorkerContext, summary: Summary) -> None:

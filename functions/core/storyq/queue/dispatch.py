@@ -298,6 +298,26 @@ class Dispatcher:
             )
         )
 
+    async def audit_leases(
+        self, running: Sequence[RunningJob], *, lease_seconds: float, judge_after_seconds: float
+    ) -> tuple[int, list[Claim]]:
+        """Make the leases follow Postgres's running attempts (`running`, from one snapshot):
+        restore the lease of each running job Redis holds nowhere (taken for `lease_seconds`),
+        and remove the leases of jobs not running there that were taken at least
+        `judge_after_seconds` ago (assuming leases of `lease_seconds`). Returns how many leases
+        were restored and the leases removed, each to exactly one caller, who asks Postgres what
+        became of the attempt and makes Redis follow (as for `reap_expired`).
+
+        Script: `audit_leases.lua`.
+        """
+        k = self.keys
+        args = [_ms(lease_seconds), _ms(judge_after_seconds), _ms(lease_seconds)]
+        args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
+        reply = as_list(
+            await self._run(scripts.AUDIT_LEASES, [k.active, k.jobs, k.waiting, k.delayed], args)
+        )
+        return as_int(reply[0]), as_claims(reply[1:])
+
     async def sweep_orphans(self, count: int = 100) -> int:
         """Forget the bookkeeping of jobs in none of waiting, delayed, active, looking at about
         `count` hash fields per call (the walk resumes where the last call stopped); how many
