@@ -56,10 +56,11 @@ STEPS = {
     "reap_expired": "sweep (each invocation starts with one)",
     "rebuild": "sweep (each invocation starts with one)",
     "restore_leases": "sweep (each invocation starts with one)",
+    "audit_leases": "sweep (each invocation starts with one)",
     "promote_due": "sweep (each invocation starts with one)",
     "sweep_orphans": "sweep (each invocation starts with one)",
     "claim": "claim",
-    "heartbeat": "heartbeats (Redis lease, every lease / 3)",
+    "heartbeat": "Redis lease renewals (none within the generation timeout)",
     "ack": "ack",
     "counts": "hand-off check (slot freed, no time to claim)",
 }
