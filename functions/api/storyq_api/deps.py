@@ -74,6 +74,9 @@ class Services:
                 max_requests=settings.read_rate_limit,
                 window_seconds=settings.read_rate_window_seconds,
                 timeout=timeout,
+                # Reads are what clients poll: half the billed commands of a sliding window
+                # (Upstash bills each, issue 18); an edge burst of twice the limit is harmless.
+                window="fixed",
             ),
             kicker=kicker,
             operations=operations,
