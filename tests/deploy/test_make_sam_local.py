@@ -88,9 +88,17 @@ def sam_local(postgres_server_url: str, lambda_image: str, tmp_path: Path) -> It
         assert process.poll() is None, run.output()
         yield run
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # the test failed before stopping it: stop it the way it says
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        found = re.search(r"STORYQ_SAM_RUN=(\w+)", run.output())
+        left = run_containers(found.group(1)) if found else []
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], check=False, capture_output=True)
         drop_database(database_url)
         redis_process.stop()
 

@@ -84,8 +84,11 @@ def test_the_page_generates_cancels_and_reads_through_lambda(
     expect(row(page, second)).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#credits")).to_have_text("2 credits")
 
-    expect(row(page, first)).to_have_attribute("data-status", "processing", timeout=SLOW)
-    screenshot(page, "lambda-1-processing")
+    # (a 5 s story may be written before the page looks: its running state can be missed)
+    expect(row(page, first)).to_have_attribute(
+        "data-status", re.compile("^(processing|completed)$"), timeout=SLOW
+    )
+    screenshot(page, "lambda-1-running")
     expect(row(page, first)).to_have_attribute("data-status", "completed", timeout=SLOW)
     row(page, first).get_by_role("button", name=re.compile("^Read")).click()
     expect(page.locator("#reader")).to_be_visible()

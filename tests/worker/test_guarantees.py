@@ -360,6 +360,7 @@ async def test_a_running_generation_sends_redis_nothing_until_it_ends(
     assert expiry / 1000 - claimed_at > ctx.settings.generation_timeout_seconds
     assert job_row(worker_stack.database_url, job_id)["status"] == "processing"
     running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_a_generation_cut_off_from_postgres_stops_before_it_could_be_counted_dead(
@@ -493,11 +494,13 @@ async def test_a_hung_redis_never_holds_back_the_postgres_heartbeats(
 
 async def test_a_lease_no_running_attempt_backs_is_settled_by_a_sweep_after_a_lease(
     worker_stack: LocalStack,
-    ctx: WorkerContext,
+    slow_renewal_ctx: WorkerContext,
     store: Store,
     dispatcher: Dispatcher,
     user: uuid.UUID,
 ) -> None:
+    # (12 s leases: the first sweep below comes well within a lease of the claim)
+    ctx = slow_renewal_ctx
     # Given a job claimed for a long lease by a worker that died before starting it
     job_id = await enqueue(store, dispatcher, user)
     await claim_one(dispatcher, lease_seconds=ctx.settings.dispatch_lease_seconds)

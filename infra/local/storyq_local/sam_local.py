@@ -38,15 +38,19 @@ from storyq_local.stack.users import dev_token
 from storyq_local.stack.web import default_web_directory
 
 
-class Stop(Exception):
+class Stop(BaseException):
     """Ctrl-C or SIGTERM, raised where the main thread is, so that everything started unwinds
-    (in reverse order: containers and sam, the page, the stack, the dockerd it started)."""
+    (in reverse order: containers and sam, the page, the stack, the dockerd it started). A
+    BaseException, so no `except Exception` on the way (a poll, a probe) swallows it."""
 
     asked_at = 0.0
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     Stop.asked_at = Stop.asked_at or time.monotonic()
+    # Once: a second Ctrl-C must not break off the cleanup (sam runs in its own session).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Stop
 
 

@@ -302,7 +302,8 @@ class Dispatcher:
         self, running: Sequence[RunningJob], *, lease_seconds: float, judge_after_seconds: float
     ) -> tuple[int, list[Claim]]:
         """Make the leases follow Postgres's running attempts (`running`, from one snapshot):
-        restore the lease of each running job Redis holds nowhere (taken for `lease_seconds`),
+        restore the lease (taken for `lease_seconds`) of each running job Redis keeps the
+        bookkeeping of under that fence or an older one but holds no lease for,
         and remove the leases of jobs not running there that were taken at least
         `judge_after_seconds` ago (assuming leases of `lease_seconds`). Returns how many leases
         were restored and the leases removed, each to exactly one caller, who asks Postgres what
@@ -314,7 +315,11 @@ class Dispatcher:
         args = [_ms(lease_seconds), _ms(judge_after_seconds), _ms(lease_seconds)]
         args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
         reply = as_list(
-            await self._run(scripts.AUDIT_LEASES, [k.active, k.jobs, k.waiting, k.delayed], args)
+            await self._run(
+                scripts.AUDIT_LEASES,
+                [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
+                args,
+            )
         )
         return as_int(reply[0]), as_claims(reply[1:])
 

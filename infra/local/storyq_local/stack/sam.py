@@ -58,7 +58,7 @@ from storyq_local.config import project_root
 from storyq_local.stack import apps
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.processes import new_log
-from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread, wait_until
+from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 
 ROOT = project_root()
 IMAGE_SCRIPT = ROOT / "infra" / "local" / "lambda-image.sh"
@@ -546,18 +546,20 @@ def _start(stack: LocalStack, spec: SamSpec, image: str, cleanup: ExitStack) -> 
 def _wait_listening(
     process: subprocess.Popen[bytes], host: str, port: int, *, log_path: Path, verb: str
 ) -> None:
-    def up() -> bool:
+    """Until sam answers on `port`; RuntimeError with its log as soon as it exits instead.
+    EAGER warm containers start before sam listens: a few seconds per function."""
+    deadline = time.monotonic() + 120
+    while True:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"sam local {verb} exited ({process.returncode}):\n{tail}")
         try:
             httpx.get(f"http://{host}:{port}/", timeout=2)
+            return
         except httpx.TransportError:
-            return False
-        return True
-
-    # EAGER warm containers start before sam listens: a few seconds per function.
-    wait_until(up, timeout=120, interval=0.5, what=f"sam local {verb} on {host}:{port}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sam local {verb} not answering on {host}:{port}") from None
+        time.sleep(0.5)
 
 
 class Schedule:
