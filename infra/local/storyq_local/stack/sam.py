@@ -10,11 +10,12 @@ EventBridge's `rate(1 minute)` sweep. Used by `make sam-local`, tests/deploy and
 
 How the stack's settings reach the containers: sam's `--env-vars` overrides only variables the
 template declares (samcli EnvironmentVariables.resolve), so instead each run writes a copy of the
-built template (`local_template`) whose functions declare exactly the environment `make dev`'s
-processes get (LocalStack.env), with the emulators' URLs on the docker0 gateway, where the
-containers reach this machine, and with the kick pointed at start-lambda: WORKER_FUNCTION_NAME
-is the worker's logical id and AWS_ENDPOINT_URL_LAMBDA (the AWS SDKs' service-specific endpoint
-variable, which boto3 reads by itself) is start-lambda's URL. In AWS neither is set that way.
+built template (`local_template`) whose functions declare exactly the settings `make dev`'s
+processes run with (every Settings field: `settings_env`), with the emulators' URLs on the
+docker0 gateway, where the containers reach this machine, and with the kick pointed at
+start-lambda: WORKER_FUNCTION_NAME is the worker's logical id and AWS_ENDPOINT_URL_LAMBDA (the
+AWS SDKs' service-specific endpoint variable, which boto3 reads by itself) is start-lambda's
+URL. In AWS neither is set that way.
 
 Traps (see also infra/local/lambda-image.sh):
 - `--docker-network host` does not work: sam talks to the Runtime Interface Emulator in each
@@ -28,7 +29,7 @@ Traps (see also infra/local/lambda-image.sh):
   priority"): `make sam-local` started with SUPABASE_URL=http://127.0.0.1:... would hand the
   containers an address they cannot reach. sam runs without the names the template declares
   (`_sam_process_env`).
-- start-lambda accepts InvocationType=Event since SAM CLI 1.1xx and runs it on a thread pool;
+- start-lambda (SAM CLI 1.170, pinned) accepts InvocationType=Event and runs it on a pool;
   with warm containers each function has one container and invocations of it queue.
 """
 
