@@ -248,8 +248,8 @@ async def test_a_sweeps_snapshot_holds_each_job_in_exactly_one_list_while_jobs_s
 
 
 @pytest.fixture
-async def slow_renewal_ctx(worker_settings: Settings) -> AsyncIterator[WorkerContext]:
-    """A worker with 12 s leases: Postgres heartbeats every 2 s, the Redis lease every 4 s."""
+async def long_lease_ctx(worker_settings: Settings) -> AsyncIterator[WorkerContext]:
+    """A worker with 12 s leases (Postgres heartbeats every 2 s)."""
     settings = worker_settings.model_copy(update={"lease_seconds": 12.0})
     async with open_context(settings, generator=Held()) as context:
         yield context
@@ -257,13 +257,13 @@ async def slow_renewal_ctx(worker_settings: Settings) -> AsyncIterator[WorkerCon
 
 async def test_a_live_worker_whose_lease_was_reaped_keeps_its_job_and_its_slot(
     worker_stack: LocalStack,
-    slow_renewal_ctx: WorkerContext,
+    long_lease_ctx: WorkerContext,
     store: Store,
     dispatcher: Dispatcher,
     user: uuid.UUID,
 ) -> None:
     # Given a generation running under a live worker
-    ctx = slow_renewal_ctx
+    ctx = long_lease_ctx
     held: Held = ctx.generator  # type: ignore[assignment]
     job_id = await enqueue(store, dispatcher, user)
     first = await claim_one(dispatcher, lease_seconds=12.0)
@@ -494,13 +494,13 @@ async def test_a_hung_redis_never_holds_back_the_postgres_heartbeats(
 
 async def test_a_lease_no_running_attempt_backs_is_settled_by_a_sweep_after_a_lease(
     worker_stack: LocalStack,
-    slow_renewal_ctx: WorkerContext,
+    long_lease_ctx: WorkerContext,
     store: Store,
     dispatcher: Dispatcher,
     user: uuid.UUID,
 ) -> None:
     # (12 s leases: the first sweep below comes well within a lease of the claim)
-    ctx = slow_renewal_ctx
+    ctx = long_lease_ctx
     # Given a job claimed for a long lease by a worker that died before starting it
     job_id = await enqueue(store, dispatcher, user)
     await claim_one(dispatcher, lease_seconds=ctx.settings.dispatch_lease_seconds)

@@ -10,14 +10,11 @@ again. So the keeper:
   Postgres confirmed (measured from when it was sent, so never later than Postgres's own
   clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
   may count its attempt as dead;
-- holds the Redis lease, taken at the claim for `Settings.dispatch_lease_seconds` (longer
-  than any healthy attempt runs), again only when an attempt comes within a lease of its end:
-  in practice never, since the generation timeout stops it first. Redis holds the slot; the
-  sweep frees the slot of an attempt Postgres counts as dead. (Renewing every lease / 3 cost
-  about 70 billed Upstash commands per 270 s story: issue 18.) A renewal runs only after
-  Postgres has confirmed the attempt, in a task of its own so a slow or hung Redis never
-  delays a Postgres heartbeat; Redis follows (a lease it lost is re-created) unless it knows a
-  newer fence, which stops the generation too.
+- leaves Redis alone: the lease was taken at the claim for `Settings.dispatch_lease_seconds`,
+  one lease longer than the generation timeout allows any attempt, so it never needs renewing
+  (renewing it every lease / 3 cost about 70 billed Upstash commands per 270 s story: issue
+  18). Redis only holds the slot; the sweep frees the slot of an attempt Postgres counts as
+  dead and gives a live one a lease Redis lost back.
 
 `stop()` returns only after the last heartbeat has been answered (or timed out), so no
 heartbeat can extend a lease after its generation is over.
@@ -42,7 +39,7 @@ SELF_FENCE = 2 / 3
 
 
 class StopReason(StrEnum):
-    SUPERSEDED = "superseded"  # Postgres or Redis knows a newer fence: another attempt owns it
+    SUPERSEDED = "superseded"  # Postgres knows a newer fence: another attempt owns it
     UNCONFIRMED = "unconfirmed"  # no heartbeat confirmed in time: it may be counted as dead
 
 
@@ -62,10 +59,7 @@ class LeaseKeeper:
         self._confirmed_at = confirmed_at
         lease = ctx.settings.lease_seconds
         self._beat_every = min(PROGRESS_SECONDS, lease / 4)
-        # Taken at the claim for dispatch_lease_seconds: renewed a lease before it would lapse.
-        self._renew_every = max(lease / 3, ctx.settings.dispatch_lease_seconds - lease)
         self._fence_after = lease * SELF_FENCE
-        self._renewal: asyncio.Task[StopReason | None] | None = None
         self.words = 0
         self.stopped: StopReason | None = None
 
@@ -79,34 +73,18 @@ class LeaseKeeper:
         self._stop.set()
         if self._task is not None:
             await self._task
-        if self._renewal is not None:
-            await asyncio.wait({self._renewal})
 
     def _time_left(self) -> float:
         """Seconds until the attempt must have stopped unless a heartbeat is confirmed."""
         return self._confirmed_at + self._fence_after - asyncio.get_running_loop().time()
 
     async def _keep(self, on_stop: Callable[[], object]) -> None:
-        loop = asyncio.get_running_loop()
-        renew_at = loop.time() + self._renew_every
         while not await self._stopped_within(min(self._beat_every, max(0.0, self._time_left()))):
-            reason = await self._beat() or self._renewal_verdict()
-            if reason is None and loop.time() >= renew_at - 0.01 and self._renewal_idle():
-                renew_at = loop.time() + self._renew_every
-                self._renewal = asyncio.create_task(self._renew_lease())
+            reason = await self._beat()
             if reason is not None:
                 self.stopped = reason
                 on_stop()
                 return
-
-    def _renewal_idle(self) -> bool:
-        return self._renewal is None or self._renewal.done()
-
-    def _renewal_verdict(self) -> StopReason | None:
-        """What the last finished Redis renewal said (None while one runs, or all is well)."""
-        if self._renewal is None or not self._renewal.done():
-            return None
-        return self._renewal.result()
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:
@@ -133,25 +111,4 @@ class LeaseKeeper:
             logger.warning("attempt superseded; stopping its generation", extra=extra)
             return StopReason.SUPERSEDED
         self._confirmed_at = sent
-        return None
-
-    async def _renew_lease(self) -> StopReason | None:
-        """The Redis lease, re-created if Redis lost it; a failure there is not fatal."""
-        claim, ctx = self._claim, self._ctx
-        try:
-            # Bounded like the Postgres heartbeat: a hung Redis must not hold the keeper past
-            # the moment the generation has to stop.
-            async with asyncio.timeout(max(0.0, min(self._time_left(), self._renew_every))):
-                held = await ctx.dispatcher.heartbeat(
-                    claim.job_id,
-                    claim.fence,
-                    lease_seconds=ctx.settings.dispatch_lease_seconds,
-                    user_id=claim.user_id,
-                )
-        except Exception:  # Redis down or hung: Postgres still fences and caps the attempt
-            logger.warning("Redis heartbeat failed", extra={"job_id": claim.job_id}, exc_info=True)
-            return None
-        if not held:
-            logger.warning("Redis knows a newer fence; stopping", extra={"job_id": claim.job_id})
-            return StopReason.SUPERSEDED
         return None
