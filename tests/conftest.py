@@ -8,7 +8,6 @@ them for the whole session. Nothing here touches the database `make dev` uses.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from storyq_local.stack.redis_server import RedisProcess
 from storyq_local.stack.sam import docker_session
 from storyq_local.stack.servers import ThreadedServer
 from storyq_local.stack.services import ensure_postgres
-from storyq_local.stack.users import ensure_user
 from tests.support import stack as test_stacks
 from tests.support.sql import Db
-from tests.support.users import ApiUser, token_for
+from tests.support.users import ApiUser, sign_up
 
 # Quiet, local Powertools, whatever the shell running the tests has set.
 os.environ.update(
@@ -123,10 +121,6 @@ def make_user(db: Db) -> Callable[..., ApiUser]:
     """A new user in auth.users with `credits` granted and a valid token."""
 
     def make(credits: int = 0, *, admin: bool = False) -> ApiUser:
-        user_id = uuid.uuid4()
-        ensure_user(db.url, user_id)
-        if credits:
-            db.grant(user_id, credits)
-        return ApiUser(id=user_id, token=token_for(user_id, admin=admin))
+        return sign_up(db, credits=credits, admin=admin)
 
     return make

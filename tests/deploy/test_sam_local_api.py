@@ -7,7 +7,6 @@ started by the kick. The test's own settings (a 3 s generation, one slot) reach 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,9 @@ import pytest
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.sam import SamLocal
 from storyq_local.stack.servers import wait_until
-from storyq_local.stack.users import ensure_user
 from tests.support.sql import Db
 from tests.support.stack import sam_stack
-from tests.support.users import ApiUser, bearer, token_for
+from tests.support.users import ApiUser, bearer, sign_up
 
 SETTINGS = {
     "generation_delay_seconds": 3.0,
@@ -50,14 +48,6 @@ def client(running: tuple[LocalStack, SamLocal]) -> Iterator[httpx.Client]:
         yield http
 
 
-def new_user(db: Db, *, credits: int = 0) -> ApiUser:
-    user_id = uuid.uuid4()
-    ensure_user(db.url, user_id)
-    if credits:
-        db.grant(user_id, credits)
-    return ApiUser(id=user_id, token=token_for(user_id))
-
-
 def generate(client: httpx.Client, user: ApiUser, prompt: str) -> httpx.Response:
     return client.post(
         "/api/generate", json={"prompt": prompt, "targetWords": 300}, headers=bearer(user.token)
@@ -72,7 +62,7 @@ def problem(response: httpx.Response) -> dict[str, Any]:
 
 def test_generate_is_kicked_through_start_lambda_and_written(client: httpx.Client, db: Db) -> None:
     # Given a user with two credits
-    user = new_user(db, credits=2)
+    user = sign_up(db, credits=2)
 
     # When they queue two stories (one slot: the second waits)
     first = generate(client, user, "A lighthouse keeper who collects storms")
@@ -117,7 +107,7 @@ def test_no_token_is_401(client: httpx.Client) -> None:
 
 
 def test_no_credits_is_402_and_nothing_is_queued(client: httpx.Client, db: Db) -> None:
-    user = new_user(db)
+    user = sign_up(db)
     answer = generate(client, user, "A story nobody paid for")
     assert answer.status_code == 402
     assert problem(answer)["code"] == "insufficient_credits"
@@ -128,7 +118,7 @@ def test_no_credits_is_402_and_nothing_is_queued(client: httpx.Client, db: Db) -
 def test_invalid_input_is_422_field_by_field_and_debits_nothing(
     client: httpx.Client, db: Db
 ) -> None:
-    user = new_user(db, credits=1)
+    user = sign_up(db, credits=1)
     answer = client.post(
         "/api/generate",
         json={"prompt": "", "targetWords": -5},

@@ -22,7 +22,7 @@ from storyq_local.stack.users import ensure_user
 from tests.support.events import EVENTS, load_event
 from tests.support.sql import Db
 from tests.support.stack import sam_stack
-from tests.support.users import ApiUser, token_for
+from tests.support.users import sign_up
 
 SAMPLE_USER_ID = "0b7e5d3c-9a41-4c8e-a2f1-6f1c2a3e9d4b"  # events/admin_credits.json's userId
 
@@ -48,14 +48,6 @@ def sam(functions: tuple[LocalStack, SamLocal]) -> SamLocal:
 @pytest.fixture
 def db(functions: tuple[LocalStack, SamLocal]) -> Db:
     return Db(functions[0].database_url)
-
-
-def new_user(db: Db, *, credits: int = 0, admin: bool = False) -> ApiUser:
-    user_id = uuid.uuid4()
-    ensure_user(db.url, user_id)
-    if credits:
-        db.grant(user_id, credits)
-    return ApiUser(id=user_id, token=token_for(user_id, admin=admin))
 
 
 def api(sam: SamLocal, name: str, **kwargs: Any) -> tuple[int, Any]:
@@ -93,7 +85,7 @@ def test_health(sam: SamLocal) -> None:
 
 
 def test_generate_read_list_cancel(sam: SamLocal, db: Db) -> None:
-    user = new_user(db, credits=2)
+    user = sign_up(db, credits=2)
     status, queued = api(sam, "generate", token=user.token)
     assert status == 202, queued
     assert queued["status"] == "queued"
@@ -119,7 +111,7 @@ def test_generate_read_list_cancel(sam: SamLocal, db: Db) -> None:
 
 def test_worker_kick_and_schedule_write_what_waits(sam: SamLocal, db: Db) -> None:
     # (two users: generate.json carries an Idempotency-Key, so a user's second one replays)
-    user, other = new_user(db, credits=1), new_user(db, credits=1)
+    user, other = sign_up(db, credits=1), sign_up(db, credits=1)
     first = api(sam, "generate", token=user.token)[1]["jobId"]
 
     kicked = sam.invoke_cli(WORKER_FUNCTION, json.loads((EVENTS / "worker_kick.json").read_text()))
@@ -138,8 +130,8 @@ def test_worker_kick_and_schedule_write_what_waits(sam: SamLocal, db: Db) -> Non
 
 
 def test_admin_events(sam: SamLocal, db: Db) -> None:
-    admin = new_user(db, admin=True)
-    user = new_user(db, credits=2)
+    admin = sign_up(db, admin=True)
+    user = sign_up(db, credits=2)
     failed = api(sam, "generate", token=user.token)[1]["jobId"]
     db.start(failed)
     db.fail(failed)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from storyq_local.stack.tokens import access_token_claims, sign
+from storyq_local.stack.users import ensure_user
+from tests.support.sql import Db
 from tests.support.stack import JWT_SECRET
 
 # The `iss` of the tests' tokens (the local Supabase Auth's).
@@ -39,3 +41,12 @@ def token_for(
     claims = access_token_claims(user_id=user_id, issuer=ISSUER, expires_in=expires_in, admin=admin)
     claims.update(overrides)
     return sign(claims, secret)
+
+
+def sign_up(db: Db, *, credits: int = 0, admin: bool = False) -> ApiUser:
+    """A new user in `db`'s auth.users, granted `credits`, with a valid token."""
+    user_id = uuid.uuid4()
+    ensure_user(db.url, user_id)
+    if credits:
+        db.grant(user_id, credits)
+    return ApiUser(id=user_id, token=token_for(user_id, admin=admin))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,10 +17,9 @@ from storyq_local.stack.apps import web_app
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.sam import SamLocal, SamSpec
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
-from storyq_local.stack.users import ensure_user
 from tests.support.sql import Db
 from tests.support.stack import WEB_DIR, sam_stack
-from tests.support.users import ApiUser, token_for
+from tests.support.users import sign_up
 from tests.web.conftest import WEB_TIMINGS, screenshot
 from tests.web.test_page import FAST_POLLING, generate, row
 
@@ -58,18 +56,11 @@ def on_lambda(postgres_server_url: str, lambda_image: str) -> Iterator[OnLambda]
             page.stop()
 
 
-def new_user(db: Db, *, credits: int) -> ApiUser:
-    user_id = uuid.uuid4()
-    ensure_user(db.url, user_id)
-    db.grant(user_id, credits)
-    return ApiUser(id=user_id, token=token_for(user_id))
-
-
 def test_the_page_generates_cancels_and_reads_through_lambda(
     page: Page, on_lambda: OnLambda
 ) -> None:
     db = Db(on_lambda.stack.database_url)
-    user = new_user(db, credits=3)
+    user = sign_up(db, credits=3)
     page.add_init_script(FAST_POLLING)
     page.goto(f"{on_lambda.page.url}/?token={user.token}")
     page.wait_for_selector("html[data-ready='true']")
