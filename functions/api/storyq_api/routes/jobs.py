@@ -6,9 +6,10 @@ id), never a 403 that would confirm it exists.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from storyq.store import MAX_PAGE_SIZE, JobCursor, JobStatus
@@ -16,10 +17,19 @@ from storyq_api.auth import CurrentUser, within_request_limit
 from storyq_api.deps import ServicesDep
 from storyq_api.errors import problem_responses
 from storyq_api.paths import JobId
+from storyq_api.poll_hints import retry_after_seconds
 from storyq_api.schemas import JobList, JobView
 from storyq_api.views import job_view
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(within_request_limit)])
+
+RETRY_AFTER_DOC = {
+    "Retry-After": {
+        "description": "pending and processing jobs only: seconds until the next poll is worth "
+        "it (2-30; none once the job is completed, failed or cancelled)",
+        "schema": {"type": "integer", "minimum": 2, "maximum": 30},
+    }
+}
 
 
 @router.get(
@@ -27,11 +37,27 @@ router = APIRouter(tags=["jobs"], dependencies=[Depends(within_request_limit)])
     response_model=JobView,
     response_model_exclude_unset=True,
     summary="A job's status, with its wait time, progress, result or error",
-    responses=problem_responses(401, 403, 404, 429, 503),
+    responses={200: {"headers": RETRY_AFTER_DOC}, **problem_responses(401, 403, 404, 429, 503)},
 )
-async def get_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
+async def get_job(
+    user: CurrentUser, job_id: JobId, services: ServicesDep, response: Response
+) -> JobView:
+    """The job as it stands. While it is pending or processing the answer carries
+    `Retry-After` (whole seconds): when polling again is worth it, since every poll is billed.
+    Pending: 2 s when a free slot awaits it, else a twentieth of its ETA (3-30 s), or until a
+    retry is due; processing: half the remaining time extrapolated from the words written
+    and the time since it started (2-20 s; 2-10 s before the first words and past the target
+    length). A finished job has none. The rule lives in `storyq_api.poll_hints`."""
     standing = await services.operations.look_up(job_id, user_id=user.id)
     job = standing.job
+    hint = retry_after_seconds(
+        job,
+        position=standing.position,
+        max_active=services.settings.max_active_jobs,
+        now=datetime.now(UTC),
+    )
+    if hint is not None:
+        response.headers["Retry-After"] = str(hint)
     if job.status == "pending":
         return job_view(job, position=standing.position, with_wait_time=True)
     if job.status == "processing":

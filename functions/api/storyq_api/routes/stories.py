@@ -1,5 +1,8 @@
 """GET /api/story/{storyId}: the story row exists from the moment of enqueue; `content` is null
-until the job completes."""
+until the job completes.
+
+No `Retry-After` here: a story's status follows its job's, and the job is what a client polls
+(GET /api/job/{jobId} says when to ask again); the story is read once the job has finished."""
 
 from __future__ import annotations
 
