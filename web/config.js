@@ -10,5 +10,6 @@
 //                                                       // beside the page, see README.md)
 //   realtime: true,                                     // wake job watchers by Supabase Realtime
 //   pollMinMs: 2000, pollMaxMs: 15000,                  // bounds of the job poll interval
+//                                                       // (unset pollMaxMs: the API decides)
 // };
 window.STORYQ_CONFIG = window.STORYQ_CONFIG || {};

@@ -18,7 +18,8 @@
  *   '' loads none)
  * @property {boolean} [realtime] wake watchers through Supabase Realtime (default true)
  * @property {number} [pollMinMs] shortest wait between two polls of a job (default 2000)
- * @property {number} [pollMaxMs] longest wait between two polls of a job (default 15000)
+ * @property {number} [pollMaxMs] longest wait between two polls of a job (default: the API's
+ *   Retry-After decides, 2-30 s)
  */
 
 /** @type {StoryqConfig} */

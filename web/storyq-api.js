@@ -5,7 +5,10 @@
  */
 
 import { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
-import { pollDelay, clamp, abortError, sleep, jitter, wakeSignal } from './storyq-polling.js';
+import {
+  DEFAULT_MIN_INTERVAL_MS, DEFAULT_REALTIME_INTERVAL_MS, abortError, jitter, nextPollMs,
+  rowChange, sleep, wakeSignal, withWords,
+} from './storyq-polling.js';
 
 /** @typedef {import('./storyq-client.js').Job} Job */
 /** @typedef {import('./storyq-client.js').JobStatus} JobStatus */
@@ -185,13 +188,15 @@ export class StoryqClient {
   }
 
   /**
-   * Like watchJob, but woken at once by Supabase Realtime when `supabase` (here or in the
-   * constructor) is a supabase-js client: it subscribes to postgres_changes on
-   * public.story_jobs filtered by id (RLS lets a user see only their own rows) and re-reads
-   * the job from the API on every change. The row change is only a trigger: the API's view
-   * (position, ETA, progress) stays the one truth. While the channel is up, the fallback
-   * poll slows down to refresh the queue position only; if the channel fails, polling goes on
-   * at the usual rate. Without a supabase client this is watchJob.
+   * Like watchJob, but woken by Supabase Realtime when `supabase` (here or in the constructor)
+   * is a supabase-js client: it subscribes to postgres_changes on public.story_jobs filtered
+   * by id (RLS lets a user see only their own rows). A change of the job's status (it started,
+   * went back to the queue, finished) makes the watcher re-read the job from the API at once:
+   * the API's view (position, ETA, result) stays the one truth. The worker's heartbeats, which
+   * change the row every few seconds while it writes, cost no request: their word count goes
+   * to `onUpdate` as the job's progress. While the channel is up, the fallback poll comes at
+   * least `realtimeIntervalMs` (30 s) apart, to refresh the queue position; if the channel
+   * fails, polling goes on at the usual rate. Without a supabase client this is watchJob.
    * @param {string} jobId
    * @param {(job: Job) => void} onUpdate
    * @param {WatchOptions & {supabase?: SupabaseLike | null, realtimeIntervalMs?: number}} [options]
@@ -203,17 +208,39 @@ export class StoryqClient {
       return this.watchJob(jobId, onUpdate, options);
     }
     const wake = wakeSignal();
-    const realtime = { up: false, intervalMs: options.realtimeIntervalMs ?? 15000, wake };
+    /** @type {Realtime} */
+    const realtime = {
+      up: false,
+      intervalMs: options.realtimeIntervalMs ?? DEFAULT_REALTIME_INTERVAL_MS,
+      wake,
+      job: null,
+      wokenFor: null,
+    };
     const channel = supabase
       .channel(`storyq-job-${jobId}`)
       .on(
         'postgres_changes',
         { event: '*', schema: 'public', table: 'story_jobs', filter: `id=eq.${jobId}` },
-        () => wake.fire(),
+        (payload) => {
+          const change = rowChange(payload, realtime.job?.status);
+          if (change.wake) {
+            realtime.wokenFor = payload?.new?.status ?? null;
+            wake.fire();
+          } else if (change.words !== null && realtime.job) {
+            const job = withWords(realtime.job, change.words);
+            if (job !== realtime.job) {
+              realtime.job = job;
+              onUpdate(job);
+            }
+          }
+        },
       )
       .subscribe((status) => {
         realtime.up = status === 'SUBSCRIBED';
-        if (!realtime.up) wake.fire(); // fall back at once: re-poll, then at the usual rate
+        if (!realtime.up) {
+          realtime.wokenFor = null;
+          wake.fire(); // fall back at once: re-poll, then at the usual rate
+        }
       });
     try {
       return await this.#poll(jobId, onUpdate, options, realtime);
@@ -230,13 +257,12 @@ export class StoryqClient {
    * @param {string} jobId
    * @param {(job: Job) => void} onUpdate
    * @param {WatchOptions} options
-   * @param {{up: boolean, intervalMs: number, wake: ReturnType<typeof wakeSignal>} | null} realtime
+   * @param {Realtime | null} realtime
    * @returns {Promise<Job>}
    */
   async #poll(jobId, onUpdate, options, realtime) {
     const { signal, maxBackoffMs = 60000, onRetry } = options;
-    const minIntervalMs = options.minIntervalMs ?? 2000;
-    const maxIntervalMs = Math.max(minIntervalMs, options.maxIntervalMs ?? 15000);
+    const minIntervalMs = options.minIntervalMs ?? DEFAULT_MIN_INTERVAL_MS;
     let failures = 0;
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
@@ -248,13 +274,21 @@ export class StoryqClient {
           'GET', `/api/job/${encodeURIComponent(jobId)}`, { signal },
         );
         failures = 0;
+        if (realtime) {
+          realtime.job = job;
+          // A change that woke us while this request was under way is in this answer already.
+          if (realtime.wokenFor === job.status) realtime.wake.rearm();
+          realtime.wokenFor = null;
+        }
         onUpdate(job);
-        const next = pollDelay(job, { minMs: minIntervalMs, maxMs: maxIntervalMs });
+        const next = nextPollMs(job, {
+          retryAfterMs: parseRetryAfter(response.headers.get('Retry-After')),
+          minMs: minIntervalMs,
+          maxMs: options.maxIntervalMs ?? null,
+          realtimeMs: realtime?.up ? realtime.intervalMs : null,
+        });
         if (next === null) return job;
-        // A server may suggest the interval itself.
-        const suggested = parseRetryAfter(response.headers.get('Retry-After'));
-        delay = suggested !== null ? clamp(suggested, minIntervalMs, maxBackoffMs) : jitter(next);
-        if (realtime?.up) delay = Math.max(delay, realtime.intervalMs);
+        delay = next;
       } catch (error) {
         if (signal?.aborted) throw abortError(signal);
         if (!(error instanceof StoryqError) || !error.transient) throw error;
@@ -269,3 +303,14 @@ export class StoryqClient {
     }
   }
 }
+
+/**
+ * A watcher's Realtime state: whether the channel is up, the fallback interval, the wake-up,
+ * the last view of the job (for progress from row changes) and the status a wake was for.
+ * @typedef {object} Realtime
+ * @property {boolean} up
+ * @property {number} intervalMs
+ * @property {ReturnType<typeof wakeSignal>} wake
+ * @property {Job | null} job
+ * @property {string | null} wokenFor
+ */

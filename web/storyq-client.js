@@ -11,10 +11,12 @@
  *   const job = await client.watchJob(accepted.jobId, (job) => render(job));
  *   if (job.status === 'completed') show(await client.getStory(job.storyId));
  *
- * watchJob polls at an interval derived from the job (queue position and ETA while it waits,
- * progress while it runs), backs off on network errors and 5xx, honours Retry-After on 429 and
- * 503, and stops at a terminal status. subscribe() does the same, but is woken at once by
- * Supabase Realtime (postgres_changes on story_jobs) when a supabase-js client is given.
+ * watchJob polls when the API's Retry-After says (else at an interval derived from the job:
+ * queue position and ETA while it waits, progress while it runs), backs off on network errors
+ * and 5xx, honours Retry-After on 429 and 503, and stops at a terminal status. subscribe() does
+ * the same, but is woken at once by Supabase Realtime (postgres_changes on story_jobs) when the
+ * job's status changes, and takes progress from the row changes, when a supabase-js client is
+ * given.
  *
  * This file is the public entry point: it holds the API's types and re-exports the code,
  * which lives in storyq-http.js (StoryqError, Retry-After, Idempotency-Key),
@@ -115,7 +117,9 @@
  * @typedef {object} WatchOptions
  * @property {AbortSignal} [signal] abort to stop watching (the promise then rejects with an AbortError)
  * @property {number} [minIntervalMs] floor of any wait between polls (default 2000)
- * @property {number} [maxIntervalMs] ceiling of any wait between polls (default 15000)
+ * @property {number} [maxIntervalMs] ceiling of any wait between polls. Unset, the client
+ *   follows the API's Retry-After (2-30 s, up to 60 s) and uses 15000 for its own estimate
+ *   when the API suggests nothing; set, it caps both
  * @property {number} [maxBackoffMs] ceiling of the backoff after errors (default 60000)
  * @property {(error: unknown, delayMs: number) => void} [onRetry] told of each transient error
  * @property {Job} [initial] a view of the job the caller already has (skips nothing: the
@@ -124,7 +128,7 @@
 
 /** @typedef {import('./storyq-api.js').ClientOptions} ClientOptions */
 
-export { TERMINAL_STATUSES, isTerminal, pollDelay } from './storyq-polling.js';
+export { TERMINAL_STATUSES, isTerminal, pollDelay, nextPollMs } from './storyq-polling.js';
 export { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
 export { StoryqClient } from './storyq-api.js';
 export { StoryqClient as default } from './storyq-api.js';

@@ -285,6 +285,66 @@ def test_watch_honours_retry_after_backs_off_and_stops_when_done(module_page: Pa
     assert out["gaps"][0] >= 950  # it did wait for Retry-After
 
 
+def test_watch_waits_as_long_as_the_server_suggests_unless_given_a_ceiling(
+    module_page: Page,
+) -> None:
+    # Given an API that answers "processing, ask again in 1 s" twice, then "completed"
+    answers = [
+        [200, job("processing", progress={"words": 10, "percent": 5}), {"Retry-After": "1"}],
+        [200, job("processing", progress={"words": 90, "percent": 50}), {"Retry-After": "1"}],
+        [200, job("completed", result={"words": 300, "generationTime": 5})],
+    ]
+    watch = """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        await client.watchJob(arg.id, () => {}, arg.options);
+        return calls.slice(1).map((c, i) => Math.round(c.at - calls[i].at));
+    """
+    # When a client with the default ceiling watches it, Then it waits the full second each time
+    # (its own estimate alone would have asked after 50 ms)
+    followed = run(
+        module_page, watch, answers, arg={"id": JOB["jobId"], "options": {"minIntervalMs": 50}}
+    )
+    assert len(followed) == 2
+    assert all(950 <= gap <= 3000 for gap in followed), followed
+    # And a client configured with a 100-ms ceiling keeps it
+    capped = run(
+        module_page,
+        watch,
+        answers,
+        arg={"id": JOB["jobId"], "options": {"minIntervalMs": 50, "maxIntervalMs": 100}},
+    )
+    assert all(gap < 900 for gap in capped), capped
+
+
+def test_next_poll_follows_the_server_within_the_callers_bounds(module_page: Page) -> None:
+    waits = run(
+        module_page,
+        """
+        const running = { ...arg, status: 'processing', progress: { words: 10, percent: 5 } };
+        const same = (ms) => ms;
+        return {
+          server: m.nextPollMs(running, { retryAfterMs: 20000, spread: same }),
+          serverTooLong: m.nextPollMs(running, { retryAfterMs: 600000, spread: same }),
+          serverTooShort: m.nextPollMs(running, { retryAfterMs: 0, spread: same }),
+          ceiling: m.nextPollMs(running, { retryAfterMs: 20000, maxMs: 2000, minMs: 1000 }),
+          fallback: m.nextPollMs(running, { spread: same }),
+          realtime: m.nextPollMs(running, { retryAfterMs: 2000, realtimeMs: 30000 }),
+          done: m.nextPollMs({ ...arg, status: 'completed' }, { retryAfterMs: 5000 }),
+        };
+        """,
+        arg=JOB,
+    )
+    assert waits == {
+        "server": 20000,  # the API knows the progress: followed
+        "serverTooLong": 60000,  # never more than a minute without a ceiling of the caller's
+        "serverTooShort": 2000,  # nor less than the floor
+        "ceiling": 2000,  # a caller's ceiling (the page's pollMaxMs) is kept
+        "fallback": 3000,  # no header: pollDelay, as before
+        "realtime": 30000,  # Realtime up: status changes wake it, the poll is a safety net
+        "done": None,
+    }
+
+
 def test_watch_rejects_on_errors_that_retrying_cannot_fix(module_page: Page) -> None:
     out = run(
         module_page,
@@ -368,6 +428,44 @@ def test_subscribe_is_woken_by_realtime_changes(module_page: Page) -> None:
     assert out["calls"] == 3
     assert out["ms"] < 3000
     project.wait(module_page, lambda: channel.left)  # removeChannel: the client left it
+
+
+def test_subscribe_shows_heartbeat_progress_without_asking_the_api(module_page: Page) -> None:
+    project = SupabaseProject()
+    arg = {"id": JOB["jobId"], **with_supabase_js(module_page, project)}
+    run(
+        module_page,
+        REAL_SUPABASE
+        + """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch, supabase });
+        window.__seen = [];
+        window.__done = client
+          .subscribe(arg.id, (job) => window.__seen.push([job.status, job.progress?.words]), {
+            minIntervalMs: 50, realtimeIntervalMs: 60000,
+          })
+          .then((job) => ({ final: job.status, calls: calls.length }));
+        """,
+        answers=[
+            [200, job("processing", progress={"words": 100, "percent": 10})],
+            [200, job("completed", result={"words": 1000, "generationTime": 5})],
+        ],
+        arg=arg,
+    )
+    channel = project.wait(module_page, project.open_channels)[0]
+    project.wait(module_page, lambda: module_page.evaluate("window.__seen.length") == 1)
+    # Given a running job, When the worker's heartbeats change its row (status unchanged)
+    row = {"id": JOB["jobId"], "status": "processing", "progress_words": 100}
+    for words in (300, 600):
+        project.push_change(channel, {**row, "progress_words": words}, row)
+    # Then the page sees the words grow (and the API is asked nothing more: see `calls` below)
+    project.wait(module_page, lambda: module_page.evaluate("window.__seen.length") == 3)
+    module_page.wait_for_timeout(300)
+    seen = module_page.evaluate("window.__seen")
+    assert seen == [["processing", 100], ["processing", 300], ["processing", 600]]
+    # And when the job finishes, the change of status makes it ask at once
+    project.push_change(channel, {**row, "status": "completed"}, row)
+    out = module_page.evaluate("window.__done")
+    assert out == {"final": "completed", "calls": 2}
 
 
 def test_subscribe_falls_back_to_polling_when_the_channel_fails(module_page: Page) -> None:

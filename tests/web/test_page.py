@@ -460,17 +460,20 @@ def test_supabase_auth_and_realtime_where_configured(
     assert project.sockets[0].startswith(project.url.replace("http", "ws") + "/realtime/v1/")
     assert f"apikey={project.anon_key}" in project.sockets[0]
 
-    # With the channel up, polling slows to 15 s; a row change makes the watcher ask at once.
+    # With the channel up, polling slows to 30 s; a change that leaves the status as it was
+    # (a heartbeat) asks nothing, a change of status makes the watcher ask at once.
     page.wait_for_timeout(500)
     asked = api_polls(page, job_id)
-    page.wait_for_timeout(1000)
-    assert api_polls(page, job_id) == asked, "no poll while Realtime is up and nothing changed"
     with psycopg.connect(web_stack.database_url) as conn:
         record = conn.execute(
             "select to_jsonb(j) from public.story_jobs j where id = %s", (job_id,)
         ).fetchone()
     assert record is not None
-    project.push_change(channel, dict(record[0]), dict(record[0]))
+    row_now = dict(record[0])
+    project.push_change(channel, row_now, row_now)
+    page.wait_for_timeout(1000)
+    assert api_polls(page, job_id) == asked, "no poll while Realtime is up and the status holds"
+    project.push_change(channel, {**row_now, "status": "processing"}, row_now)
     page.wait_for_function(
         "([id, n]) => performance.getEntriesByType('resource')"
         ".filter((e) => e.name.endsWith(`/api/job/${id}`)).length > n",
