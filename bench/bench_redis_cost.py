@@ -121,14 +121,17 @@ async def _warm_up(queue: Dispatcher) -> None:
     (claimed,) = await queue.claim(1, lease_seconds=LEASE)
     await queue.heartbeat(WARM_UP, claimed.fence, lease_seconds=LEASE)
     await queue.ack(WARM_UP, claimed.fence, generation_seconds=None)
-    await queue.reap_expired()
-    await queue.promote_due()
+    await _sweep(queue)
 
 
 async def _sweep(queue: Dispatcher) -> None:
-    await queue.reap_expired()
-    await queue.promote_due()
-    await queue.claim(5, lease_seconds=LEASE)
+    """The sweep's Redis call with nothing pending or running in Postgres (the claim after it
+    is skipped when nothing waits, as the worker does)."""
+    report = await queue.sweep(
+        pending=[], running=[], lease_seconds=LEASE, judge_after_seconds=LEASE
+    )
+    if report.waiting:
+        await queue.claim(5, lease_seconds=LEASE)
 
 
 def fill(direct: redis.Redis, queue: Dispatcher, depth: int) -> None:

@@ -448,13 +448,55 @@ $$;
 
 
 --
--- Name: dispatch_snapshot(integer); Type: FUNCTION; Schema: public
+-- Name: dispatch_snapshot(integer, double precision, integer); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000) RETURNS jsonb
-    LANGUAGE sql STABLE SECURITY DEFINER
+CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_seconds double precision DEFAULT NULL::double precision, p_page integer DEFAULT NULL::integer) RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+  with cursor_row as (
+    select c.queued_at, c.job_id from private.dispatch_cursor c where c.only_row
+  ),
+  page as (
+    select j.id, j.queued_at from public.story_jobs j
+    where p_page is not null and j.status = 'pending'
+      and (j.queued_at, j.id) > (
+        coalesce((select queued_at from cursor_row), '-infinity'::timestamptz),
+        coalesce((select job_id from cursor_row), '00000000-0000-0000-0000-000000000000'::uuid)
+      )
+    order by j.queued_at, j.id
+    limit greatest(coalesce(p_page, 0), 0)
+  ),
+  page_end as (
+    select p.queued_at, p.id from page p order by p.queued_at desc, p.id desc limit 1
+  ),
+  moved as (
+    update private.dispatch_cursor c
+    set queued_at = case when (select count(*) from page) < p_page then null
+                         else (select queued_at from page_end) end,
+        job_id = case when (select count(*) from page) < p_page then null
+                      else (select id from page_end) end
+    where p_page is not null and c.only_row
+    returning c.queued_at is null as wrapped
+  ),
+  recent as (
+    select j.id from public.story_jobs j
+    where p_recent_seconds is not null and j.status = 'pending'
+      and j.next_attempt_at >= pg_catalog.now()
+        - pg_catalog.make_interval(secs => greatest(p_recent_seconds, 0))
+    order by j.next_attempt_at, j.id
+    limit greatest(coalesce(p_limit, 1000), 0)
+  ),
+  head as (
+    select j.id from public.story_jobs j
+    where p_page is null and p_recent_seconds is null and j.status = 'pending'
+    order by j.queued_at, j.id
+    limit greatest(coalesce(p_limit, 1000), 0)
+  ),
+  chosen as (
+    select id from page union select id from recent union select id from head
+  )
   select pg_catalog.jsonb_build_object(
     'running', (
       select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -473,12 +515,10 @@ CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000) RETURNS j
           'queued_at', p.queued_at, 'next_attempt_at', p.next_attempt_at,
           'priority', p.priority
         ) order by p.queued_at, p.id), '[]'::jsonb)
-      from (
-        select * from public.story_jobs where status = 'pending'
-        order by queued_at, id
-        limit greatest(coalesce(p_limit, 1000), 0)
-      ) p
-    )
+      from public.story_jobs p
+      where p.id in (select id from chosen) and p.status = 'pending'
+    ),
+    'wrapped', coalesce((select wrapped from moved), false)
   )
 $$;
 
@@ -1010,6 +1050,25 @@ $$;
 
 
 --
+-- Name: dispatch_cursor; Type: TABLE; Schema: private
+--
+
+CREATE TABLE private.dispatch_cursor (
+    only_row boolean DEFAULT true NOT NULL,
+    queued_at timestamp with time zone,
+    job_id uuid,
+    CONSTRAINT dispatch_cursor_only_row_check CHECK (only_row)
+);
+
+
+--
+-- Name: TABLE dispatch_cursor; Type: COMMENT; Schema: private
+--
+
+COMMENT ON TABLE private.dispatch_cursor IS 'Where the dispatch snapshot''s walk over pending jobs goes on (null: at the head).';
+
+
+--
 -- Name: credit_balances; Type: TABLE; Schema: public
 --
 
@@ -1130,6 +1189,14 @@ ALTER TABLE ONLY public.stories REPLICA IDENTITY FULL;
 --
 
 COMMENT ON TABLE public.stories IS 'One generated story per request; written at enqueue, filled in by complete_story_job.';
+
+
+--
+-- Name: dispatch_cursor dispatch_cursor_pkey; Type: CONSTRAINT; Schema: private
+--
+
+ALTER TABLE ONLY private.dispatch_cursor
+    ADD CONSTRAINT dispatch_cursor_pkey PRIMARY KEY (only_row);
 
 
 --
@@ -1535,11 +1602,11 @@ GRANT ALL ON FUNCTION public.credit_balance(p_user_id uuid) TO service_role;
 
 
 --
--- Name: FUNCTION dispatch_snapshot(p_limit integer); Type: ACL; Schema: public
+-- Name: FUNCTION dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer) TO service_role;
+REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer) TO service_role;
 
 
 --

@@ -1,5 +1,6 @@
-"""Recovery: late finishers change nothing, a flushed Redis loses nothing, a job whose lease
-vanished is requeued, and an invocation without time for a whole generation claims none."""
+"""Recovery: late finishers change nothing, a flushed Redis loses nothing (however long the
+backlog), a job Redis lost is found, a job whose lease vanished is requeued, an invocation
+without time for a whole generation claims none, and an idle one costs only its sweep."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+import pytest
+
 from storyq.config import Settings
 from storyq.generation import TemplateGenerator
 from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_local.stack.builder import LocalStack
+from storyq_worker import sweep as sweep_module
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import open_context
 from storyq_worker.invocation import run_invocation
@@ -193,3 +197,84 @@ async def test_progress_words_grow_in_the_job_row_while_it_generates(
     assert 540 <= row["words"] <= 660
     assert row["result"]["quality"] == "high"
     assert await dispatcher.active_job_ids() == set()
+
+
+async def test_after_a_flush_a_backlog_of_many_pages_is_put_back_whole_in_queue_order(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given seven queued jobs, a sweep that reads two per page and no recent window (so only
+    # the walk over every pending job can find them), then Redis loses everything
+    monkeypatch.setattr(sweep_module, "REBUILD_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "RECENT_SECONDS", 0.0)
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(7)]
+    worker_stack.redis.client().flushall()
+
+    # When one sweep runs
+    async with open_context(worker_settings) as ctx:
+        summary, waiting = await sweep_module.sweep_and_count(ctx)
+
+    # Then every job waits again, in the order it was queued, and the sweep says so
+    assert (summary.rebuilt, waiting) == (7, 7)
+    positions = [await dispatcher.position(job_id) for job_id in jobs]
+    assert [p.position if p else None for p in positions] == list(range(7))
+
+
+async def test_a_waiting_job_redis_lost_long_ago_is_found_by_the_walk(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given five queued jobs, one of which Redis lost (its ready mark kept: no flush), and
+    # sweeps that look at two pending jobs per page and at none as recent
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "RECENT_SECONDS", 0.0)
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(5)]
+    async with open_context(worker_settings) as ctx:
+        await sweep_module.sweep(ctx)
+        lost = jobs[3]
+        assert await dispatcher.remove(lost)
+
+        # When sweeps run, each reading one page of the walk
+        sweeps = 0
+        while await dispatcher.position(lost) is None and sweeps < 4:
+            await sweep_module.sweep(ctx)
+            sweeps += 1
+
+    # Then the job waits again within ceil(5 / 2) + 1 sweeps (the walk wraps once at most)
+    assert await dispatcher.position(lost) is not None
+    assert sweeps <= 4
+    assert (await dispatcher.counts()).waiting == 5
+
+
+async def test_an_idle_scheduled_invocation_sends_redis_only_its_sweep(
+    worker_stack: LocalStack, worker_settings: Settings
+) -> None:
+    # Given nothing queued, running or delayed, and a queue Redis already mirrors
+    await run_invocation(worker_settings)
+    client = worker_stack.redis.client()
+    client.config_resetstat()
+
+    # When the schedule invokes the worker
+    summary = await run_invocation(worker_settings)
+
+    # Then it sent one script call and no claim: seven billed commands (Upstash counts the
+    # EVALSHA and each command the script runs), the idle hour's whole bill per minute
+    stats = client.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(value["calls"])
+        for name, value in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+    assert summary.claimed == 0
+    assert calls.get("evalsha") == 1
+    assert "zpopmin" not in calls
+    assert sum(calls.values()) == 7

@@ -43,6 +43,9 @@ class DrainOptions:
     poll_seconds: float | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     abandon: asyncio.Event = field(default_factory=asyncio.Event)
+    # The sweep just found nothing waiting: the first claim would come back empty (a job
+    # queued since then kicks an invocation of its own), so it is not sent.
+    nothing_waiting: bool = False
 
     def may_claim(self) -> bool:
         return not self.stop.is_set() and self.keep_claiming()
@@ -54,7 +57,7 @@ class DrainOptions:
 async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
     summary = Summary()
     running: set[asyncio.Task[Outcome]] = set()
-    deferred = False
+    deferred = options.nothing_waiting
     try:
         while True:
             if options.may_claim() and not deferred:
@@ -130,15 +133,16 @@ async def _wait_for_change(running: set[asyncio.Task[Outcome]], options: DrainOp
 
 
 async def _hand_off(ctx: WorkerContext, options: DrainOptions) -> None:
-    """A slot freed that this invocation will not fill: wake a fresh one if jobs wait."""
+    """A slot freed that this invocation will not fill: wake a fresh one if jobs wait (the
+    slot it freed is there for them; the fresh invocation's claim checks the cap)."""
     if options.stop.is_set() or not ctx.kicker.function_name:
         return
     try:
-        counts = await ctx.dispatcher.counts()
+        waiting = await ctx.dispatcher.waiting_count()
     except Exception:  # Redis unreachable: the schedule's sweep will find the jobs
         logger.exception("hand-off check failed")
         return
-    if counts.waiting and counts.active < ctx.dispatcher.max_active:
+    if waiting:
         await ctx.kicker.hand_off()
 
 

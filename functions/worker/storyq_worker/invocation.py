@@ -14,7 +14,7 @@ from storyq.kick import WorkerKicker
 from storyq_worker.context import open_context
 from storyq_worker.drain import DrainOptions, drain
 from storyq_worker.summary import Summary
-from storyq_worker.sweep import sweep
+from storyq_worker.sweep import sweep_and_count
 
 
 def time_left_for_another(
@@ -37,9 +37,10 @@ async def run_invocation(
     kicker: WorkerKicker | None = None,
 ) -> Summary:
     async with open_context(settings, generator=generator, kicker=kicker) as ctx:
-        summary = await sweep(ctx)
+        summary, waiting = await sweep_and_count(ctx)
         options = DrainOptions(
             concurrency=concurrency or settings.max_active_jobs,
             keep_claiming=time_left_for_another(settings, remaining_seconds),
+            nothing_waiting=waiting == 0,
         )
         return summary.merge(await drain(ctx, options))

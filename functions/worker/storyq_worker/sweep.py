@@ -1,29 +1,33 @@
 """The sweep every invocation starts with: put right what dead workers and a lossy Redis left.
 
-Postgres decides; Redis follows (`follow`). Counts: `reaped` leases, `requeued` jobs given
-another attempt, `failed` jobs whose last attempt was lost (failed and refunded), `rebuilt` jobs
-put back from Postgres, `promoted` retries, `orphans` forgotten.
+Postgres decides; Redis follows (`follow`). Counts: `reaped` leases taken back, `requeued` jobs
+given another attempt, `failed` jobs whose last attempt was lost (failed and refunded),
+`rebuilt` jobs and leases put back from Postgres, `promoted` retries, `orphans` forgotten.
 
-1. Reap leases that expired in Redis and ask Postgres about each attempt: one silent for a
-   lease (LEASE_SECONDS) is dead and counts as a failed attempt (`worker_lost`): delayed for
-   its next attempt, or failed and refunded when it was the last. One whose Postgres heartbeat
-   is fresh is alive (its worker only missed Redis): its lease is held again, never handed to
-   another worker. Whatever else Postgres says (finished, superseded, never started), Redis
-   follows, so nothing of a finished job is left behind.
-2. Requeue stalled jobs: processing rows silent for a lease, whatever Redis says (it may have
-   lost their leases).
-3. Rebuild from one Postgres snapshot: every pending job Redis lacks goes back into the queue,
-   so after a FLUSHALL nothing is lost; when Redis lost its state (no ready mark, decided
-   atomically in Redis) the running jobs get their leases back before claims resume. Then the
-   leases follow the same snapshot: a running job without one gets it back, and a lease held
-   for a lease's time without a running attempt behind it (a start that never came, a lost
-   ack) is settled like a reaped one. Leases are long and not renewed while an attempt runs
-   (Settings.dispatch_lease_seconds), so without this such a lease would hold its slot for the
-   generation timeout.
-4. Promote delayed retries that are due.
-5. Forget orphaned bookkeeping (a bounded walk of the jobs hash) and expired idempotency keys.
+1. Requeue stalled jobs: processing rows silent for a lease (LEASE_SECONDS), whatever Redis
+   says. Each counts as a failed attempt (`worker_lost`): delayed for its next attempt, or
+   failed and refunded when it was the last.
+2. Make Redis follow one Postgres snapshot, in one script call (`Dispatcher.sweep`), whose
+   size does not grow with the backlog: the running attempts, the pending jobs whose next
+   attempt came due in the last RECENT_SECONDS (where an enqueue or a requeue lost between
+   Postgres and Redis would be), and one page of a walk over every pending job (anything
+   else Redis lost is found within backlog / SNAPSHOT_PAGE sweeps).
+   - When Redis lost its state (no ready mark, decided atomically in Redis) the running jobs
+     get their leases back before claims resume, and every pending job is put back, page by
+     page, before this sweep ends: after a FLUSHALL nothing is lost.
+   - The leases follow the running attempts: one Redis lost comes back; one expired or held
+     for a lease's time without a running attempt behind it (a dead worker, a start that
+     never came, a lost ack) is settled: Postgres says what became of the attempt and Redis
+     follows. One whose Postgres heartbeat is fresh is alive and held again. Leases are long
+     and not renewed while an attempt runs (Settings.dispatch_lease_seconds), so without this
+     such a lease would hold its slot for the generation timeout.
+   - Due retries are promoted, and a bounded walk of the jobs hash forgets orphaned
+     bookkeeping.
+3. Purge expired idempotency keys.
 
-Each step stands alone: one failing is logged and the others still run.
+Each step stands alone: one failing is logged and the others still run. The sweep reports how
+many jobs wait once it is done, so an invocation with nothing to do claims nothing: idle, a
+scheduled invocation costs seven billed Redis commands.
 """
 
 from __future__ import annotations
@@ -32,25 +36,39 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from storyq.queue import Claim, PendingJob, RunningJob
-from storyq.store import LostAttempt
+from storyq.store import DispatchableJob, LostAttempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.follow import follow
 from storyq_worker.summary import Summary
 from storyq_worker.telemetry import logger
 
-REAP_BATCH = 100
-# Hash fields of the jobs hash looked at per sweep for orphans (three per job).
-ORPHAN_SCAN = 300
+# Pending jobs whose next attempt came due this long ago or later are checked on every sweep.
+RECENT_SECONDS = 900.0
+# Pending jobs of the walk over the whole backlog checked per sweep; after a flush, per call.
+SNAPSHOT_PAGE = 200
+REBUILD_PAGE = 1000
+# A flush is followed by at most this many rebuild pages in one sweep (a million jobs).
+MAX_REBUILD_PAGES = 1000
 IDEMPOTENCY_PURGE_BATCH = 1000
 
 
 async def sweep(ctx: WorkerContext) -> Summary:
+    """The sweep (see the module docstring); what it did."""
+    summary, _ = await sweep_and_count(ctx)
+    return summary
+
+
+async def sweep_and_count(ctx: WorkerContext) -> tuple[Summary, int | None]:
+    """The sweep, and how many jobs wait once it is done (None when Redis did not say)."""
     summary = Summary()
+    waiting: list[int] = []
+
+    async def follow_snapshot(ctx: WorkerContext, summary: Summary) -> None:
+        waiting.append(await _follow_snapshot(ctx, summary))
+
     steps: list[tuple[str, Callable[[WorkerContext, Summary], Awaitable[None]]]] = [
-        ("reap", _reap_expired),
         ("stalled", _requeue_stalled),
-        ("rebuild", _rebuild),
-        ("promote", _promote),
+        ("snapshot", follow_snapshot),
         ("housekeeping", _housekeeping),
     ]
     for name, step in steps:
@@ -58,7 +76,7 @@ async def sweep(ctx: WorkerContext) -> Summary:
             await step(ctx, summary)
         except Exception:  # the next step (and the next sweep) may still get through
             logger.exception("sweep step failed", extra={"step": name})
-    return summary
+    return summary, (waiting[0] if waiting else None)
 
 
 async def _record_lost(
@@ -82,13 +100,8 @@ async def _record_lost(
     return lost
 
 
-async def _reap_expired(ctx: WorkerContext, summary: Summary) -> None:
-    reaped = await ctx.dispatcher.reap_expired(REAP_BATCH)
-    await _settle(ctx, summary, reaped, why="the worker's lease expired")
-
-
 async def _settle(ctx: WorkerContext, summary: Summary, leases: list[Claim], *, why: str) -> None:
-    """Leases taken out of Redis (expired, or not backed by a running attempt in Postgres):
+    """Leases the audit took out of Redis (expired, or not backed by a running attempt):
     ask Postgres about each attempt and make Redis follow."""
     for claim in leases:
         summary.reaped += 1
@@ -130,43 +143,59 @@ def _count(summary: Summary, lost: LostAttempt) -> None:
         summary.failed += 1
 
 
-async def _rebuild(ctx: WorkerContext, summary: Summary) -> None:
-    snapshot = await ctx.store.jobs.dispatch_snapshot()
-    running = [
-        RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
-        for job in snapshot.running
-    ]
-    summary.rebuilt += await ctx.dispatcher.rebuild(
-        [
-            PendingJob(
-                job_id=job.job_id,
-                user_id=job.user_id,
-                fence=job.fence,
-                queued_at=job.queued_at,
-                next_attempt_at=job.next_attempt_at,
-            )
-            for job in snapshot.pending
-        ],
-        running=running,
-        lease_seconds=ctx.settings.dispatch_lease_seconds,
+async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
+    """Step 2; how many jobs wait once it is done."""
+    snapshot = await ctx.store.jobs.dispatch_snapshot(
+        limit=max(1000, ctx.settings.max_active_jobs),
+        recent_seconds=RECENT_SECONDS,
+        page=SNAPSHOT_PAGE,
     )
-    # Leases are long and not renewed while an attempt runs: make them follow the same snapshot
-    # (a lease Redis lost comes back; one without a running attempt is settled like a reaped one).
-    restored, unbacked = await ctx.dispatcher.audit_leases(
-        running,
+    report = await ctx.dispatcher.sweep(
+        pending=[_pending(job) for job in snapshot.pending],
+        running=[
+            RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
+            for job in snapshot.running
+        ],
         lease_seconds=ctx.settings.dispatch_lease_seconds,
         judge_after_seconds=ctx.settings.lease_seconds,
     )
-    summary.rebuilt += restored
-    await _settle(ctx, summary, unbacked, why="no running attempt in Postgres held its lease")
+    summary.rebuilt += report.added + report.restored
+    summary.promoted += report.promoted
+    summary.orphans += report.orphans
+    waiting = report.waiting
+    if not report.was_ready:
+        logger.warning("Redis had lost the queue (flushed or new): putting back every pending job")
+        added = await _rebuild_every_page(ctx)
+        summary.rebuilt += added
+        waiting += added
+    await _settle(
+        ctx, summary, report.unbacked, why="no running attempt in Postgres held its lease"
+    )
+    return waiting
 
 
-async def _promote(ctx: WorkerContext, summary: Summary) -> None:
-    summary.promoted += await ctx.dispatcher.promote_due()
+async def _rebuild_every_page(ctx: WorkerContext) -> int:
+    """After a flush: walk every pending job into Redis, a page per call; how many went in."""
+    added = 0
+    for _ in range(MAX_REBUILD_PAGES):
+        snapshot = await ctx.store.jobs.dispatch_snapshot(limit=0, page=REBUILD_PAGE)
+        added += await ctx.dispatcher.rebuild([_pending(job) for job in snapshot.pending])
+        if snapshot.wrapped:
+            break
+    return added
+
+
+def _pending(job: DispatchableJob) -> PendingJob:
+    return PendingJob(
+        job_id=job.job_id,
+        user_id=job.user_id,
+        fence=job.fence,
+        queued_at=job.queued_at,
+        next_attempt_at=job.next_attempt_at,
+    )
 
 
 async def _housekeeping(ctx: WorkerContext, summary: Summary) -> None:
-    summary.orphans += await ctx.dispatcher.sweep_orphans(ORPHAN_SCAN)
     await ctx.store.jobs.purge_idempotency_keys(
         ttl_seconds=ctx.settings.idempotency_ttl_seconds, limit=IDEMPOTENCY_PURGE_BATCH
     )

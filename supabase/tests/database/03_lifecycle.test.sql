@@ -1,7 +1,7 @@
 -- The job state machine: start, heartbeat, complete, fail (retry and final), requeue, cancel,
 -- and the reads the API and the sweeper use. Every write of an attempt is fenced.
 begin;
-select plan(70);
+select plan(74);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -199,6 +199,29 @@ select is(
 select is(public.dispatch_snapshot() -> 'running', '[]'::jsonb, 'nothing is running');
 select is(jsonb_array_length(public.dispatch_snapshot(1) -> 'pending'), 1,
   'the snapshot obeys p_limit');
+-- The walk over every pending job: one page per call, in queue order, going on where the
+-- last call stopped, and `wrapped` once it reached the tail.
+create temp table walk as
+  select n, public.dispatch_snapshot(0, null, 1) as s
+  from generate_series(1, (select count(*)::int + 1 from public.story_jobs
+                           where status = 'pending')) n;
+select is(
+  (select jsonb_agg(s -> 'pending' -> 0 ->> 'job_id' order by n) from walk
+   where jsonb_array_length(s -> 'pending') = 1),
+  (select jsonb_agg(id::text order by queued_at, id) from public.story_jobs
+   where status = 'pending'),
+  'the walk visits every pending job once, a page at a time, in queue order');
+select is((select array_agg((s ->> 'wrapped')::boolean order by n) from walk),
+  (select array_agg(n = (select max(n) from walk) order by n) from walk),
+  'the walk says it wrapped only at the call past the tail');
+select is(
+  (select count(*)::int from jsonb_array_elements(
+     public.dispatch_snapshot(1000, 3600, null) -> 'pending')),
+  (select count(*)::int from public.story_jobs
+   where status = 'pending' and next_attempt_at >= now() - interval '1 hour'),
+  'the recent part lists the pending jobs due within the window');
+select is(jsonb_array_length(public.dispatch_snapshot(1, 3600, null) -> 'pending'), 1,
+  'p_limit bounds the recent part (the walk finds the rest)');
 
 -- cancel: pending only, by its owner, refunded.
 select throws_ok(format($$select public.cancel_story_job(%L, '00000000-0000-0000-0000-0000000000b2')$$,

@@ -21,6 +21,7 @@ from storyq.queue import Claim, Dispatcher, PendingJob, QueueCounts, RunningJob
 from storyq_local.stack.redis_server import RedisProcess
 from tests.support.ids import job, user
 from tests.support.polling import eventually
+from tests.support.sweeps import promote_due, reap_expired, sweep_orphans
 
 LEASE = 30.0
 SHORT_LEASE = 0.2
@@ -48,7 +49,7 @@ async def lapsed_claim(queue: Dispatcher, job_id: UUID, *, user_id: UUID, fence:
     reaped (the sweeper has not yet asked Postgres about it)."""
     await queue.enqueue(job_id, user_id=user_id, fence=fence)
     (claim,) = await queue.claim(1, lease_seconds=SHORT_LEASE)
-    reaped = await eventually(queue.reap_expired)
+    reaped = await eventually(lambda: reap_expired(queue))
     assert held(reaped) == [(job_id, user_id, fence)]
     return claim
 
@@ -129,7 +130,7 @@ async def test_a_heartbeat_keeps_a_lease_from_lapsing(
     assert expiry is not None
     assert extended is not None
     assert extended - expiry > 29_000
-    assert await queue.reap_expired() == []
+    assert await reap_expired(queue) == []
 
 
 async def test_a_heartbeat_recreates_a_lease_that_was_reaped(queue: Dispatcher) -> None:
@@ -145,7 +146,7 @@ async def test_a_heartbeat_recreates_a_lease_that_was_reaped(queue: Dispatcher) 
     assert await queue.counts() == QueueCounts(
         waiting=0, active=1, delayed=0, avg_generation_seconds=270.0
     )
-    assert await queue.reap_expired() == []
+    assert await reap_expired(queue) == []
     assert await queue.ack(job("job"), claim.fence, generation_seconds=None)
     assert await queue.counts() == NOTHING
 
@@ -177,7 +178,7 @@ async def test_a_heartbeat_takes_a_running_job_out_of_the_queue_a_stale_rebuild_
     await queue.enqueue(job("job"), user_id=user("u"), fence=3)
     if lost == "reaped":
         (claim,) = await queue.claim(1, lease_seconds=SHORT_LEASE)
-        await eventually(queue.reap_expired)
+        await eventually(lambda: reap_expired(queue))
     else:
         (claim,) = await queue.claim(1, lease_seconds=LEASE)
         direct.flushall()
@@ -299,7 +300,7 @@ async def test_promote_due_moves_due_retries_to_the_queue(queue: Dispatcher) -> 
 
     async def sweep() -> bool:
         nonlocal promoted
-        promoted += await queue.promote_due()
+        promoted += await promote_due(queue)
         return promoted >= 2
 
     await eventually(sweep)
@@ -418,7 +419,7 @@ async def test_sweep_orphans_walks_the_whole_hash_and_spares_queued_jobs(
     reaped: list[Claim] = []
 
     async def reap_all() -> bool:
-        reaped.extend(await queue.reap_expired(500))
+        reaped.extend(await reap_expired(queue))
         return len(reaped) == 200
 
     await eventually(reap_all)
@@ -428,10 +429,10 @@ async def test_sweep_orphans_walks_the_whole_hash_and_spares_queued_jobs(
     await queue.retry_later(job("delayed"), user_id=user("here"), fence=1010, delay_seconds=600)
 
     # When the sweep forgets orphans a small step at a time until its walk comes round
-    steps = [await queue.sweep_orphans(30)]
-    while direct.get(queue.keys.orphan_cursor) != "0":
+    steps = [await sweep_orphans(queue, 30)]
+    while direct.get(queue.keys.ready) != "0":
         assert len(steps) < 200, "the walk never came round"
-        steps.append(await queue.sweep_orphans(30))
+        steps.append(await sweep_orphans(queue, 30))
 
     # Then each step was bounded, every orphan was forgotten once, the queued jobs kept theirs
     assert steps[0] < 200
@@ -445,7 +446,7 @@ async def test_sweep_orphans_walks_the_whole_hash_and_spares_queued_jobs(
     assert bookkeeping(direct, queue, job("leased"))["fence"] == "1001"
     assert bookkeeping(direct, queue, job("delayed"))["fence"] == "1010"
     # and a second walk finds nothing more
-    assert await queue.sweep_orphans(10_000) == 0
+    assert await sweep_orphans(queue, 10_000) == 0
     assert held(await queue.claim(1, lease_seconds=LEASE)) == [(job("waiting"), user("here"), 1002)]
 
 

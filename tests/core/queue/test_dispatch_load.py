@@ -24,6 +24,7 @@ from storyq_local.stack.redis_server import RedisProcess
 from storyq_local.stack.servers import ThreadedServer
 from tests.conftest import UPSTASH_TOKEN
 from tests.support.ids import job, user
+from tests.support.sweeps import reap_expired
 
 MAX_ACTIVE = 5
 LEASE = 30.0
@@ -165,7 +166,7 @@ async def test_an_expired_lease_is_reaped_by_exactly_one_reaper(
     # When ten sweepers reap at the same moment
     async def reap() -> list[UUID]:
         async with dispatcher(settings_for_queue) as sweeper:
-            return [claim.job_id for claim in await sweeper.reap_expired()]
+            return [claim.job_id for claim in await reap_expired(sweeper)]
 
     reaped = await asyncio.gather(*(reap() for _ in range(10)))
 

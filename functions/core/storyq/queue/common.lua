@@ -120,3 +120,102 @@ local function missing(waiting, delayed, active, jobs, job, fence)
   return not is_queued(waiting, delayed, active, job)
     and not newer_fence_known(jobs, job, tonumber(fence))
 end
+
+-- Redis's limit on the arguments unpack() may spread into one call, with room to spare.
+local UNPACK_MAX = 1000
+
+-- Of `ids` (an array of job ids, order kept), those in none of waiting, delayed and active:
+-- one ZMSCORE per set and per thousand ids, each asking only about the ids still unaccounted
+-- for, so checking a page of jobs that are all waiting costs one command.
+local function not_queued(waiting, delayed, active, ids)
+  local rest = ids
+  for _, set in ipairs({waiting, delayed, active}) do
+    if #rest == 0 then break end
+    local left = {}
+    for first = 1, #rest, UNPACK_MAX do
+      local last = math.min(first + UNPACK_MAX - 1, #rest)
+      local scores = redis.call('ZMSCORE', set, unpack(rest, first, last))
+      for i = first, last do
+        if not scores[i - first + 1] then left[#left + 1] = rest[i] end
+      end
+    end
+    rest = left
+  end
+  return rest
+end
+
+-- For each suffix given ('user', 'fence', ...), the values of `<job>:<suffix>` in the jobs
+-- hash for each of `ids` (false where absent): {values of the first suffix, of the second,
+-- ...}, in one HMGET per few hundred ids.
+local function job_fields(jobs, ids, ...)
+  local suffixes = {...}
+  local values = {}
+  for s = 1, #suffixes do values[s] = {} end
+  local step = math.floor(UNPACK_MAX / #suffixes)
+  for first = 1, #ids, step do
+    local fields = {}
+    for i = first, math.min(first + step - 1, #ids) do
+      for _, suffix in ipairs(suffixes) do fields[#fields + 1] = ids[i] .. ':' .. suffix end
+    end
+    local reply = redis.call('HMGET', jobs, unpack(fields))
+    for k = 1, #fields do
+      local list = values[(k - 1) % #suffixes + 1]
+      list[#list + 1] = reply[k]
+    end
+  end
+  return values
+end
+
+-- Put in the pending jobs Redis lacks (in none of waiting, delayed, active, and no newer
+-- fence known), in the order given; one whose next attempt is still ahead is delayed.
+-- `pending`: an array of {job, user, fence, weight, due (Unix ms) or false}, each job once.
+-- Returns how many were added. Costs one ZMSCORE when every job is already waiting.
+local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
+  if #pending == 0 then return 0 end
+  local by_id, ids = {}, {}
+  for _, p in ipairs(pending) do
+    if not by_id[p[1]] then
+      by_id[p[1]] = p
+      ids[#ids + 1] = p[1]
+    end
+  end
+  local rest = not_queued(waiting, delayed, active, ids)
+  if #rest == 0 then return 0 end
+  local fences = job_fields(jobs, rest, 'fence')[1]
+  local added = 0
+  for i, job in ipairs(rest) do
+    local p = by_id[job]
+    local known = tonumber(fences[i])
+    if not (known and known > tonumber(p[3])) then
+      redis.call('HSET', jobs, job .. ':user', p[2], job .. ':fence', p[3], job .. ':weight', p[4])
+      if p[5] and p[5] > now then
+        redis.call('ZADD', delayed, fmt_int(p[5]), job)
+      else
+        add_waiting(waiting, finish, fair, job, p[2], tonumber(p[4]))
+      end
+      added = added + 1
+    end
+  end
+  return added
+end
+
+-- Give the running jobs (`running`: job -> {user, fence}) their leases back, for a Redis that
+-- lost its state: each job in none of the sets and without a newer fence. Returns how many.
+local function restore_leases(waiting, delayed, active, jobs, running, expiry)
+  local ids = {}
+  for job in pairs(running) do ids[#ids + 1] = job end
+  local rest = not_queued(waiting, delayed, active, ids)
+  if #rest == 0 then return 0 end
+  local fences = job_fields(jobs, rest, 'fence')[1]
+  local restored = 0
+  for i, job in ipairs(rest) do
+    local user, fence = running[job][1], running[job][2]
+    local known = tonumber(fences[i])
+    if not (known and known > tonumber(fence)) then
+      redis.call('ZADD', active, expiry, job)
+      redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', fence)
+      restored = restored + 1
+    end
+  end
+  return restored
+end

@@ -14,9 +14,8 @@ a sixth generation.
 
 API (`Dispatcher(redis, *, max_active, prefix="storyq", timeout_seconds=None)`, all methods
 async; each method's docstring gives its contract):
-`enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `promote_due`,
-`reap_expired`, `remove`, `counts`, `empty`, `rebuild`, `sweep_orphans`, `is_ready`,
-`active_job_ids`.
+`enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `remove`,
+`counts`, `waiting_count`, `empty`, `sweep`, `rebuild`, `is_ready`, `active_job_ids`.
 
 Key layout: `keys.QueueKeys`.
 """
@@ -34,13 +33,24 @@ from upstash_redis.asyncio import Redis
 from storyq.queue import scripts
 from storyq.queue.eta import Position, estimated_minutes
 from storyq.queue.keys import QueueKeys
-from storyq.queue.models import Claim, PendingJob, QueueCounts, QueueNotReady, RunningJob
+from storyq.queue.models import (
+    Claim,
+    PendingJob,
+    QueueCounts,
+    QueueNotReady,
+    RunningJob,
+    SweepReport,
+)
 from storyq.queue.replies import as_claims, as_int, as_list, as_mean, chunks
 
 # Due retries a claim promotes before it leases (the sweep's promote_due takes the rest).
 PROMOTE_ON_CLAIM = 100
 # Jobs per rebuild script call: bounded script run time and request size.
-REBUILD_BATCH = 200
+REBUILD_BATCH = 1000
+# Due retries a sweep promotes at most.
+PROMOTE_ON_SWEEP = 100
+# Fields of the jobs hash a sweep looks at for orphans (three per job).
+ORPHAN_SCAN = 300
 
 
 class Dispatcher:
@@ -194,27 +204,6 @@ class Dispatcher:
         )
         return reply == 1
 
-    async def promote_due(self, limit: int = 100) -> int:
-        """Move due retries to the waiting set; how many moved.
-
-        Script: `promote_due.lua`.
-        """
-        k = self.keys
-        reply = await self._run(
-            scripts.PROMOTE_DUE, [k.delayed, k.waiting, k.jobs, k.finish, k.fair], [str(limit)]
-        )
-        return as_int(reply)
-
-    async def reap_expired(self, limit: int = 100) -> list[Claim]:
-        """Remove leases whose expiry passed and return them, each to exactly one caller, who
-        asks Postgres what became of the attempt and makes Redis follow.
-
-        Script: `reap_expired.lua`.
-        """
-        k = self.keys
-        reply = await self._run(scripts.REAP_EXPIRED, [k.active, k.jobs], [str(limit)])
-        return as_claims(reply)
-
     async def remove(self, job_id: UUID) -> bool:
         """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
         user back the fair-share time it was charged; a leased job is left alone (False).
@@ -246,6 +235,11 @@ class Dispatcher:
             avg_generation_seconds=as_mean(mean),
         )
 
+    async def waiting_count(self) -> int:
+        """How many jobs wait: one ZCARD, one billed command (`counts` costs five)."""
+        async with asyncio.timeout(self._timeout):
+            return as_int(await self._redis.zcard(self.keys.waiting))
+
     async def empty(self) -> list[UUID]:
         """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
         their ids, waiting ones first.
@@ -256,6 +250,64 @@ class Dispatcher:
         reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
         return [UUID(str(job_id)) for job_id in as_list(reply)]
 
+    async def sweep(
+        self,
+        *,
+        pending: Sequence[PendingJob],
+        running: Sequence[RunningJob],
+        lease_seconds: float,
+        judge_after_seconds: float | None,
+        promote_limit: int = PROMOTE_ON_SWEEP,
+        orphan_scan: int = ORPHAN_SCAN,
+    ) -> SweepReport:
+        """Make Redis follow one Postgres snapshot (`running` attempts, `pending` jobs in queue
+        order, both from `JobStore.dispatch_snapshot`) and tidy up, in one script call:
+
+        1. when Redis lost its state (no ready mark; decided atomically in the script), the
+           running jobs it holds nothing of get their leases back (`lease_seconds`);
+        2. the pending jobs Redis lacks go in (a future `next_attempt_at`: delayed);
+        3. unless `judge_after_seconds` is None, the leases follow the running attempts: a
+           lease not backed by one, held at least `judge_after_seconds` (assuming leases taken
+           for `lease_seconds`) or expired, is removed and reported in `unbacked`; an expired
+           lease of a running job is extended; a running job without a lease whose bookkeeping
+           Redis keeps under that fence or an older one gets its lease back;
+        4. up to `promote_limit` due retries are promoted;
+        5. about `orphan_scan` fields of the jobs hash are walked for orphaned bookkeeping
+           (resuming where the last sweep stopped);
+
+        and the ready mark is set. Costs seven billed commands idle, plus about one per step
+        with work to do and per job put back, whatever the backlog.
+
+        Script: `sweep.lua`.
+        """
+        k = self.keys
+        lease = _ms(lease_seconds)
+        judge = "" if judge_after_seconds is None else _ms(judge_after_seconds)
+        args = [lease, judge, lease, str(max(0, promote_limit)), str(max(0, orphan_scan))]
+        running_jobs = list({job.job_id: job for job in running}.values())
+        args.append(str(len(running_jobs)))
+        args += [
+            a for job in running_jobs for a in (str(job.job_id), str(job.user_id), str(job.fence))
+        ]
+        args += [a for job in _in_queue_order(pending) for a in _pending_args(job)]
+        reply = as_list(
+            await self._run(
+                scripts.SWEEP,
+                [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready],
+                args,
+            )
+        )
+        ready, added, restored, promoted, orphans, waiting = (as_int(x) for x in reply[:6])
+        return SweepReport(
+            was_ready=bool(ready),
+            added=added,
+            restored=restored,
+            promoted=promoted,
+            orphans=orphans,
+            waiting=waiting,
+            unbacked=as_claims(reply[6:]),
+        )
+
     async def rebuild(
         self,
         jobs: Sequence[PendingJob],
@@ -263,80 +315,26 @@ class Dispatcher:
         running: Sequence[RunningJob] = (),
         lease_seconds: float = 60.0,
     ) -> int:
-        """Add the pending jobs Redis lacks (in none of waiting, delayed, active, and no newer
-        fence known) in `queued_at` order; a future `next_attempt_at` goes to the delayed set.
-        Then, only if Redis lost its state since the last rebuild (no ready mark; decided
-        atomically in the script), restore a lease for each `running` job that has none; and
-        mark the queue ready for claims. Pass both lists from one Postgres snapshot
-        (`JobStore.dispatch_snapshot`), every time. Returns how many jobs were added. Costs
-        about one Redis command per job already present.
+        """Only steps 1 and 2 of `sweep` (no audit, promotion or walk), in calls of
+        REBUILD_BATCH jobs (the first one restores the leases and sets the ready mark): put
+        back the pending jobs Redis lacks, in the order given. Returns how many went in.
 
-        Script: `rebuild.lua` then `restore_leases.lua`.
+        Script: `sweep.lua`.
         """
-        ordered = sorted(_unique(jobs), key=lambda job: (_utc(job.queued_at), job.job_id))
-        k = self.keys
-        keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair]
+        ordered = _in_queue_order(jobs)
+        batches = list(chunks(ordered, REBUILD_BATCH)) or [ordered]
         added = 0
-        for batch in chunks(ordered, REBUILD_BATCH):
-            args = [arg for job in batch for arg in _rebuild_args(job)]
-            added += as_int(await self._run(scripts.REBUILD, keys, args))
-        await self._restore_leases(running, lease_seconds=lease_seconds)
+        for index, batch in enumerate(batches):
+            report = await self.sweep(
+                pending=batch,
+                running=running if index == 0 else (),
+                lease_seconds=lease_seconds,
+                judge_after_seconds=None,
+                promote_limit=0,
+                orphan_scan=0,
+            )
+            added += report.added
         return added
-
-    async def _restore_leases(self, running: Sequence[RunningJob], *, lease_seconds: float) -> int:
-        """Leases for running jobs if Redis forgot them, then the ready mark: one call, so the
-        script sees the mark and restores every lease, or none, atomically.
-
-        Script: `restore_leases.lua`.
-        """
-        k = self.keys
-        args = [_ms(lease_seconds)]
-        args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
-        return as_int(
-            await self._run(
-                scripts.RESTORE_LEASES, [k.active, k.jobs, k.ready, k.waiting, k.delayed], args
-            )
-        )
-
-    async def audit_leases(
-        self, running: Sequence[RunningJob], *, lease_seconds: float, judge_after_seconds: float
-    ) -> tuple[int, list[Claim]]:
-        """Make the leases follow Postgres's running attempts (`running`, from one snapshot):
-        restore the lease (taken for `lease_seconds`) of each running job Redis keeps the
-        bookkeeping of under that fence or an older one but holds no lease for,
-        and remove the leases of jobs not running there that were taken at least
-        `judge_after_seconds` ago (assuming leases of `lease_seconds`). Returns how many leases
-        were restored and the leases removed, each to exactly one caller, who asks Postgres what
-        became of the attempt and makes Redis follow (as for `reap_expired`).
-
-        Script: `audit_leases.lua`.
-        """
-        k = self.keys
-        args = [_ms(lease_seconds), _ms(judge_after_seconds), _ms(lease_seconds)]
-        args += [a for job in running for a in (str(job.job_id), str(job.user_id), str(job.fence))]
-        reply = as_list(
-            await self._run(
-                scripts.AUDIT_LEASES,
-                [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
-                args,
-            )
-        )
-        return as_int(reply[0]), as_claims(reply[1:])
-
-    async def sweep_orphans(self, count: int = 100) -> int:
-        """Forget the bookkeeping of jobs in none of waiting, delayed, active, looking at about
-        `count` hash fields per call (the walk resumes where the last call stopped); how many
-        jobs were forgotten.
-
-        Script: `sweep_orphans.lua`.
-        """
-        k = self.keys
-        reply = await self._run(
-            scripts.SWEEP_ORPHANS,
-            [k.jobs, k.waiting, k.delayed, k.active, k.orphan_cursor],
-            [str(count)],
-        )
-        return as_int(reply)
 
     async def is_ready(self) -> bool:
         """Whether claims are allowed (False after a FLUSHALL until `rebuild`)."""
@@ -385,11 +383,13 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _unique(jobs: Sequence[PendingJob]) -> list[PendingJob]:
-    return list({job.job_id: job for job in reversed(jobs)}.values())
+def _in_queue_order(jobs: Sequence[PendingJob]) -> list[PendingJob]:
+    """Each job once (as its first entry says), in `queued_at` order."""
+    unique = {job.job_id: job for job in reversed(jobs)}.values()
+    return sorted(unique, key=lambda job: (_utc(job.queued_at), job.job_id))
 
 
-def _rebuild_args(job: PendingJob) -> list[str]:
+def _pending_args(job: PendingJob) -> list[str]:
     due = "" if job.next_attempt_at is None else str(_epoch_ms(job.next_attempt_at))
     return [str(job.job_id), str(job.user_id), str(_fence(job.fence)), _weight(job.weight), due]
 

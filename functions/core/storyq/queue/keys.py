@@ -50,17 +50,13 @@ class QueueKeys:
 
     @property
     def ready(self) -> str:
-        """STRING set by `rebuild` once Redis mirrors Postgres, leases of running jobs included.
+        """STRING set by `sweep` once Redis mirrors Postgres, leases of running jobs included;
+        its value is where the sweep's walk of `jobs` for orphaned bookkeeping goes on.
 
         A FLUSHALL (or an eviction) removes it, and `claim` then refuses to lease anything until
         a sweep has rebuilt the queue: otherwise the jobs still running when the leases vanished
         would not count against the global cap."""
         return f"{self.prefix}:ready"
-
-    @property
-    def orphan_cursor(self) -> str:
-        """STRING: where the sweep's walk of `jobs` for orphaned bookkeeping goes on."""
-        return f"{self.prefix}:orphan-cursor"
 
     @property
     def stats(self) -> str:

@@ -1,5 +1,5 @@
 """What the dispatch queue hands out and takes in: claims, counts, and the jobs Postgres knows
-(for `Dispatcher.rebuild`)."""
+(for `Dispatcher.sweep`)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,20 @@ class PendingJob:
     next_attempt_at: datetime | None = None
     # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
     weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one `Dispatcher.sweep` call did. `was_ready` False: Redis had lost its state
+    (flushed, evicted, new) before this call, which restored the running jobs' leases; the
+    caller should then put back every pending job, page by page. `unbacked`: leases the audit
+    removed, each handed to this caller only, who asks Postgres what became of the attempt and
+    makes Redis follow. `waiting`: jobs waiting once the sweep was done."""
+
+    was_ready: bool
+    added: int
+    restored: int
+    promoted: int
+    orphans: int
+    waiting: int
+    unbacked: list[Claim]

@@ -180,10 +180,24 @@ class JobStore:
         more = len(jobs) > limit
         return JobPage(jobs=page, next_cursor=page[-1].cursor if more else None)
 
-    async def dispatch_snapshot(self, *, limit: int = 1000) -> DispatchSnapshot:
-        """The processing attempts and the pending jobs in queue order (delayed retries
-        included), at most `limit` of each, read in one snapshot: what Redis is rebuilt from."""
-        return await call_model(self._db, "dispatch_snapshot", {"p_limit": limit}, DispatchSnapshot)
+    async def dispatch_snapshot(
+        self,
+        *,
+        limit: int = 1000,
+        recent_seconds: float | None = None,
+        page: int | None = None,
+    ) -> DispatchSnapshot:
+        """What Redis follows, read in one snapshot: the processing attempts (at most `limit`)
+        and pending jobs in queue order: those whose next attempt is due from `recent_seconds`
+        ago on (at most `limit`), and the next `page` of a walk over every pending job kept in
+        Postgres (`wrapped` once it reached the tail); with neither, the first `limit`. Reads
+        O(limit + page) rows whatever the backlog."""
+        params: dict[str, object] = {"p_limit": limit}
+        if recent_seconds is not None:
+            params["p_recent_seconds"] = recent_seconds
+        if page is not None:
+            params["p_page"] = page
+        return await call_model(self._db, "dispatch_snapshot", params, DispatchSnapshot)
 
     async def purge_idempotency_keys(self, *, ttl_seconds: float, limit: int = 1000) -> int:
         """Forget at most `limit` idempotency keys older than `ttl_seconds`; how many went."""

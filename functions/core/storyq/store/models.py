@@ -255,6 +255,8 @@ class DispatchSnapshot(_Row):
 
     running: list[StalledJob]
     pending: list[DispatchableJob]
+    # The walk over every pending job reached the tail with this snapshot's page.
+    wrapped: bool = False
 
 
 class QueueCounts(_Row):

@@ -1,0 +1,110 @@
+-- The sweep's snapshot no longer re-reads the head of the queue (up to 1,000 pending rows, each
+-- then checked in Redis) on every worker invocation: its work would grow with the backlog.
+-- It reads the pending jobs changed recently (new, requeued or retried: where an enqueue lost
+-- between Postgres and Redis would be) and one page of a walk over every pending job, which
+-- goes on where the last snapshot stopped (private.dispatch_cursor) and starts again at the
+-- head once it reached the tail. A sweep after a Redis flush walks every page.
+
+create table private.dispatch_cursor (
+  only_row boolean primary key default true check (only_row),
+  queued_at timestamptz,
+  job_id uuid
+);
+comment on table private.dispatch_cursor is
+  'Where the dispatch snapshot''s walk over pending jobs goes on (null: at the head).';
+insert into private.dispatch_cursor default values;
+
+drop function public.dispatch_snapshot(integer);
+
+-- What Redis follows, read in one statement (so a job that starts while it runs is in exactly
+-- one list): the attempts processing (their leases are restored after a flush), and pending
+-- jobs in queue order (delayed retries with their next_attempt_at):
+-- - p_recent_seconds: those whose next attempt is due from that many seconds ago on (new jobs,
+--   requeued and retried ones, delayed ones), oldest first, at most p_limit;
+-- - p_page: the next p_page of the walk over every pending job in queue order; `wrapped` says
+--   the walk reached the tail (it starts again at the head next time);
+-- - both null: the first p_limit pending jobs (the head of the queue).
+-- Costs O(p_limit + p_page) rows, whatever the backlog (indexes on queued_at and next_attempt_at
+-- of pending rows).
+create function public.dispatch_snapshot(
+  p_limit integer default 1000,
+  p_recent_seconds double precision default null,
+  p_page integer default null
+)
+returns jsonb
+language sql
+volatile
+security definer
+set search_path = ''
+as $$
+  with cursor_row as (
+    select c.queued_at, c.job_id from private.dispatch_cursor c where c.only_row
+  ),
+  page as (
+    select j.id, j.queued_at from public.story_jobs j
+    where p_page is not null and j.status = 'pending'
+      and (j.queued_at, j.id) > (
+        coalesce((select queued_at from cursor_row), '-infinity'::timestamptz),
+        coalesce((select job_id from cursor_row), '00000000-0000-0000-0000-000000000000'::uuid)
+      )
+    order by j.queued_at, j.id
+    limit greatest(coalesce(p_page, 0), 0)
+  ),
+  page_end as (
+    select p.queued_at, p.id from page p order by p.queued_at desc, p.id desc limit 1
+  ),
+  moved as (
+    update private.dispatch_cursor c
+    set queued_at = case when (select count(*) from page) < p_page then null
+                         else (select queued_at from page_end) end,
+        job_id = case when (select count(*) from page) < p_page then null
+                      else (select id from page_end) end
+    where p_page is not null and c.only_row
+    returning c.queued_at is null as wrapped
+  ),
+  recent as (
+    select j.id from public.story_jobs j
+    where p_recent_seconds is not null and j.status = 'pending'
+      and j.next_attempt_at >= pg_catalog.now()
+        - pg_catalog.make_interval(secs => greatest(p_recent_seconds, 0))
+    order by j.next_attempt_at, j.id
+    limit greatest(coalesce(p_limit, 1000), 0)
+  ),
+  head as (
+    select j.id from public.story_jobs j
+    where p_page is null and p_recent_seconds is null and j.status = 'pending'
+    order by j.queued_at, j.id
+    limit greatest(coalesce(p_limit, 1000), 0)
+  ),
+  chosen as (
+    select id from page union select id from recent union select id from head
+  )
+  select pg_catalog.jsonb_build_object(
+    'running', (
+      select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+          'job_id', r.id, 'user_id', r.user_id, 'fence', r.fence, 'attempt', r.attempts,
+          'heartbeat_at', r.heartbeat_at
+        ) order by r.heartbeat_at, r.id), '[]'::jsonb)
+      from (
+        select * from public.story_jobs where status = 'processing'
+        order by heartbeat_at, id
+        limit greatest(coalesce(p_limit, 1000), 0)
+      ) r
+    ),
+    'pending', (
+      select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+          'job_id', p.id, 'user_id', p.user_id, 'fence', p.fence, 'attempts', p.attempts,
+          'queued_at', p.queued_at, 'next_attempt_at', p.next_attempt_at,
+          'priority', p.priority
+        ) order by p.queued_at, p.id), '[]'::jsonb)
+      from public.story_jobs p
+      where p.id in (select id from chosen) and p.status = 'pending'
+    ),
+    'wrapped', coalesce((select wrapped from moved), false)
+  )
+$$;
+
+revoke all on function public.dispatch_snapshot(integer, double precision, integer)
+  from public, anon, authenticated;
+grant execute on function public.dispatch_snapshot(integer, double precision, integer)
+  to service_role;
