@@ -29,21 +29,22 @@ local popped = redis.call('ZPOPMIN', waiting, n)
 if #popped == 0 then return {} end
 
 local expiry = fmt_int(now + tonumber(ARGV[2]))
+-- Once nothing waits, the fair-share clock starts again at 0 (and the per-user counts go with
+-- the fair hash); otherwise virtual time advances to the tag of the last job served: tags at
+-- or below it no longer matter (max(vtime, tag) = vtime).
+local drained = redis.call('ZCARD', waiting) == 0
 local claims = {}
 for i = 1, #popped, 2 do
   local job = popped[i]
   local info = redis.call('HMGET', jobs, job .. ':user', job .. ':fence')
-  if info[1] then left_waiting(fair, info[1]) end
+  if info[1] and not drained then left_waiting(fair, info[1]) end
   redis.call('ZADD', active, expiry, job)
   claims[#claims + 1] = job
   claims[#claims + 1] = info[1] or ''
   claims[#claims + 1] = tonumber(info[2] or '0')
   claims[#claims + 1] = popped[i + 1]
 end
-
--- Virtual time advances to the tag of the last job served; tags at or below it no longer
--- matter (max(vtime, tag) = vtime), and once nothing waits, the clock starts again at 0.
-if redis.call('ZCARD', waiting) == 0 then
+if drained then
   redis.call('DEL', fair, finish)
 else
   local vtime = math.floor(tonumber(popped[#popped]) / SEQ_SPAN)

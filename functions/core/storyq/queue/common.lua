@@ -32,16 +32,16 @@ end
 -- Add `job` to the waiting set with a start-time-fair-queuing score:
 -- tag = max(virtual time, the user's last tag) + TAG_UNITS / weight. The fair hash also counts
 -- each user's waiting jobs (`n:<user>`), so a user whose last waiting job goes is given their
--- virtual time back (see unwait).
+-- virtual time back (see unwait). Five commands: the fair hash is read and written once.
 local function add_waiting(waiting, finish, fair, job, user, weight)
-  local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
+  local state = redis.call('HMGET', fair, 'vtime', 'seq', 'n:' .. user)
+  local vtime, seq = tonumber(state[1] or '0'), (tonumber(state[2] or '0') + 1) % SEQ_SPAN
   local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
   local cost = math.max(1, math.floor(TAG_UNITS / weight + 0.5))
   local tag = math.max(vtime, last) + cost
-  local seq = redis.call('HINCRBY', fair, 'seq', 1) % SEQ_SPAN
   redis.call('ZADD', waiting, fmt_int(tag * SEQ_SPAN + seq), job)
   redis.call('ZADD', finish, fmt_int(tag), user)
-  redis.call('HINCRBY', fair, 'n:' .. user, 1)
+  redis.call('HSET', fair, 'seq', seq, 'n:' .. user, tonumber(state[3] or '0') + 1)
 end
 
 -- One of `user`'s jobs left the waiting set (served or withdrawn); how many still wait.

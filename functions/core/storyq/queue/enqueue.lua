@@ -17,14 +17,19 @@ local waiting, delayed, active, jobs, finish, fair, stats =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local job, user, fence, weight = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
-local rank = redis.call('ZRANK', waiting, job)
-if rank then
-  return position_reply(waiting, active, stats, rank)
+-- A job Redis keeps no bookkeeping of is in none of the sets (every script that puts a job
+-- in one writes its bookkeeping in the same call): a new job costs no lookups.
+local known = fence_of(jobs, job)
+if known then
+  local rank = redis.call('ZRANK', waiting, job)
+  if rank then
+    return position_reply(waiting, active, stats, rank)
+  end
+  if redis.call('ZSCORE', delayed, job) or redis.call('ZSCORE', active, job) then
+    return false
+  end
+  if known > fence then return false end
 end
-if redis.call('ZSCORE', delayed, job) or redis.call('ZSCORE', active, job) then
-  return false
-end
-if newer_fence_known(jobs, job, fence) then return false end
 redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', ARGV[3], job .. ':weight', ARGV[4])
 add_waiting(waiting, finish, fair, job, user, weight)
 return position_reply(waiting, active, stats, redis.call('ZRANK', waiting, job))
