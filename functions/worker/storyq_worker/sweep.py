@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from storyq.queue import Claim, PendingJob, RunningJob
-from storyq.store import DispatchableJob, LostAttempt
+from storyq.store import DispatchableJob, LostAttempt, StalledJob
 from storyq_worker.context import WorkerContext
 from storyq_worker.follow import follow
 from storyq_worker.summary import Summary
@@ -152,10 +152,7 @@ async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
     )
     report = await ctx.dispatcher.sweep(
         pending=[_pending(job) for job in snapshot.pending],
-        running=[
-            RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence)
-            for job in snapshot.running
-        ],
+        running=_running(snapshot.running),
         lease_seconds=ctx.settings.dispatch_lease_seconds,
         judge_after_seconds=ctx.settings.lease_seconds,
     )
@@ -178,11 +175,24 @@ async def _rebuild_every_page(ctx: WorkerContext) -> int:
     """After a flush: walk every pending job into Redis, a page per call; how many went in."""
     added = 0
     for _ in range(MAX_REBUILD_PAGES):
-        snapshot = await ctx.store.jobs.dispatch_snapshot(limit=0, page=REBUILD_PAGE)
-        added += await ctx.dispatcher.rebuild([_pending(job) for job in snapshot.pending])
+        snapshot = await ctx.store.jobs.dispatch_snapshot(
+            limit=max(1000, ctx.settings.max_active_jobs), page=REBUILD_PAGE
+        )
+        # The running attempts of the same snapshot go along: should Redis be flushed again
+        # meanwhile, the call that finds the ready mark gone restores their leases before it
+        # sets the mark (claims must not resume without them).
+        added += await ctx.dispatcher.rebuild(
+            [_pending(job) for job in snapshot.pending],
+            running=_running(snapshot.running),
+            lease_seconds=ctx.settings.dispatch_lease_seconds,
+        )
         if snapshot.wrapped:
             break
     return added
+
+
+def _running(jobs: list[StalledJob]) -> list[RunningJob]:
+    return [RunningJob(job_id=job.job_id, user_id=job.user_id, fence=job.fence) for job in jobs]
 
 
 def _pending(job: DispatchableJob) -> PendingJob:

@@ -6,7 +6,7 @@
 -- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq
--- KEYS[7] ready    STRING present once the queue mirrors Postgres (see restore_leases.lua)
+-- KEYS[7] ready    STRING present once the queue mirrors Postgres (see sweep.lua)
 -- ARGV[1] how many jobs the caller wants
 -- ARGV[2] lease length (ms)
 -- ARGV[3] max_active: the global cap on leases (every lease not yet reaped counts)

@@ -43,7 +43,7 @@ from storyq.queue.models import (
 )
 from storyq.queue.replies import as_claims, as_int, as_list, as_mean, chunks
 
-# Due retries a claim promotes before it leases (the sweep's promote_due takes the rest).
+# Due retries a claim promotes before it leases (the sweep promotes the rest).
 PROMOTE_ON_CLAIM = 100
 # Jobs per rebuild script call: bounded script run time and request size.
 REBUILD_BATCH = 1000
@@ -190,7 +190,7 @@ class Dispatcher:
     ) -> bool:
         """Move the job to the delayed set for `delay_seconds` (see `backoff.retry_delay`)
         under `fence`, the token Postgres issued for its next attempt; older entries of the
-        job (the failed attempt's lease) go. `claim`/`promote_due` put it back in the waiting
+        job (the failed attempt's lease) go. `claim`/`sweep` put it back in the waiting
         set when due, scored as a new arrival of its user. False when Redis knows a newer
         fence (nothing changes).
 
@@ -316,18 +316,19 @@ class Dispatcher:
         lease_seconds: float = 60.0,
     ) -> int:
         """Only steps 1 and 2 of `sweep` (no audit, promotion or walk), in calls of
-        REBUILD_BATCH jobs (the first one restores the leases and sets the ready mark): put
-        back the pending jobs Redis lacks, in the order given. Returns how many went in.
+        REBUILD_BATCH jobs, each with `running` (the first that finds the ready mark gone
+        restores the leases and sets it): put back the pending jobs Redis lacks, in queue
+        order. Returns how many went in.
 
         Script: `sweep.lua`.
         """
         ordered = _in_queue_order(jobs)
         batches = list(chunks(ordered, REBUILD_BATCH)) or [ordered]
         added = 0
-        for index, batch in enumerate(batches):
+        for batch in batches:
             report = await self.sweep(
                 pending=batch,
-                running=running if index == 0 else (),
+                running=running,
                 lease_seconds=lease_seconds,
                 judge_after_seconds=None,
                 promote_limit=0,
