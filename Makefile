@@ -17,7 +17,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
 	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web \
-	bench-sam-local bench-cost
+	bench-sam-local bench-cost bench-scale
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-runtimes   cold imports on python3.13 beside the last python3.11 build"
 	@echo "make bench-sam-local  cold and warm invoke durations through sam's Lambda emulation"
 	@echo "make bench-cost       billed Upstash commands per story and idle hour, beside BullMQ"
+	@echo "make bench-scale      sweep, enqueue, lookups and slot refill at 0 to 100,000 waiting jobs"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -145,6 +146,13 @@ bench-sam-local: $(SAM) venv services sam-build
 # into bench/results/cost.json and bench.json's `cost` (about five minutes).
 bench-cost: venv services node-deps
 	$(BIN)/python -m bench.cost
+
+# Does anything grow with the backlog? The sweep (time, billed Redis commands), POST
+# /api/generate, status lookups at 0 to 100,000 waiting jobs (seeded in bulk), then slot refill
+# with MAX_ACTIVE_JOBS = 500 across worker processes; into bench/results/scale.json and
+# bench.json's `scale` (a few minutes; `python -m bench.scale --quick` to try it out).
+bench-scale: venv services
+	$(BIN)/python -m bench.scale
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services
