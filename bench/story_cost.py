@@ -53,16 +53,11 @@ BODY = {"prompt": "A clockmaker's last commission.", "targetWords": 1200}
 STEPS = {
     "rate limit generate": "rate limit (POST /api/generate)",
     "enqueue": "enqueue",
-    "reap_expired": "sweep (each invocation starts with one)",
-    "rebuild": "sweep (each invocation starts with one)",
-    "restore_leases": "sweep (each invocation starts with one)",
-    "audit_leases": "sweep (each invocation starts with one)",
-    "promote_due": "sweep (each invocation starts with one)",
-    "sweep_orphans": "sweep (each invocation starts with one)",
+    "sweep": "sweep (each invocation starts with one; one script)",
     "claim": "claim",
     "heartbeat": "Redis lease renewals (none within the generation timeout)",
     "ack": "ack",
-    "counts": "hand-off check (slot freed, no time to claim)",
+    "zcard": "hand-off check (slot freed, no time to claim; one ZCARD)",
 }
 CLIENT_STEPS = {"rate limit read": "read rate limit", "position": "queue position"}
 

@@ -448,10 +448,10 @@ $$;
 
 
 --
--- Name: dispatch_snapshot(integer, double precision, integer); Type: FUNCTION; Schema: public
+-- Name: dispatch_snapshot(integer, double precision, integer, integer); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_seconds double precision DEFAULT NULL::double precision, p_page integer DEFAULT NULL::integer) RETURNS jsonb
+CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_seconds double precision DEFAULT NULL::double precision, p_page integer DEFAULT NULL::integer, p_recent_limit integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -486,7 +486,7 @@ CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_
       and j.next_attempt_at >= pg_catalog.now()
         - pg_catalog.make_interval(secs => greatest(p_recent_seconds, 0))
     order by j.next_attempt_at, j.id
-    limit greatest(coalesce(p_limit, 1000), 0)
+    limit greatest(coalesce(p_recent_limit, p_limit, 1000), 0)
   ),
   head as (
     select j.id from public.story_jobs j
@@ -1602,11 +1602,11 @@ GRANT ALL ON FUNCTION public.credit_balance(p_user_id uuid) TO service_role;
 
 
 --
--- Name: FUNCTION dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer); Type: ACL; Schema: public
+-- Name: FUNCTION dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer) TO service_role;
+REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer) TO service_role;
 
 
 --

@@ -20,16 +20,18 @@ drop function public.dispatch_snapshot(integer);
 -- one list): the attempts processing (their leases are restored after a flush), and pending
 -- jobs in queue order (delayed retries with their next_attempt_at):
 -- - p_recent_seconds: those whose next attempt is due from that many seconds ago on (new jobs,
---   requeued and retried ones, delayed ones), oldest first, at most p_limit;
+--   requeued and retried ones, delayed ones), oldest first, at most p_recent_limit (default
+--   p_limit);
 -- - p_page: the next p_page of the walk over every pending job in queue order; `wrapped` says
 --   the walk reached the tail (it starts again at the head next time);
 -- - both null: the first p_limit pending jobs (the head of the queue).
--- Costs O(p_limit + p_page) rows, whatever the backlog (indexes on queued_at and next_attempt_at
+-- Costs O(p_limit + p_recent_limit + p_page) rows, whatever the backlog (indexes on queued_at and next_attempt_at
 -- of pending rows).
 create function public.dispatch_snapshot(
   p_limit integer default 1000,
   p_recent_seconds double precision default null,
-  p_page integer default null
+  p_page integer default null,
+  p_recent_limit integer default null
 )
 returns jsonb
 language sql
@@ -68,7 +70,7 @@ as $$
       and j.next_attempt_at >= pg_catalog.now()
         - pg_catalog.make_interval(secs => greatest(p_recent_seconds, 0))
     order by j.next_attempt_at, j.id
-    limit greatest(coalesce(p_limit, 1000), 0)
+    limit greatest(coalesce(p_recent_limit, p_limit, 1000), 0)
   ),
   head as (
     select j.id from public.story_jobs j
@@ -104,7 +106,7 @@ as $$
   )
 $$;
 
-revoke all on function public.dispatch_snapshot(integer, double precision, integer)
+revoke all on function public.dispatch_snapshot(integer, double precision, integer, integer)
   from public, anon, authenticated;
-grant execute on function public.dispatch_snapshot(integer, double precision, integer)
+grant execute on function public.dispatch_snapshot(integer, double precision, integer, integer)
   to service_role;

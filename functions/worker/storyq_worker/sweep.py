@@ -8,10 +8,10 @@ given another attempt, `failed` jobs whose last attempt was lost (failed and ref
    says. Each counts as a failed attempt (`worker_lost`): delayed for its next attempt, or
    failed and refunded when it was the last.
 2. Make Redis follow one Postgres snapshot, in one script call (`Dispatcher.sweep`), whose
-   size does not grow with the backlog: the running attempts, the pending jobs whose next
-   attempt came due in the last RECENT_SECONDS (where an enqueue or a requeue lost between
-   Postgres and Redis would be), and one page of a walk over every pending job (anything
-   else Redis lost is found within backlog / SNAPSHOT_PAGE sweeps).
+   size does not grow with the backlog: the running attempts, the oldest RECENT_LIMIT pending
+   jobs whose next attempt came due in the last RECENT_SECONDS (where an enqueue or a requeue
+   lost between Postgres and Redis would be), and one page of a walk over every pending job
+   (anything else Redis lost is found within backlog / SNAPSHOT_PAGE sweeps).
    - When Redis lost its state (no ready mark, decided atomically in Redis) the running jobs
      get their leases back before claims resume, and every pending job is put back, page by
      page, before this sweep ends: after a FLUSHALL nothing is lost.
@@ -42,8 +42,11 @@ from storyq_worker.follow import follow
 from storyq_worker.summary import Summary
 from storyq_worker.telemetry import logger
 
-# Pending jobs whose next attempt came due this long ago or later are checked on every sweep.
+# Pending jobs whose next attempt came due this long ago or later are checked on every sweep,
+# the oldest RECENT_LIMIT of them (a burst beyond that is checked as the window moves on, or
+# by the walk).
 RECENT_SECONDS = 900.0
+RECENT_LIMIT = 200
 # Pending jobs of the walk over the whole backlog checked per sweep; after a flush, per call.
 SNAPSHOT_PAGE = 200
 REBUILD_PAGE = 1000
@@ -148,6 +151,7 @@ async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
     snapshot = await ctx.store.jobs.dispatch_snapshot(
         limit=max(1000, ctx.settings.max_active_jobs),
         recent_seconds=RECENT_SECONDS,
+        recent_limit=RECENT_LIMIT,
         page=SNAPSHOT_PAGE,
     )
     report = await ctx.dispatcher.sweep(

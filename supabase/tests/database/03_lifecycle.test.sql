@@ -220,8 +220,8 @@ select is(
   (select count(*)::int from public.story_jobs
    where status = 'pending' and next_attempt_at >= now() - interval '1 hour'),
   'the recent part lists the pending jobs due within the window');
-select is(jsonb_array_length(public.dispatch_snapshot(1, 3600, null) -> 'pending'), 1,
-  'p_limit bounds the recent part (the walk finds the rest)');
+select is(jsonb_array_length(public.dispatch_snapshot(1000, 3600, null, 1) -> 'pending'), 1,
+  'p_recent_limit bounds the recent part (the walk finds the rest)');
 
 -- cancel: pending only, by its owner, refunded.
 select throws_ok(format($$select public.cancel_story_job(%L, '00000000-0000-0000-0000-0000000000b2')$$,

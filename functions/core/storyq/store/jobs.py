@@ -185,16 +185,18 @@ class JobStore:
         *,
         limit: int = 1000,
         recent_seconds: float | None = None,
+        recent_limit: int | None = None,
         page: int | None = None,
     ) -> DispatchSnapshot:
         """What Redis follows, read in one snapshot: the processing attempts (at most `limit`)
         and pending jobs in queue order: those whose next attempt is due from `recent_seconds`
-        ago on (at most `limit`), and the next `page` of a walk over every pending job kept in
-        Postgres (`wrapped` once it reached the tail); with neither, the first `limit`. Reads
-        O(limit + page) rows whatever the backlog."""
+        ago on (the oldest `recent_limit`, default `limit`), and the next `page` of a walk over
+        every pending job kept in Postgres (`wrapped` once it reached the tail); with neither,
+        the first `limit`. Reads O(limit + recent_limit + page) rows whatever the backlog."""
         params: dict[str, object] = {"p_limit": limit}
         if recent_seconds is not None:
             params["p_recent_seconds"] = recent_seconds
+            params["p_recent_limit"] = limit if recent_limit is None else recent_limit
         if page is not None:
             params["p_page"] = page
         return await call_model(self._db, "dispatch_snapshot", params, DispatchSnapshot)
