@@ -782,6 +782,39 @@ $$;
 
 
 --
+-- Name: heartbeat_story_jobs(jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.heartbeat_story_jobs(p_beats jsonb) RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with beats as (
+    select b.job_id, b.fence, b.words
+    from pg_catalog.jsonb_to_recordset(coalesce(p_beats, '[]'::jsonb))
+      as b(job_id uuid, fence bigint, words integer)
+  ),
+  owned as (
+    select j.id from public.story_jobs j
+    join beats b on b.job_id = j.id and b.fence = j.fence
+    where j.status = 'processing'
+    order by j.id
+    for update of j
+  ),
+  beat as (
+    update public.story_jobs j
+    set heartbeat_at = pg_catalog.clock_timestamp(),
+        progress_words = coalesce(b.words, j.progress_words)
+    from beats b
+    where j.id = b.job_id and j.fence = b.fence and j.status = 'processing'
+      and j.id in (select id from owned)
+    returning j.id
+  )
+  select coalesce(pg_catalog.jsonb_agg(id order by id), '[]'::jsonb) from beat
+$$;
+
+
+--
 -- Name: list_story_jobs(uuid, text, integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: public
 --
 
@@ -1671,6 +1704,14 @@ GRANT ALL ON FUNCTION public.health_check() TO service_role;
 
 REVOKE ALL ON FUNCTION public.heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.heartbeat_story_job(p_job_id uuid, p_fence bigint, p_words integer) TO service_role;
+
+
+--
+-- Name: FUNCTION heartbeat_story_jobs(p_beats jsonb); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.heartbeat_story_jobs(p_beats jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.heartbeat_story_jobs(p_beats jsonb) TO service_role;
 
 
 --

@@ -517,3 +517,43 @@ async def test_a_lease_no_running_attempt_backs_is_settled_by_a_sweep_after_a_le
     again = await claim_one(dispatcher, lease_seconds=ctx.settings.dispatch_lease_seconds)
     assert again.job_id == job_id
     assert job_row(worker_stack.database_url, job_id)["status"] == "pending"
+
+
+async def test_a_process_sends_the_heartbeats_of_all_its_attempts_in_one_request(
+    worker_stack: LocalStack,
+    ctx: WorkerContext,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given five generations running in one worker process
+    for _ in range(5):
+        await enqueue(store, dispatcher, user)
+    claims = await dispatcher.claim(5, lease_seconds=ctx.settings.dispatch_lease_seconds)
+    attempts = [
+        asyncio.create_task(run_attempt(ctx, claim, abandon=asyncio.Event())) for claim in claims
+    ]
+    job_ids = [str(claim.job_id) for claim in claims]
+    await eventually(lambda: processing_count(worker_stack) == 5)
+
+    def beats() -> list[tuple[str, object]]:
+        with psycopg.connect(worker_stack.database_url) as conn:
+            rows = conn.execute(
+                "select xmin::text, heartbeat_at from public.story_jobs where id = any(%s::uuid[])",
+                (job_ids,),
+            ).fetchall()
+        return [(str(xmin), at) for xmin, at in rows]
+
+    started = {at for _, at in beats()}
+
+    # When its heartbeats tick (every lease / 4 here)
+    def one_tick_recorded_all() -> bool:
+        now = beats()
+        return all(at not in started for _, at in now) and len({x for x, _ in now}) == 1
+
+    # Then a tick records all five beats in one transaction (one request, whatever the number
+    # of attempts: at 500 slots, one call every 2 s per process instead of 250 a second)
+    await eventually(one_tick_recorded_all, timeout=10)
+    for task in attempts:
+        task.cancel()
+    await asyncio.gather(*attempts, return_exceptions=True)

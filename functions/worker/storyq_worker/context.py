@@ -14,6 +14,11 @@ from storyq.kick import WorkerKicker
 from storyq.queue import Dispatcher
 from storyq.queue.backoff import Backoff, retry_delay
 from storyq.store import Store
+from storyq_worker.heartbeats import HeartbeatBatcher
+
+# Postgres is cheap to tell and shows progress: each attempt's heartbeat goes at least this
+# often (lease / 4 when that is shorter), in one request per process and tick.
+PROGRESS_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class WorkerContext:
     generator: Generator
     backoff: Backoff
     kicker: WorkerKicker
+    heartbeats: HeartbeatBatcher
 
     def retry_delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds before the next attempt: exponential backoff with jitter, Retry-After as
@@ -48,10 +54,14 @@ async def open_context(
     (tests inject theirs here)."""
     redis = async_redis(settings)
     db = async_postgrest(settings)
+    store = Store(db)
+    heartbeats = HeartbeatBatcher(
+        store, every_seconds=min(PROGRESS_SECONDS, settings.lease_seconds / 4)
+    )
     try:
         yield WorkerContext(
             settings=settings,
-            store=Store(db),
+            store=store,
             dispatcher=Dispatcher(
                 redis,
                 max_active=settings.max_active_jobs,
@@ -61,7 +71,9 @@ async def open_context(
             backoff=backoff_policy(settings),
             kicker=kicker
             or WorkerKicker(settings.worker_function_name, timeout=settings.http_timeout_seconds),
+            heartbeats=heartbeats,
         )
     finally:
+        await heartbeats.close()
         await redis.close()
         await db.aclose()

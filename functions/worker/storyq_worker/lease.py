@@ -4,8 +4,10 @@ Liveness is decided in Postgres: an attempt is live while its heartbeat there is
 LEASE_SECONDS; older, a sweep or another worker's start counts it as lost and the job may run
 again. So the keeper:
 
-- sends a Postgres heartbeat (with the words written so far) every min(PROGRESS_SECONDS,
-  lease / 4); an answer of False (another fence owns the job) stops the generation at once;
+- sends a Postgres heartbeat (with the words written so far) every min(2 s, lease / 4)
+  (`context.PROGRESS_SECONDS`), in the one request the process sends for all its attempts at
+  each tick (`heartbeats.HeartbeatBatcher`); an answer that the attempt no longer owns its
+  job (another fence owns it) stops the generation at once;
 - stops the generation itself when SELF_FENCE of a lease has passed since the last heartbeat
   Postgres confirmed (measured from when it was sent, so never later than Postgres's own
   clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
@@ -16,13 +18,14 @@ again. So the keeper:
   18). Redis only holds the slot; the sweep frees the slot of an attempt Postgres counts as
   dead and gives a live one a lease Redis lost back.
 
-`stop()` returns only after the last heartbeat has been answered (or timed out), so no
-heartbeat can extend a lease after its generation is over.
+`stop()` returns only after the last heartbeat has been answered (or timed out), or withdrawn
+before it was sent, so no heartbeat can extend a lease after its generation is over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -30,8 +33,6 @@ from storyq.queue import Claim
 from storyq_worker.context import WorkerContext
 from storyq_worker.telemetry import logger
 
-# Postgres is cheap to tell and shows progress; at least this often while text flows.
-PROGRESS_SECONDS = 2.0
 # The share of a lease after which an attempt without a confirmed heartbeat stops itself. The
 # rest (a third of the lease: 20 s at the default 60 s) is the margin against clock rate,
 # scheduling delay and the time a cancelled generation takes to end.
@@ -57,9 +58,7 @@ class LeaseKeeper:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._confirmed_at = confirmed_at
-        lease = ctx.settings.lease_seconds
-        self._beat_every = min(PROGRESS_SECONDS, lease / 4)
-        self._fence_after = lease * SELF_FENCE
+        self._fence_after = ctx.settings.lease_seconds * SELF_FENCE
         self.words = 0
         self.stopped: StopReason | None = None
 
@@ -79,36 +78,39 @@ class LeaseKeeper:
         return self._confirmed_at + self._fence_after - asyncio.get_running_loop().time()
 
     async def _keep(self, on_stop: Callable[[], object]) -> None:
-        while not await self._stopped_within(min(self._beat_every, max(0.0, self._time_left()))):
+        while not self._stop.is_set():
             reason = await self._beat()
             if reason is not None:
                 self.stopped = reason
                 on_stop()
                 return
 
-    async def _stopped_within(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
-
     async def _beat(self) -> StopReason | None:
-        """The Postgres heartbeat: why the generation must stop, or None."""
+        """The Postgres heartbeat at the next tick: why the generation must stop, or None."""
         claim, ctx = self._claim, self._ctx
         extra = {"job_id": claim.job_id, "fence": claim.fence}
-        sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(max(0.0, self._time_left())):
-                owned = await ctx.store.jobs.heartbeat(claim.job_id, claim.fence, words=self.words)
+                answer = await ctx.heartbeats.beat(
+                    claim.job_id, claim.fence, lambda: self.words, stop=self._stop
+                )
         except Exception as exc:  # StoreError, a timeout, anything: not confirmed
             if self._time_left() > 0:
                 logger.warning("database heartbeat failed", extra=extra, exc_info=exc)
+                await self._pause()
                 return None
             logger.warning("no heartbeat confirmed in time; stopping the generation", extra=extra)
             return StopReason.UNCONFIRMED
-        if not owned:
+        if answer is None:  # stopped before the beat was sent
+            return None
+        if not answer.owned:
             logger.warning("attempt superseded; stopping its generation", extra=extra)
             return StopReason.SUPERSEDED
-        self._confirmed_at = sent
+        self._confirmed_at = answer.sent_at
         return None
+
+    async def _pause(self) -> None:
+        """After a failed request, until the next tick (or the stop, or the self-fence)."""
+        seconds = min(self._ctx.heartbeats.every_seconds, max(0.0, self._time_left()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)

@@ -1,6 +1,6 @@
 -- The shape every caller relies on: tables, constraints, indexes, RLS, grants, realtime.
 begin;
-select plan(58);
+select plan(59);
 
 select has_table('public', t, t || ' exists')
 from unnest(array['credit_balances', 'credit_ledger', 'stories', 'story_jobs',
@@ -74,6 +74,7 @@ select has_function('public', f, a, f || '(' || array_to_string(a, ', ') || ') e
 from (values
   ('start_story_job', array['uuid', 'bigint', 'integer', 'double precision']),
   ('heartbeat_story_job', array['uuid', 'bigint', 'integer']),
+  ('heartbeat_story_jobs', array['jsonb']),
   ('complete_story_job', array['uuid', 'bigint', 'text', 'text', 'jsonb']),
   ('fail_story_job', array['uuid', 'bigint', 'text', 'text', 'boolean', 'double precision']),
   ('release_story_job', array['uuid', 'bigint']),

@@ -4,7 +4,7 @@
 -- the Postgres heartbeat, idempotency keys that outlive cleaned job rows, cleaning cancelled
 -- jobs, and the dispatch snapshot Redis is rebuilt from.
 begin;
-select plan(98);
+select plan(100);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -93,6 +93,15 @@ select results_eq(
   'a: the story and the running attempt are untouched by the stale workers');
 select is(public.heartbeat_story_job(pg_temp.job('a'), pg_temp.f('a F3'), 10), true,
   'a: the heartbeat of F3 is accepted');
+select is(public.heartbeat_story_jobs(pg_catalog.jsonb_build_array(
+    pg_catalog.jsonb_build_object('job_id', pg_temp.job('a'), 'fence', pg_temp.f('a F1'),
+      'words', 999),
+    pg_catalog.jsonb_build_object('job_id', pg_temp.job('a'), 'fence', pg_temp.f('a F3'),
+      'words', 12))),
+  pg_catalog.jsonb_build_array(pg_temp.job('a')::text),
+  'a: in one batch, the beat of F3 is recorded and the stale F1 beat is not');
+select is((select progress_words from public.story_jobs where id = pg_temp.job('a')), 12,
+  'a: the batch recorded the progress of F3 only');
 select is(public.complete_story_job(pg_temp.job('a'), pg_temp.f('a F3'), 'the real story',
     null, '{}') ->> 'status',
   'completed', 'a: F3 completes the job');

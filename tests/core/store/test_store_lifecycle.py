@@ -23,6 +23,7 @@ from storyq.store import (
     EnqueuedJob,
     EnqueueRequest,
     Failure,
+    Heartbeat,
     JobCursor,
     JobNotCancellable,
     JobNotFound,
@@ -155,6 +156,11 @@ async def test_a_stale_attempt_can_neither_complete_nor_fail(store: Store, user:
     assert (current.status, current.attempts, current.fence) == ("processing", 2, second)
     assert await store.jobs.heartbeat(job.job_id, second, words=250) is True
     assert (await store.jobs.get(job.job_id)).progress_words == 250
+    # and in a batch of beats only its beat counts: the stale one is answered "not yours"
+    stale_and_live = [Heartbeat(job.job_id, first, 999), Heartbeat(job.job_id, second, 260)]
+    assert await store.jobs.heartbeat_many(stale_and_live) == {job.job_id}
+    assert await store.jobs.heartbeat_many([Heartbeat(job.job_id, first, 999)]) == set()
+    assert (await store.jobs.get(job.job_id)).progress_words == 260
     done = await store.jobs.complete(
         job.job_id, fence=second, content="the real story", title="Comet", result=RESULT
     )

@@ -10,6 +10,7 @@ attempt), which come back as the job's state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from postgrest import AsyncPostgrestClient
@@ -23,6 +24,7 @@ from storyq.store.models import (
     EnqueueRequest,
     FailOutcome,
     Failure,
+    Heartbeat,
     Job,
     JobCursor,
     JobPage,
@@ -79,6 +81,17 @@ class JobStore:
         the job (superseded, or finished by someone else): its worker must stop."""
         params = {"p_job_id": job_id, "p_fence": fence, "p_words": words}
         return await call_bool(self._db, "heartbeat_story_job", params)
+
+    async def heartbeat_many(self, beats: Sequence[Heartbeat]) -> set[UUID]:
+        """`heartbeat` for many attempts in one request (one transaction): the ids of the
+        jobs whose beat was recorded; a job missing from the answer no longer owns its job."""
+        if not beats:
+            return set()
+        payload = [
+            {"job_id": str(beat.job_id), "fence": beat.fence, "words": beat.words} for beat in beats
+        ]
+        reply = await call(self._db, "heartbeat_story_jobs", {"p_beats": payload})
+        return {UUID(str(job_id)) for job_id in reply}
 
     async def complete(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 from uuid import UUID
@@ -247,6 +248,16 @@ class StalledJob(_Row):
     fence: int
     attempt: int
     heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One attempt's beat for `JobStore.heartbeat_many`: its job, its fence and the words
+    written so far (None leaves the recorded count as it is)."""
+
+    job_id: UUID
+    fence: int
+    words: int | None = None
 
 
 class DispatchSnapshot(_Row):
