@@ -448,23 +448,31 @@ $$;
 
 
 --
--- Name: dispatch_snapshot(integer, double precision, integer, integer); Type: FUNCTION; Schema: public
+-- Name: dispatch_snapshot(integer, double precision, integer, integer, jsonb); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_seconds double precision DEFAULT NULL::double precision, p_page integer DEFAULT NULL::integer, p_recent_limit integer DEFAULT NULL::integer) RETURNS jsonb
+CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_seconds double precision DEFAULT NULL::double precision, p_page integer DEFAULT NULL::integer, p_recent_limit integer DEFAULT NULL::integer, p_after jsonb DEFAULT NULL::jsonb) RETURNS jsonb
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
   with cursor_row as (
-    select c.queued_at, c.job_id from private.dispatch_cursor c where c.only_row
+    select c.queued_at, c.job_id from private.dispatch_cursor c
+    where c.only_row and p_page is not null and p_after is null
+    for update
+  ),
+  walk_from as (
+    select
+      coalesce(case when p_after is null then (select queued_at from cursor_row)
+                    else (p_after ->> 'queued_at')::timestamptz end,
+               '-infinity'::timestamptz) as queued_at,
+      coalesce(case when p_after is null then (select job_id from cursor_row)
+                    else (p_after ->> 'job_id')::uuid end,
+               '00000000-0000-0000-0000-000000000000'::uuid) as job_id
   ),
   page as (
     select j.id, j.queued_at from public.story_jobs j
     where p_page is not null and j.status = 'pending'
-      and (j.queued_at, j.id) > (
-        coalesce((select queued_at from cursor_row), '-infinity'::timestamptz),
-        coalesce((select job_id from cursor_row), '00000000-0000-0000-0000-000000000000'::uuid)
-      )
+      and (j.queued_at, j.id) > ((select queued_at from walk_from), (select job_id from walk_from))
     order by j.queued_at, j.id
     limit greatest(coalesce(p_page, 0), 0)
   ),
@@ -477,7 +485,7 @@ CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_
                          else (select queued_at from page_end) end,
         job_id = case when (select count(*) from page) < p_page then null
                       else (select id from page_end) end
-    where p_page is not null and c.only_row
+    where p_page is not null and p_after is null and c.only_row
     returning c.queued_at is null as wrapped
   ),
   recent as (
@@ -518,7 +526,12 @@ CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_
       from public.story_jobs p
       where p.id in (select id from chosen) and p.status = 'pending'
     ),
-    'wrapped', coalesce((select wrapped from moved), false)
+    'wrapped', coalesce(
+      (select wrapped from moved),
+      p_page is not null and (select count(*) from page) < p_page
+    ),
+    'last', (select pg_catalog.jsonb_build_object('queued_at', e.queued_at, 'job_id', e.id)
+             from page_end e)
   )
 $$;
 
@@ -808,9 +821,11 @@ CREATE FUNCTION public.heartbeat_story_jobs(p_beats jsonb) RETURNS jsonb
     from beats b
     where j.id = b.job_id and j.fence = b.fence and j.status = 'processing'
       and j.id in (select id from owned)
-    returning j.id
+    returning j.id, j.fence
   )
-  select coalesce(pg_catalog.jsonb_agg(id order by id), '[]'::jsonb) from beat
+  select coalesce(pg_catalog.jsonb_agg(
+      pg_catalog.jsonb_build_object('job_id', id, 'fence', fence) order by id), '[]'::jsonb)
+  from beat
 $$;
 
 
@@ -1635,11 +1650,11 @@ GRANT ALL ON FUNCTION public.credit_balance(p_user_id uuid) TO service_role;
 
 
 --
--- Name: FUNCTION dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer); Type: ACL; Schema: public
+-- Name: FUNCTION dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer, p_after jsonb); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer) TO service_role;
+REVOKE ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer, p_after jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dispatch_snapshot(p_limit integer, p_recent_seconds double precision, p_page integer, p_recent_limit integer, p_after jsonb) TO service_role;
 
 
 --

@@ -22,16 +22,22 @@ drop function public.dispatch_snapshot(integer);
 -- - p_recent_seconds: those whose next attempt is due from that many seconds ago on (new jobs,
 --   requeued and retried ones, delayed ones), oldest first, at most p_recent_limit (default
 --   p_limit);
--- - p_page: the next p_page of the walk over every pending job in queue order; `wrapped` says
---   the walk reached the tail (it starts again at the head next time);
--- - both null: the first p_limit pending jobs (the head of the queue).
--- Costs O(p_limit + p_recent_limit + p_page) rows, whatever the backlog (indexes on queued_at and next_attempt_at
--- of pending rows).
+-- - p_page: the next p_page of the walk over every pending job in queue order, going on where
+--   the last call stopped (private.dispatch_cursor, locked while it moves); `wrapped` says the
+--   walk reached the tail (it starts again at the head next time);
+-- - p_page with p_after (`{}` for the head, or the `last` of the previous page): the caller's
+--   own walk, the next p_page after that place; the shared cursor is left alone (a rebuild
+--   after a flush walks from the head this way);
+-- - both p_recent_seconds and p_page null: the first p_limit pending jobs (the head).
+-- `last` is the page's last job ({queued_at, job_id}, null for an empty page). Costs
+-- O(p_limit + p_recent_limit + p_page) rows, whatever the backlog (indexes on queued_at and
+-- next_attempt_at of pending rows).
 create function public.dispatch_snapshot(
   p_limit integer default 1000,
   p_recent_seconds double precision default null,
   p_page integer default null,
-  p_recent_limit integer default null
+  p_recent_limit integer default null,
+  p_after jsonb default null
 )
 returns jsonb
 language sql
@@ -40,15 +46,23 @@ security definer
 set search_path = ''
 as $$
   with cursor_row as (
-    select c.queued_at, c.job_id from private.dispatch_cursor c where c.only_row
+    select c.queued_at, c.job_id from private.dispatch_cursor c
+    where c.only_row and p_page is not null and p_after is null
+    for update
+  ),
+  walk_from as (
+    select
+      coalesce(case when p_after is null then (select queued_at from cursor_row)
+                    else (p_after ->> 'queued_at')::timestamptz end,
+               '-infinity'::timestamptz) as queued_at,
+      coalesce(case when p_after is null then (select job_id from cursor_row)
+                    else (p_after ->> 'job_id')::uuid end,
+               '00000000-0000-0000-0000-000000000000'::uuid) as job_id
   ),
   page as (
     select j.id, j.queued_at from public.story_jobs j
     where p_page is not null and j.status = 'pending'
-      and (j.queued_at, j.id) > (
-        coalesce((select queued_at from cursor_row), '-infinity'::timestamptz),
-        coalesce((select job_id from cursor_row), '00000000-0000-0000-0000-000000000000'::uuid)
-      )
+      and (j.queued_at, j.id) > ((select queued_at from walk_from), (select job_id from walk_from))
     order by j.queued_at, j.id
     limit greatest(coalesce(p_page, 0), 0)
   ),
@@ -61,7 +75,7 @@ as $$
                          else (select queued_at from page_end) end,
         job_id = case when (select count(*) from page) < p_page then null
                       else (select id from page_end) end
-    where p_page is not null and c.only_row
+    where p_page is not null and p_after is null and c.only_row
     returning c.queued_at is null as wrapped
   ),
   recent as (
@@ -102,11 +116,16 @@ as $$
       from public.story_jobs p
       where p.id in (select id from chosen) and p.status = 'pending'
     ),
-    'wrapped', coalesce((select wrapped from moved), false)
+    'wrapped', coalesce(
+      (select wrapped from moved),
+      p_page is not null and (select count(*) from page) < p_page
+    ),
+    'last', (select pg_catalog.jsonb_build_object('queued_at', e.queued_at, 'job_id', e.id)
+             from page_end e)
   )
 $$;
 
-revoke all on function public.dispatch_snapshot(integer, double precision, integer, integer)
+revoke all on function public.dispatch_snapshot(integer, double precision, integer, integer, jsonb)
   from public, anon, authenticated;
-grant execute on function public.dispatch_snapshot(integer, double precision, integer, integer)
+grant execute on function public.dispatch_snapshot(integer, double precision, integer, integer, jsonb)
   to service_role;

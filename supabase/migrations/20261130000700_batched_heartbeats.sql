@@ -4,8 +4,8 @@
 
 -- Each beat (`{"job_id", "fence", "words"}`, words optional) records liveness and progress
 -- of the attempt `fence` when it still owns its job (processing under that fence). Returns
--- the ids of the jobs whose beat was recorded: one missing from the answer no longer owns its
--- job (superseded, or finished by someone else) and its worker must stop. Rows are locked in
+-- the beats recorded, as `{"job_id", "fence"}` objects: an attempt missing from the answer no
+-- longer owns its job (superseded, or finished by someone else) and its worker must stop. Rows are locked in
 -- id order, so two batches never wait on each other in a cycle.
 create function public.heartbeat_story_jobs(p_beats jsonb)
 returns jsonb
@@ -33,9 +33,11 @@ as $$
     from beats b
     where j.id = b.job_id and j.fence = b.fence and j.status = 'processing'
       and j.id in (select id from owned)
-    returning j.id
+    returning j.id, j.fence
   )
-  select coalesce(pg_catalog.jsonb_agg(id order by id), '[]'::jsonb) from beat
+  select coalesce(pg_catalog.jsonb_agg(
+      pg_catalog.jsonb_build_object('job_id', id, 'fence', fence) order by id), '[]'::jsonb)
+  from beat
 $$;
 
 revoke all on function public.heartbeat_story_jobs(jsonb) from public, anon, authenticated;

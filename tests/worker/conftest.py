@@ -57,6 +57,8 @@ def _empty_queue(request: pytest.FixtureRequest) -> None:
             "update public.story_jobs set status = 'cancelled', finished_at = now()"
             " where status in ('pending', 'processing')"
         )
+        # and the sweep's walk over pending jobs starts at the head of the queue
+        conn.execute("update private.dispatch_cursor set queued_at = null, job_id = null")
 
 
 @pytest.fixture

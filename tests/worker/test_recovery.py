@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,69 @@ async def test_an_idle_scheduled_invocation_sends_redis_only_its_sweep(
     assert calls.get("evalsha") == 1
     assert "zpopmin" not in calls
     assert sum(calls.values()) == 7
+
+
+async def test_a_flush_with_the_walk_in_the_middle_of_the_backlog_puts_back_every_job_in_order(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given seven queued jobs and sweeps that read two per page and none as recent, whose walk
+    # over every pending job has reached the middle of the backlog
+    monkeypatch.setattr(sweep_module, "REBUILD_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "RECENT_SECONDS", 0.0)
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(7)]
+    async with open_context(worker_settings) as ctx:
+        await sweep_module.sweep(ctx)
+        await sweep_module.sweep(ctx)
+
+        # When Redis loses everything and the next sweep runs
+        worker_stack.redis.client().flushall()
+        summary, waiting = await sweep_module.sweep_and_count(ctx)
+
+    # Then every job waits again, in the order it was queued (the rebuild walks from the head)
+    assert (summary.rebuilt, waiting) == (7, 7)
+    positions = [await dispatcher.position(job_id) for job_id in jobs]
+    assert [p.position if p else None for p in positions] == list(range(7))
+
+
+async def test_a_second_flush_during_the_rebuild_starts_it_again_from_the_head(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given seven queued jobs lost in a flush, and a rebuild that reads two per page
+    monkeypatch.setattr(sweep_module, "REBUILD_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "RECENT_SECONDS", 0.0)
+    jobs = [await enqueue(store, dispatcher, user) for _ in range(7)]
+    redis_client = worker_stack.redis.client()
+    redis_client.flushall()
+
+    # When Redis is flushed again right after the rebuild's first page went in
+    pages = 0
+    rebuild = Dispatcher.rebuild
+
+    async def flushed_after_the_first_page(self: Dispatcher, *args: Any, **kwargs: Any) -> int:
+        nonlocal pages
+        pages += 1
+        added = await rebuild(self, *args, **kwargs)
+        if pages == 1:
+            redis_client.flushall()
+        return added
+
+    monkeypatch.setattr(Dispatcher, "rebuild", flushed_after_the_first_page)
+    async with open_context(worker_settings) as ctx:
+        await sweep_module.sweep_and_count(ctx)
+
+    # Then every job waits again, in queue order, and the queue is ready for claims
+    positions = [await dispatcher.position(job_id) for job_id in jobs]
+    assert [p.position if p else None for p in positions] == list(range(7))
+    assert await dispatcher.is_ready()
+    assert pages > 4

@@ -56,7 +56,10 @@ async def open_context(
     db = async_postgrest(settings)
     store = Store(db)
     heartbeats = HeartbeatBatcher(
-        store, every_seconds=min(PROGRESS_SECONDS, settings.lease_seconds / 4)
+        store,
+        every_seconds=min(PROGRESS_SECONDS, settings.lease_seconds / 4),
+        # Half the time an attempt may go unconfirmed before it stops itself (lease.SELF_FENCE).
+        request_timeout_seconds=settings.lease_seconds / 3,
     )
     try:
         yield WorkerContext(

@@ -33,16 +33,20 @@ class BeatAnswer:
 
 
 type _Key = tuple[UUID, int]
+type _Batch = dict[_Key, tuple[Callable[[], int], asyncio.Future[BeatAnswer]]]
 
 
 class HeartbeatBatcher:
     """Sends the beats of every attempt registered for a tick in one request, `every_seconds`
     apart while any attempt waits. Close it with `close()`."""
 
-    def __init__(self, store: Store, *, every_seconds: float) -> None:
+    def __init__(
+        self, store: Store, *, every_seconds: float, request_timeout_seconds: float
+    ) -> None:
         self._store = store
         self.every_seconds = every_seconds
-        self._next: dict[_Key, tuple[Callable[[], int], asyncio.Future[BeatAnswer]]] = {}
+        self.request_timeout_seconds = request_timeout_seconds
+        self._next: _Batch = {}
         self._ticker: asyncio.Task[None] | None = None
 
     async def beat(
@@ -96,21 +100,32 @@ class HeartbeatBatcher:
                 for (job_id, fence), (words, _) in batch.items()
             ]
             try:
-                owned = await self._store.jobs.heartbeat_many(beats)
+                # One slow request holds every attempt's beat: bounded well inside the
+                # self-fence, so the next tick can still confirm them.
+                async with asyncio.timeout(self.request_timeout_seconds):
+                    owned = await self._store.jobs.heartbeat_many(beats)
+            except asyncio.CancelledError:  # closed while the request was on its way
+                _fail(batch, ConnectionError("the worker's clients are closed"))
+                raise
             except Exception as exc:  # every attempt in the batch decides what it means
-                for _, future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail(batch, exc)
                 continue
-            for (job_id, _), (_, future) in batch.items():
+            for key, (_, future) in batch.items():
                 if not future.done():
-                    future.set_result(BeatAnswer(owned=job_id in owned, sent_at=sent_at))
+                    future.set_result(BeatAnswer(owned=key in owned, sent_at=sent_at))
 
     async def close(self) -> None:
-        """Stop ticking; beats still waiting are cancelled."""
+        """Stop ticking; beats still waiting fail (ConnectionError), as a request would."""
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
-        for _, future in self._next.values():
-            future.cancel()
+        _fail(self._next, ConnectionError("the worker's clients are closed"))
         self._next.clear()
+
+
+def _fail(
+    batch: dict[_Key, tuple[Callable[[], int], asyncio.Future[BeatAnswer]]], exc: Exception
+) -> None:
+    for _, future in batch.values():
+        if not future.done():
+            future.set_exception(exc)

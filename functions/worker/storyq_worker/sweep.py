@@ -13,8 +13,10 @@ given another attempt, `failed` jobs whose last attempt was lost (failed and ref
    lost between Postgres and Redis would be), and one page of a walk over every pending job
    (anything else Redis lost is found within backlog / SNAPSHOT_PAGE sweeps).
    - When Redis lost its state (no ready mark, decided atomically in Redis) the running jobs
-     get their leases back before claims resume, and every pending job is put back, page by
-     page, before this sweep ends: after a FLUSHALL nothing is lost.
+     get their leases back before claims resume, and every pending job is put back, walking
+     from the head of the queue a page at a time (so they wait in queue order; from the head
+     again if Redis is flushed once more meanwhile), before this sweep ends: after a FLUSHALL
+     nothing is lost.
    - The leases follow the running attempts: one Redis lost comes back; one expired or held
      for a lease's time without a running attempt behind it (a dead worker, a start that
      never came, a lost ack) is settled: Postgres says what became of the attempt and Redis
@@ -35,8 +37,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from storyq.queue import Claim, PendingJob, RunningJob
-from storyq.store import DispatchableJob, LostAttempt, StalledJob
+from storyq.queue import Claim, PendingJob, QueueNotReady, RunningJob
+from storyq.store import DispatchableJob, LostAttempt, StalledJob, WalkPlace
 from storyq_worker.context import WorkerContext
 from storyq_worker.follow import follow
 from storyq_worker.summary import Summary
@@ -166,7 +168,12 @@ async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
     waiting = report.waiting
     if not report.was_ready:
         logger.warning("Redis had lost the queue (flushed or new): putting back every pending job")
-        added = await _rebuild_every_page(ctx)
+        try:
+            added = await _rebuild_every_page(ctx)
+        except Exception:
+            # Not every job is back: the next sweep must walk again, and claims wait for it.
+            await ctx.dispatcher.mark_not_ready()
+            raise
         summary.rebuilt += added
         waiting += added
     await _settle(
@@ -176,22 +183,31 @@ async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
 
 
 async def _rebuild_every_page(ctx: WorkerContext) -> int:
-    """After a flush: walk every pending job into Redis, a page per call; how many went in."""
+    """After a flush: every pending job back into Redis, walking from the head of the queue a
+    page per call (so they wait in queue order); from the head again if Redis is flushed once
+    more meanwhile. How many went in."""
     added = 0
+    after = WalkPlace.HEAD
     for _ in range(MAX_REBUILD_PAGES):
         snapshot = await ctx.store.jobs.dispatch_snapshot(
-            limit=max(1000, ctx.settings.max_active_jobs), page=REBUILD_PAGE
+            limit=max(1000, ctx.settings.max_active_jobs), page=REBUILD_PAGE, after=after
         )
-        # The running attempts of the same snapshot go along: should Redis be flushed again
-        # meanwhile, the call that finds the ready mark gone restores their leases before it
-        # sets the mark (claims must not resume without them).
-        added += await ctx.dispatcher.rebuild(
-            [_pending(job) for job in snapshot.pending],
-            running=_running(snapshot.running),
-            lease_seconds=ctx.settings.dispatch_lease_seconds,
-        )
-        if snapshot.wrapped:
+        # The running attempts of the same snapshot go along: a call that finds the ready mark
+        # gone restores their leases before it sets the mark (claims must not resume without).
+        try:
+            added += await ctx.dispatcher.rebuild(
+                [_pending(job) for job in snapshot.pending],
+                running=_running(snapshot.running),
+                lease_seconds=ctx.settings.dispatch_lease_seconds,
+                continuing=after is not WalkPlace.HEAD,
+            )
+        except QueueNotReady:
+            logger.warning("Redis lost the queue again while it was rebuilt: from the head again")
+            after = WalkPlace.HEAD
+            continue
+        if snapshot.wrapped or snapshot.last is None:
             break
+        after = snapshot.last
     return added
 
 

@@ -80,7 +80,7 @@ from (values
   ('release_story_job', array['uuid', 'bigint']),
   ('requeue_stalled_story_job',
     array['uuid', 'bigint', 'double precision', 'text', 'text', 'double precision']),
-  ('dispatch_snapshot', array['integer', 'double precision', 'integer', 'integer']),
+  ('dispatch_snapshot', array['integer', 'double precision', 'integer', 'integer', 'jsonb']),
   ('stalled_story_jobs', array['double precision', 'integer']),
   ('enqueue_story_job', array['uuid', 'text', 'text', 'text', 'text', 'integer', 'integer',
     'integer', 'text', 'text', 'integer', 'double precision']),

@@ -1,7 +1,7 @@
 -- The job state machine: start, heartbeat, complete, fail (retry and final), requeue, cancel,
 -- and the reads the API and the sweeper use. Every write of an attempt is fenced.
 begin;
-select plan(74);
+select plan(76);
 
 insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
@@ -214,6 +214,34 @@ select is(
 select is((select array_agg((s ->> 'wrapped')::boolean order by n) from walk),
   (select array_agg(n = (select max(n) from walk) order by n) from walk),
   'the walk says it wrapped only at the call past the tail');
+-- A walk of the caller's own (a rebuild after a flush): from the head ('{}'), each page after
+-- the last one's end; the shared cursor stays where it was.
+create temp table cursor_before as select queued_at, job_id from private.dispatch_cursor;
+create temp table own_walk (n integer, s jsonb);
+do $$
+declare
+  v_after jsonb := '{}';
+  v_s jsonb;
+  v_n integer := 0;
+begin
+  loop
+    v_n := v_n + 1;
+    v_s := public.dispatch_snapshot(0, null, 2, null, v_after);
+    insert into own_walk values (v_n, v_s);
+    exit when (v_s ->> 'wrapped')::boolean or v_n > 1000;
+    v_after := v_s -> 'last';
+  end loop;
+end
+$$;
+select is(
+  (select jsonb_agg(e ->> 'job_id' order by n, ord)
+   from own_walk, jsonb_array_elements(s -> 'pending') with ordinality x(e, ord)),
+  (select jsonb_agg(id::text order by queued_at, id) from public.story_jobs
+   where status = 'pending'),
+  'a walk of its own from the head visits every pending job once, in queue order');
+select is((select (queued_at, job_id)::text from private.dispatch_cursor),
+  (select (queued_at, job_id)::text from cursor_before),
+  'a walk of its own leaves the shared cursor where it was');
 select is(
   (select count(*)::int from jsonb_array_elements(
      public.dispatch_snapshot(1000, 3600, null) -> 'pending')),

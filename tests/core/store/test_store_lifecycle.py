@@ -158,7 +158,7 @@ async def test_a_stale_attempt_can_neither_complete_nor_fail(store: Store, user:
     assert (await store.jobs.get(job.job_id)).progress_words == 250
     # and in a batch of beats only its beat counts: the stale one is answered "not yours"
     stale_and_live = [Heartbeat(job.job_id, first, 999), Heartbeat(job.job_id, second, 260)]
-    assert await store.jobs.heartbeat_many(stale_and_live) == {job.job_id}
+    assert await store.jobs.heartbeat_many(stale_and_live) == {(job.job_id, second)}
     assert await store.jobs.heartbeat_many([Heartbeat(job.job_id, first, 999)]) == set()
     assert (await store.jobs.get(job.job_id)).progress_words == 260
     done = await store.jobs.complete(

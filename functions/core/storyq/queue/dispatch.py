@@ -1,8 +1,11 @@
 """The dispatch queue in Redis: fair-share order, a global cap on leases, fenced leases,
 delayed retries, and a job's position and ETA in O(log n).
 
-Postgres is the truth; everything here can be rebuilt from its pending jobs (`rebuild`).
-Each operation is one Lua script, so one EVALSHA: one Upstash request (see `scripts`).
+Postgres is the truth; everything here can be rebuilt from its pending jobs (`sweep`,
+`rebuild`). Each operation is one Lua script, so one EVALSHA: one Upstash request (see
+`scripts`); `waiting_count`, `mark_not_ready`, `is_ready` and `active_job_ids` are one plain
+command each. Upstash bills the EVALSHA and every command a script runs (`make bench-cost` counts
+them per story and per idle hour).
 Time is Redis's own clock (TIME inside the scripts), never the caller's.
 
 Fencing: every job entry carries the fencing token Postgres issued for the job's next (pending)
@@ -15,7 +18,8 @@ a sixth generation.
 API (`Dispatcher(redis, *, max_active, prefix="storyq", timeout_seconds=None)`, all methods
 async; each method's docstring gives its contract):
 `enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `remove`,
-`counts`, `waiting_count`, `empty`, `sweep`, `rebuild`, `is_ready`, `active_job_ids`.
+`counts`, `waiting_count`, `empty`, `sweep`, `rebuild`, `mark_not_ready`, `is_ready`,
+`active_job_ids`.
 
 Key layout: `keys.QueueKeys`.
 """
@@ -264,8 +268,11 @@ class Dispatcher:
         order, both from `JobStore.dispatch_snapshot`) and tidy up, in one script call:
 
         1. when Redis lost its state (no ready mark; decided atomically in the script), the
-           running jobs it holds nothing of get their leases back (`lease_seconds`);
-        2. the pending jobs Redis lacks go in (a future `next_attempt_at`: delayed);
+           running jobs it holds nothing of get their leases back (`lease_seconds`), and
+           `was_ready` is False: the caller must then put back every pending job from the head
+           of the queue (`rebuild`), which this call does not do (they would go in out of
+           order);
+        2. otherwise the pending jobs Redis lacks go in (a future `next_attempt_at`: delayed);
         3. unless `judge_after_seconds` is None, the leases follow the running attempts: a
            lease not backed by one, held at least `judge_after_seconds` (assuming leases taken
            for `lease_seconds`) or expired, is removed and reported in `unbacked`; an expired
@@ -314,28 +321,49 @@ class Dispatcher:
         *,
         running: Sequence[RunningJob] = (),
         lease_seconds: float = 60.0,
+        continuing: bool = False,
     ) -> int:
-        """Only steps 1 and 2 of `sweep` (no audit, promotion or walk), in calls of
-        REBUILD_BATCH jobs, each with `running` (the first that finds the ready mark gone
-        restores the leases and sets it): put back the pending jobs Redis lacks, in queue
-        order. Returns how many went in.
+        """Put back the pending jobs Redis lacks, in queue order, in calls of REBUILD_BATCH
+        jobs, each with `running`: a call that finds the ready mark gone restores their leases
+        and sets the mark (steps 1 and 2 of `sweep`, no audit, promotion or walk). Returns how
+        many went in.
+
+        Raises QueueNotReady when Redis lost its state after the first batch, or at all when
+        `continuing` (this call goes on with a walk from the head that earlier calls began):
+        the jobs put back before are gone, so the caller must start again from the head (the
+        leases and the mark are back already).
 
         Script: `sweep.lua`.
         """
         ordered = _in_queue_order(jobs)
         batches = list(chunks(ordered, REBUILD_BATCH)) or [ordered]
         added = 0
-        for batch in batches:
-            report = await self.sweep(
-                pending=batch,
-                running=running,
-                lease_seconds=lease_seconds,
-                judge_after_seconds=None,
-                promote_limit=0,
-                orphan_scan=0,
-            )
+        for index, batch in enumerate(batches):
+            report = await self._put_back(batch, running=running, lease_seconds=lease_seconds)
+            if not report.was_ready:
+                if continuing or index > 0:
+                    raise QueueNotReady("Redis lost its state while the queue was rebuilt")
+                report = await self._put_back(batch, running=running, lease_seconds=lease_seconds)
             added += report.added
         return added
+
+    async def _put_back(
+        self, batch: Sequence[PendingJob], *, running: Sequence[RunningJob], lease_seconds: float
+    ) -> SweepReport:
+        return await self.sweep(
+            pending=batch,
+            running=running,
+            lease_seconds=lease_seconds,
+            judge_after_seconds=None,
+            promote_limit=0,
+            orphan_scan=0,
+        )
+
+    async def mark_not_ready(self) -> None:
+        """Take the ready mark away (one DEL): claims wait until a sweep has put back every
+        pending job again (after a rebuild that could not finish)."""
+        async with asyncio.timeout(self._timeout):
+            await self._redis.delete(self.keys.ready)
 
     async def is_ready(self) -> bool:
         """Whether claims are allowed (False after a FLUSHALL until `rebuild`)."""

@@ -22,7 +22,10 @@
 -- 1. No ready mark (Redis flushed, evicted or new): the running jobs Redis holds nothing of
 --    (and no newer fence) get their leases back, so they count against the cap again. The
 --    decision is taken here, atomically, so a flush at any moment before this call is seen.
--- 2. The pending jobs Redis lacks (in none of waiting, delayed, active; no newer fence) go in.
+--    The reply says so (ready before: 0): the caller then puts back every pending job, from
+--    the head of the queue, with calls that only do steps 1 and 2.
+-- 2. With the ready mark there: the pending jobs Redis lacks (in none of waiting, delayed,
+--    active; no newer fence) go in.
 -- 3. The audit (unless ARGV[2] is ''): a lease whose job Postgres does not list as running,
 --    taken at least ARGV[2] ago or expired, is removed and returned (the caller asks Postgres
 --    what became of that attempt: a start that never came, a lost ack, a dead worker). An
@@ -50,11 +53,15 @@ for i = 7 + 3 * n_running, #ARGV, 5 do
   pending[#pending + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])}
 end
 
--- 1. and 2.
+-- 1. and 2. (a Redis that lost its state gets no pending job here: the caller puts every one
+-- back from the head of the queue, so they wait in queue order)
 local mark = redis.call('GET', ready)
-local restored = 0
-if not mark then restored = restore_leases(waiting, delayed, active, jobs, running, expiry) end
-local added = add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
+local restored, added = 0, 0
+if not mark then
+  restored = restore_leases(waiting, delayed, active, jobs, running, expiry)
+else
+  added = add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
+end
 
 -- 3.
 local removed, settled = {}, {}

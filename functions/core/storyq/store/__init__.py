@@ -53,6 +53,7 @@ from storyq.store.models import (
     StartRefused,
     Story,
     StoryStatus,
+    WalkPlace,
 )
 from storyq.store.stories import StoryStore
 from storyq.store.users import UserStore
@@ -114,4 +115,5 @@ __all__ = [
     "StoryStore",
     "UserNotFound",
     "UserStore",
+    "WalkPlace",
 ]

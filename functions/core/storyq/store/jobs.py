@@ -33,6 +33,7 @@ from storyq.store.models import (
     StalledJob,
     StartedJob,
     StartRefused,
+    WalkPlace,
 )
 
 MAX_PAGE_SIZE = 100
@@ -82,16 +83,17 @@ class JobStore:
         params = {"p_job_id": job_id, "p_fence": fence, "p_words": words}
         return await call_bool(self._db, "heartbeat_story_job", params)
 
-    async def heartbeat_many(self, beats: Sequence[Heartbeat]) -> set[UUID]:
-        """`heartbeat` for many attempts in one request (one transaction): the ids of the
-        jobs whose beat was recorded; a job missing from the answer no longer owns its job."""
+    async def heartbeat_many(self, beats: Sequence[Heartbeat]) -> set[tuple[UUID, int]]:
+        """`heartbeat` for many attempts in one request (one transaction): the attempts
+        (job id, fence) whose beat was recorded; one missing from the answer no longer owns
+        its job."""
         if not beats:
             return set()
         payload = [
             {"job_id": str(beat.job_id), "fence": beat.fence, "words": beat.words} for beat in beats
         ]
         reply = await call(self._db, "heartbeat_story_jobs", {"p_beats": payload})
-        return {UUID(str(job_id)) for job_id in reply}
+        return {(UUID(str(item["job_id"])), int(item["fence"])) for item in reply}
 
     async def complete(
         self,
@@ -200,18 +202,23 @@ class JobStore:
         recent_seconds: float | None = None,
         recent_limit: int | None = None,
         page: int | None = None,
+        after: WalkPlace | None = None,
     ) -> DispatchSnapshot:
         """What Redis follows, read in one snapshot: the processing attempts (at most `limit`)
         and pending jobs in queue order: those whose next attempt is due from `recent_seconds`
         ago on (the oldest `recent_limit`, default `limit`), and the next `page` of a walk over
-        every pending job kept in Postgres (`wrapped` once it reached the tail); with neither,
-        the first `limit`. Reads O(limit + recent_limit + page) rows whatever the backlog."""
+        every pending job kept in Postgres (`wrapped` once it reached the tail), or, with `after`
+        (`WalkPlace.HEAD`, or the previous snapshot's `last`), of the caller's own walk; with
+        neither, the first `limit`. Reads O(limit + recent_limit + page) rows whatever the
+        backlog."""
         params: dict[str, object] = {"p_limit": limit}
         if recent_seconds is not None:
             params["p_recent_seconds"] = recent_seconds
             params["p_recent_limit"] = limit if recent_limit is None else recent_limit
         if page is not None:
             params["p_page"] = page
+            if after is not None:
+                params["p_after"] = after.as_param()
         return await call_model(self._db, "dispatch_snapshot", params, DispatchSnapshot)
 
     async def purge_idempotency_keys(self, *, ttl_seconds: float, limit: int = 1000) -> int:

@@ -11,7 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -260,6 +260,24 @@ class Heartbeat:
     words: int | None = None
 
 
+class WalkPlace(_Row):
+    """Where a walk over the pending jobs stands: after the job `job_id` queued at `queued_at`
+    (queue order); both None: at the head (`WalkPlace.HEAD`)."""
+
+    queued_at: datetime | None = None
+    job_id: UUID | None = None
+
+    HEAD: ClassVar[WalkPlace]
+
+    def as_param(self) -> dict[str, str]:
+        if self.queued_at is None or self.job_id is None:
+            return {}
+        return {"queued_at": self.queued_at.isoformat(), "job_id": str(self.job_id)}
+
+
+WalkPlace.HEAD = WalkPlace()
+
+
 class DispatchSnapshot(_Row):
     """What Redis is rebuilt from, read in one Postgres snapshot: a job that starts meanwhile is
     in exactly one of the two lists."""
@@ -268,6 +286,8 @@ class DispatchSnapshot(_Row):
     pending: list[DispatchableJob]
     # The walk over every pending job reached the tail with this snapshot's page.
     wrapped: bool = False
+    # The page's last job: where the next page of a walk of the caller's own starts.
+    last: WalkPlace | None = None
 
 
 class QueueCounts(_Row):
