@@ -22,8 +22,8 @@ declare
   v_story_id uuid;
 begin
   update public.story_jobs
-  set status = 'cancelled', finished_at = pg_catalog.now()
-  where id = p_job_id and status = 'pending'
+  set status = 'cancelled', finished_at = pg_catalog.now(), heartbeat_at = null
+  where id = p_job_id and status in ('pending', 'processing')
   returning story_id into strict v_story_id;
   update public.stories set status = 'cancelled' where id = v_story_id;
   perform private.refund_job(p_job_id, p_reason);
@@ -71,8 +71,11 @@ CREATE TABLE public.story_jobs (
     next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     fence bigint DEFAULT nextval('private.story_job_fence_seq'::regclass) NOT NULL,
+    cancel_requested_at timestamp with time zone,
+    cancel_reason text,
     CONSTRAINT story_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT story_jobs_attempts_within_max CHECK ((attempts <= max_attempts)),
+    CONSTRAINT story_jobs_cancel_reason_check CHECK (((cancel_reason IS NULL) OR (cancel_reason = ANY (ARRAY['user'::text, 'admin'::text, 'expired'::text])))),
     CONSTRAINT story_jobs_cost_check CHECK ((cost >= 0)),
     CONSTRAINT story_jobs_finished_have_finished_at CHECK (((status <> ALL (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])) OR (finished_at IS NOT NULL))),
     CONSTRAINT story_jobs_max_attempts_check CHECK ((max_attempts >= 1)),
@@ -111,6 +114,20 @@ COMMENT ON COLUMN public.story_jobs.fence IS 'Fencing token of the next (pending
 
 
 --
+-- Name: COLUMN story_jobs.cancel_requested_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.cancel_requested_at IS 'When a user or an admin asked to cancel the job (a processing job ends cancelled once its worker hears of it).';
+
+
+--
+-- Name: COLUMN story_jobs.cancel_reason; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.cancel_reason IS 'Who cancelled (or asked to): user, admin, or expired (still waiting after JOB_TTL_SECONDS).';
+
+
+--
 -- Name: fail_attempt(uuid, text, text, boolean, double precision); Type: FUNCTION; Schema: private
 --
 
@@ -122,6 +139,11 @@ declare
   v_job public.story_jobs;
 begin
   select * into strict v_job from public.story_jobs where id = p_job_id;
+  if v_job.cancel_requested_at is not null then
+    perform private.cancel_pending_job(p_job_id, 'cancelled: ' || v_job.cancel_reason);
+    select * into strict v_job from public.story_jobs where id = p_job_id;
+    return v_job;
+  end if;
   if coalesce(p_retryable, false) and v_job.attempts < v_job.max_attempts then
     update public.story_jobs
     set status = 'pending', error_code = p_error_code, error_message = p_error_message,
@@ -155,7 +177,8 @@ CREATE FUNCTION private.job_json(p_job public.story_jobs) RETURNS jsonb
     AS $$
   select (pg_catalog.to_jsonb(p_job) - 'id')
     || pg_catalog.jsonb_build_object(
-      'job_id', p_job.id, 'title', s.title, 'target_words', s.target_words
+      'job_id', p_job.id, 'title', s.title, 'target_words', s.target_words,
+      'cancel_requested', p_job.cancel_requested_at is not null
     )
   from (select 1) as one
   left join public.stories s on s.id = p_job.story_id
@@ -354,22 +377,57 @@ $$;
 
 
 --
--- Name: cancel_story_job(uuid, uuid); Type: FUNCTION; Schema: public
+-- Name: cancel_running_story_job(uuid, bigint); Type: FUNCTION; Schema: public
 --
 
-CREATE FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+CREATE FUNCTION public.cancel_running_story_job(p_job_id uuid, p_fence bigint) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_job public.story_jobs;
 begin
+  v_job := private.lock_running_fence(p_job_id, p_fence);
+  if v_job.cancel_requested_at is null then
+    raise exception using errcode = 'PT409', message = 'cancel_not_requested',
+      detail = 'only a job whose cancel was requested may be cancelled by its worker';
+  end if;
+  perform private.cancel_pending_job(p_job_id, 'cancelled: ' || v_job.cancel_reason);
+  select * into strict v_job from public.story_jobs where id = p_job_id;
+  return private.job_state(v_job);
+end
+$$;
+
+
+--
+-- Name: cancel_story_job(uuid, uuid, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid DEFAULT NULL::uuid, p_reason text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_reason text := coalesce(p_reason, case when p_user_id is null then 'admin' else 'user' end);
+begin
+  if v_reason not in ('user', 'admin') then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'reason is user or admin';
+  end if;
   v_job := private.lock_job(p_job_id, p_user_id);
-  if v_job.status <> 'pending' then
+  if v_job.status in ('completed', 'failed') then
     raise exception using errcode = 'PT409', message = 'job_not_cancellable',
       detail = pg_catalog.format('job is %s', v_job.status);
   end if;
-  perform private.cancel_pending_job(p_job_id, 'cancelled');
+  if v_job.status <> 'cancelled' and v_job.cancel_requested_at is null then
+    update public.story_jobs
+    set cancel_requested_at = pg_catalog.now(), cancel_reason = v_reason
+    where id = p_job_id;
+    if v_job.status = 'pending' then
+      perform private.cancel_pending_job(p_job_id, 'cancelled');
+    end if;
+  end if;
   select * into strict v_job from public.story_jobs where id = p_job_id;
   return private.job_json(v_job);
 end
@@ -551,6 +609,7 @@ begin
   select coalesce(pg_catalog.array_agg(id order by id), '{}') into v_job_ids
   from (select id from public.story_jobs where status = 'pending' order by id for update) j;
   foreach v_job_id in array v_job_ids loop
+    update public.story_jobs set cancel_reason = 'admin' where id = v_job_id;
     perform private.cancel_pending_job(v_job_id, 'queue emptied');
   end loop;
   return pg_catalog.to_jsonb(v_job_ids);
@@ -666,6 +725,40 @@ begin
     'attempts', v_job.attempts, 'fence', v_job.fence, 'created_at', v_job.created_at,
     'replayed', false, 'balance', v_balance
   );
+end
+$$;
+
+
+--
+-- Name: expire_story_jobs(double precision, integer); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.expire_story_jobs(p_ttl_seconds double precision, p_limit integer) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job_ids uuid[];
+  v_job_id uuid;
+begin
+  if coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'ttl_seconds > 0 is required';
+  end if;
+  select coalesce(pg_catalog.array_agg(id order by queued_at, id), '{}') into v_job_ids
+  from (
+    select id, queued_at from public.story_jobs
+    where status = 'pending' and attempts = 0
+      and queued_at <= pg_catalog.now() - pg_catalog.make_interval(secs => p_ttl_seconds)
+    order by queued_at, id
+    limit greatest(coalesce(p_limit, 0), 0)
+    for update skip locked
+  ) j;
+  foreach v_job_id in array v_job_ids loop
+    update public.story_jobs set cancel_reason = 'expired' where id = v_job_id;
+    perform private.cancel_pending_job(v_job_id, 'expired');
+  end loop;
+  return pg_catalog.to_jsonb(v_job_ids);
 end
 $$;
 
@@ -821,10 +914,13 @@ CREATE FUNCTION public.heartbeat_story_jobs(p_beats jsonb) RETURNS jsonb
     from beats b
     where j.id = b.job_id and j.fence = b.fence and j.status = 'processing'
       and j.id in (select id from owned)
-    returning j.id, j.fence
+    returning j.id, j.fence, j.cancel_requested_at is not null as cancel
   )
-  select coalesce(pg_catalog.jsonb_agg(
-      pg_catalog.jsonb_build_object('job_id', id, 'fence', fence) order by id), '[]'::jsonb)
+  select coalesce(
+    pg_catalog.jsonb_agg(
+      pg_catalog.jsonb_build_object('job_id', id, 'fence', fence, 'cancel', cancel)
+      order by id),
+    '[]'::jsonb)
   from beat
 $$;
 
@@ -918,7 +1014,12 @@ CREATE FUNCTION public.release_story_job(p_job_id uuid, p_fence bigint) RETURNS 
 declare
   v_job public.story_jobs;
 begin
-  perform private.lock_running_fence(p_job_id, p_fence);
+  v_job := private.lock_running_fence(p_job_id, p_fence);
+  if v_job.cancel_requested_at is not null then
+    perform private.cancel_pending_job(p_job_id, 'cancelled: ' || v_job.cancel_reason);
+    select * into strict v_job from public.story_jobs where id = p_job_id;
+    return private.job_state(v_job);
+  end if;
   update public.story_jobs
   set status = 'pending', attempts = attempts - 1, heartbeat_at = null,
       fence = pg_catalog.nextval('private.story_job_fence_seq'),
@@ -1618,11 +1719,19 @@ REVOKE ALL ON FUNCTION private.running_attempts(p_live_seconds double precision)
 
 
 --
--- Name: FUNCTION cancel_story_job(p_job_id uuid, p_user_id uuid); Type: ACL; Schema: public
+-- Name: FUNCTION cancel_running_story_job(p_job_id uuid, p_fence bigint); Type: ACL; Schema: public
 --
 
-REVOKE ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid) TO service_role;
+REVOKE ALL ON FUNCTION public.cancel_running_story_job(p_job_id uuid, p_fence bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.cancel_running_story_job(p_job_id uuid, p_fence bigint) TO service_role;
+
+
+--
+-- Name: FUNCTION cancel_story_job(p_job_id uuid, p_user_id uuid, p_reason text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid, p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.cancel_story_job(p_job_id uuid, p_user_id uuid, p_reason text) TO service_role;
 
 
 --
@@ -1671,6 +1780,14 @@ GRANT ALL ON FUNCTION public.empty_story_queue() TO service_role;
 
 REVOKE ALL ON FUNCTION public.enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text, p_request_hash text, p_free_credits integer, p_idempotency_ttl_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.enqueue_story_job(p_user_id uuid, p_prompt text, p_title text, p_genre text, p_language text, p_target_words integer, p_cost integer, p_max_attempts integer, p_idempotency_key text, p_request_hash text, p_free_credits integer, p_idempotency_ttl_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION expire_story_jobs(p_ttl_seconds double precision, p_limit integer); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.expire_story_jobs(p_ttl_seconds double precision, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.expire_story_jobs(p_ttl_seconds double precision, p_limit integer) TO service_role;
 
 
 --

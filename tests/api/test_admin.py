@@ -1,4 +1,4 @@
-"""Operator endpoints: queue counts, clean, empty, retry and credits, for admins only."""
+"""Operator endpoints: queue counts, clean, empty, retry, cancel and credits, for admins only."""
 
 from __future__ import annotations
 
@@ -219,6 +219,31 @@ async def test_retry_of_unknown_or_malformed_ids_is_404(
         assert_problem(response, 404, "not_found")
 
 
+async def test_admins_cancel_any_users_job(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    # Given a user's waiting job and running job
+    user = make_user(credits=2)
+    waiting = (await _queue(client, user))["jobId"]
+    running = (await _queue(client, user))["jobId"]
+    db.start(running)
+
+    # When an admin cancels both
+    cancelled = await client.post(f"/api/admin/job/{waiting}/cancel", headers=admin.headers)
+    requested = await client.post(f"/api/admin/job/{running}/cancel", headers=admin.headers)
+
+    # Then the waiting one is cancelled by an admin and refunded, the running one is being
+    # cancelled
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["cancelReason"], cancelled.json()["refunded"]) == ("admin", True)
+    assert requested.status_code == 202, requested.text
+    assert requested.json()["cancelRequested"] is True
+    assert db.value("select cancel_reason from public.story_jobs where id = %s", (running,)) == (
+        "admin"
+    )
+    assert db.balance(user.id) == 1
+
+
 async def test_credits_are_granted_by_admins(
     client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
 ) -> None:
@@ -272,6 +297,7 @@ async def test_users_cannot_use_any_admin_endpoint(
         ("POST", "/api/admin/queue/clean", {"status": "completed"}),
         ("POST", "/api/admin/queue/empty", None),
         ("POST", f"/api/admin/job/{job['jobId']}/retry", None),
+        ("POST", f"/api/admin/job/{job['jobId']}/cancel", None),
         ("POST", "/api/admin/credits", {"userId": str(user.id), "amount": 100}),
     ]
     for method, path, body in calls:

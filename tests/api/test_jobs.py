@@ -252,24 +252,85 @@ async def test_cancelling_a_pending_job_refunds_it_and_takes_it_out_of_redis(
     assert story["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("finish", ["processing", "completed", "failed", "cancelled"])
-async def test_only_pending_jobs_can_be_cancelled(
+@pytest.mark.parametrize("finish", ["completed", "failed"])
+async def test_finished_jobs_cannot_be_cancelled(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db, finish: str
 ) -> None:
     user = make_user(credits=1)
-    queued = await _queue(client, user)
-    job_id = queued["jobId"]
-    if finish == "cancelled":
-        assert (await client.delete(f"/api/job/{job_id}", headers=user.headers)).status_code == 200
+    job_id = (await _queue(client, user))["jobId"]
+    db.start(job_id)
+    if finish == "completed":
+        db.complete(job_id, "The end.", {})
     else:
-        db.start(job_id)
-        if finish == "completed":
-            db.complete(job_id, "The end.", {})
-        elif finish == "failed":
-            db.fail(job_id)
+        db.fail(job_id)
     response = await client.delete(f"/api/job/{job_id}", headers=user.headers)
     assert_problem(response, 409, "job_not_cancellable")
     assert db.job_status(job_id) == finish
+
+
+async def test_cancelling_a_cancelled_job_again_answers_the_same_and_refunds_once(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a cancelled job
+    user = make_user(credits=1)
+    job_id = (await _queue(client, user))["jobId"]
+    first = await client.delete(f"/api/job/{job_id}", headers=user.headers)
+
+    # When it is cancelled again
+    again = await client.delete(f"/api/job/{job_id}", headers=user.headers)
+
+    # Then the same answer, one refund
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    assert again.json()["cancelReason"] == "user"
+    assert db.balance(user.id) == 1
+
+
+async def test_cancelling_a_processing_job_requests_it_and_the_worker_ends_it(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a processing job
+    user = make_user(credits=1)
+    job_id = (await _queue(client, user))["jobId"]
+    db.start(job_id, words=40)
+
+    # When its user cancels it, twice
+    first = await client.delete(f"/api/job/{job_id}", headers=user.headers)
+    again = await client.delete(f"/api/job/{job_id}", headers=user.headers)
+
+    # Then 202 with the job being cancelled, nothing refunded yet
+    assert (first.status_code, again.status_code) == (202, 202)
+    for answer in (first.json(), again.json()):
+        assert (answer["status"], answer["cancelRequested"]) == ("processing", True)
+        assert answer["progress"]["words"] == 40
+    assert db.balance(user.id) == 0
+    polled = (await client.get(f"/api/job/{job_id}", headers=user.headers)).json()
+    assert polled["cancelRequested"] is True
+
+    # When its worker ends it (what it does on its next heartbeat answer)
+    db.run("select public.cancel_running_story_job(%s, %s)", (job_id, db.fence(job_id)))
+
+    # Then the job is cancelled by its user, refunded once, and a DELETE now answers 200
+    done = await client.delete(f"/api/job/{job_id}", headers=user.headers)
+    assert done.status_code == 200
+    job = done.json()
+    assert (job["status"], job["cancelReason"], job["refunded"]) == ("cancelled", "user", True)
+    assert db.balance(user.id) == 1
+    listed = (await client.get("/api/jobs", headers=user.headers)).json()["jobs"]
+    assert [(item["jobId"], item["cancelReason"]) for item in listed] == [(job_id, "user")]
+
+
+async def test_another_users_processing_job_cannot_be_cancelled(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    owner, stranger = make_user(credits=1), make_user()
+    job_id = (await _queue(client, owner))["jobId"]
+    db.start(job_id)
+    response = await client.delete(f"/api/job/{job_id}", headers=stranger.headers)
+    assert_problem(response, 404, "not_found")
+    assert db.value(
+        "select cancel_requested_at is null from public.story_jobs where id = %s", (job_id,)
+    )
 
 
 async def test_cancelling_while_redis_is_down_still_cancels(

@@ -1,12 +1,17 @@
 """A tiny OpenAI-compatible Chat Completions server for the tests, speaking the streaming wire
 format (SSE `data: {chunk}` lines, then `data: [DONE]`). The requested model picks the
-behaviour, so one server serves every scenario at once."""
+behaviour, so one server serves every scenario at once.
+
+`endless` streams a word every 50 ms for a minute; when its client closes the connection
+before the end, the moment is recorded in CLOSED_EARLY (the server runs in a thread of the
+test's process), so a test sees that a cancelled generation stopped billing tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -16,6 +21,10 @@ from starlette.routing import Route
 
 WORDS = ("the", "keeper", "counted", "every", "storm", "she", "had", "ever", "caught")
 STALL_SECONDS = 5.0
+ENDLESS_SECONDS = 60.0
+ENDLESS_STEP_SECONDS = 0.05
+# time.monotonic() of each `endless` stream its client closed before the end.
+CLOSED_EARLY: list[float] = []
 
 
 def _chunk(model: str, delta: dict[str, str], finish: str | None = None) -> str:
@@ -62,6 +71,20 @@ async def _stream(model: str, target: int) -> AsyncIterator[str]:
     yield "data: [DONE]\n\n"
 
 
+async def _endless(model: str) -> AsyncIterator[str]:
+    yield _chunk(model, {"role": "assistant", "content": ""})
+    yield _chunk(model, {"content": "# The Endless Storm\n\n"})
+    try:
+        for step in range(int(ENDLESS_SECONDS / ENDLESS_STEP_SECONDS)):
+            await asyncio.sleep(ENDLESS_STEP_SECONDS)
+            yield _chunk(model, {"content": WORDS[step % len(WORDS)] + " "})
+    except (asyncio.CancelledError, GeneratorExit):
+        CLOSED_EARLY.append(time.monotonic())
+        raise
+    yield _chunk(model, {}, "stop")
+    yield "data: [DONE]\n\n"
+
+
 async def chat_completions(request: Request) -> Response:
     body = await request.json()
     model = str(body.get("model"))
@@ -78,7 +101,8 @@ async def chat_completions(request: Request) -> Response:
     prompt = body["messages"][-1]["content"]
     match = re.search(r"about (\d+) words", prompt)
     target = int(match.group(1)) if match else 100
-    return StreamingResponse(_stream(model, target), media_type="text/event-stream")
+    chunks = _endless(model) if model == "endless" else _stream(model, target)
+    return StreamingResponse(chunks, media_type="text/event-stream")
 
 
 def create_app() -> Starlette:

@@ -5,6 +5,7 @@ without time for a whole generation claims none, and an idle one costs only its 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from storyq_local.stack.builder import LocalStack
 from storyq_worker import sweep as sweep_module
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import open_context
+from storyq_worker.heartbeats import HeartbeatBatcher
 from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Outcome
 from tests.support.polling import eventually
@@ -39,7 +41,9 @@ async def test_a_late_finisher_with_a_stale_fence_changes_nothing(
     [claim] = await dispatcher.claim(1, lease_seconds=0.3)
     slow_heartbeats = worker_settings.model_copy(update={"lease_seconds": 60.0})
     late = Gated("The late story that must never be saved.")
-    async with open_context(slow_heartbeats, generator=late) as ctx_a:
+    async with open_context(slow_heartbeats, generator=late) as ctx:
+        far_away = HeartbeatBatcher(ctx.store, every_seconds=30.0, request_timeout_seconds=20.0)
+        ctx_a = dataclasses.replace(ctx, heartbeats=far_away)
         attempt_a = asyncio.create_task(run_attempt(ctx_a, claim, abandon=asyncio.Event()))
         await asyncio.wait_for(late.started.wait(), 10)
 
@@ -53,6 +57,7 @@ async def test_a_late_finisher_with_a_stale_fence_changes_nothing(
         # And then A finishes
         late.gate.set()
         outcome = await asyncio.wait_for(attempt_a, 10)
+        await far_away.close()
 
     # Then A's result was dropped: the job, its story and the ledger are B's
     assert outcome is Outcome.DROPPED

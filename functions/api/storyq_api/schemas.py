@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from storyq.store import JobStatus, StoryStatus
+from storyq.store import CancelReason, JobStatus, StoryStatus
 
 
 class _Out(BaseModel):
@@ -103,6 +103,10 @@ class JobView(_Out):
     result: JobResult | None = None
     error: JobError | None = None
     refunded: bool | None = None
+    # True from a cancel request on (DELETE); a processing job ends cancelled shortly.
+    cancel_requested: bool = False
+    # Once cancelled: who cancelled it (user, admin) or whether it waited too long (expired).
+    cancel_reason: CancelReason | None = None
 
 
 class JobList(_Out):

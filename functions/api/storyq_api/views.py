@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
+
 from storyq.queue import Position
 from storyq.store import Job, Story
 from storyq.store import JobResult as RecordedResult
@@ -33,7 +35,7 @@ def job_view(
 ) -> JobView:
     """The job as GET /api/job shows it. Sections by status: pending → waitTime (when asked
     for: null if Redis could not say), processing → progress, completed → result, failed →
-    error and refunded, cancelled → refunded."""
+    error and refunded, cancelled → refunded and cancelReason. Every job has cancelRequested."""
     fields: dict[str, Any] = {
         "job_id": job.job_id,
         "story_id": job.story_id,
@@ -44,6 +46,7 @@ def job_view(
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "cancel_requested": job.cancel_requested,
     }
     if job.status == "pending" and with_wait_time:
         fields["wait_time"] = wait_time(position)
@@ -59,7 +62,16 @@ def job_view(
         fields["refunded"] = job.refunded
     elif job.status == "cancelled":
         fields["refunded"] = job.refunded
+        fields["cancel_reason"] = job.cancel_reason  # None for jobs cancelled before 2026-12
     return JobView(**fields)
+
+
+def cancel_answer(job: Job, response: Response) -> JobView:
+    """DELETE's answer: 202 while the job is still being cancelled, 200 once it is."""
+    if job.status == "processing":
+        response.status_code = 202
+        return job_view(job, target_words=job.target_words)
+    return job_view(job)
 
 
 def _progress(words: int, target_words: int | None) -> Progress:

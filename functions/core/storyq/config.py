@@ -67,6 +67,9 @@ class Settings(SecretsLocation):
     free_credits: int = Field(default=0, ge=0)
     # An Idempotency-Key is remembered this long, whatever cleaning does to its job row.
     idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
+    # A job still waiting this long after it was queued, never started, is cancelled
+    # (cancelReason "expired") and refunded by the sweep.
+    job_ttl_seconds: float = Field(default=86400.0, gt=0)
 
     generator: Literal["template", "openai"] = "template"
     generation_delay_seconds: float = Field(default=0.0, ge=0)
@@ -75,7 +78,7 @@ class Settings(SecretsLocation):
     openai_model: str = "gpt-4o-mini"
 
     # Leases and liveness. An attempt is live while its Postgres heartbeat (sent every
-    # min(2 s, lease_seconds / 4)) is younger than lease_seconds: older, it is dead, and a sweep
+    # min(1 s, lease_seconds / 4)) is younger than lease_seconds: older, it is dead, and a sweep
     # or a start counts it as a lost attempt. Its worker stops generating once it has gone
     # 2/3 of that without a confirmed heartbeat, so a dead attempt has stopped. The Redis lease
     # only holds the slot: see `dispatch_lease_seconds`.

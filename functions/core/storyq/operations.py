@@ -195,13 +195,18 @@ class JobOperations:
         return JobStanding(job=job, position=position)
 
     async def cancel(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
-        """Cancel a pending job and refund it (with `user_id`, only that user's), then drop it
-        from Redis. A copy Redis keeps is harmless: starting a cancelled job is refused.
+        """Cancel a job: with `user_id`, only that user's (reason `user`); without, any job
+        (reason `admin`). Pending: cancelled and refunded, then dropped from Redis (a copy
+        Redis keeps is harmless: starting a cancelled job is refused). Processing: the request
+        is recorded (`cancel_requested`) and the worker running it stops its generation and
+        ends it cancelled and refunded, unless it completed first. Cancelled or being
+        cancelled: the job as it is, nothing refunded again.
 
-        Raises JobNotCancellable (processing or finished), JobNotFound, StoreUnavailable.
+        Raises JobNotCancellable (completed or failed), JobNotFound, StoreUnavailable.
         """
         job = await self.store.jobs.cancel(job_id, user_id=user_id)
-        await self._unless_redis_down("remove", self.dispatcher.remove(job_id))
+        if job.status == "cancelled":
+            await self._unless_redis_down("remove", self.dispatcher.remove(job_id))
         return job
 
     # The operator's operations (admin endpoints and `storyq` verbs).

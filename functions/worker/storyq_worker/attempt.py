@@ -1,7 +1,8 @@
 """One claimed attempt, start to finish: start it in Postgres (which refuses it while the global
 cap is reached), generate under heartbeats, then complete it, or fail it (retry later or fail
-for good), or release it unused when the worker shuts down or can no longer prove it is alive,
-or drop it when another attempt owns the job. Every write is fenced by the attempt's token
+for good), or cancel it when a heartbeat answer says its cancel was requested (the generation
+is stopped at once), or release it unused when the worker shuts down or can no longer prove it
+is alive, or drop it when another attempt owns the job. Every write is fenced by the attempt's token
 (`Claim.fence`, issued by Postgres).
 
 Order matters: the heartbeats stop before the lease is acked or handed back, and Postgres is
@@ -82,9 +83,17 @@ async def run_attempt(ctx: WorkerContext, claim: Claim, *, abandon: asyncio.Even
     logger.info("attempt started", extra={**extra, "attempt": started.attempt})
     began = time.monotonic()
     run = await _generate(ctx, claim, _request(started), abandon, confirmed_at=sent)
-    seconds = time.monotonic() - began
+    return await _end(ctx, claim, started, run, seconds=time.monotonic() - began)
+
+
+async def _end(
+    ctx: WorkerContext, claim: Claim, started: StartedJob, run: _Run, *, seconds: float
+) -> Outcome:
+    """Record what the generation came to, fenced by the attempt's token."""
     if run.result is not None:
         return await _complete(ctx, claim, run.result, seconds)
+    if run.stopped is StopReason.CANCELLED:
+        return await _cancel(ctx, claim)
     if run.stopped is StopReason.UNCONFIRMED:
         return await _release(ctx, claim, why="no heartbeat confirmed in time")
     if run.stopped is not None or run.error is None:
@@ -128,9 +137,17 @@ async def _generate(
         generation.cancel()
         await asyncio.wait({generation})
         await keeper.stop()
+    if keeper.stopped is StopReason.CANCELLED and _finished_first(generation):
+        # The story was written before the cancel reached it: completing it is up to the
+        # fence (the cancel request does not stop a completion).
+        return _settle(generation, abandoned=False)
     if keeper.stopped is not None:
         return _Run(stopped=keeper.stopped)
     return _settle(generation, abandoned=abandon.is_set())
+
+
+def _finished_first(generation: asyncio.Task[GenerationResult]) -> bool:
+    return not generation.cancelled() and generation.exception() is None
 
 
 def _settle(generation: asyncio.Task[GenerationResult], *, abandoned: bool) -> _Run:
@@ -192,6 +209,24 @@ async def _fail(
         return Outcome.FAILED
     logger.info("attempt failed; retrying later", extra={**extra, "delay_seconds": delay})
     return Outcome.RETRIED
+
+
+async def _cancel(ctx: WorkerContext, claim: Claim) -> Outcome:
+    """The generation was stopped for a cancel request: end the job cancelled and refunded
+    (the story keeps the text it has), then free the slot."""
+    extra = {"job_id": claim.job_id, "fence": claim.fence}
+    try:
+        await ctx.store.jobs.cancel_running(claim.job_id, fence=claim.fence)
+    except _NOT_OURS:
+        return await _drop(ctx, claim, "cancelled after another attempt took over")
+    except StoreError:
+        # Postgres unreachable: the attempt goes silent, and the sweep that counts it as lost
+        # ends the job cancelled (its cancel was requested), never retried.
+        logger.warning("cancel not recorded; a sweep will end the job", exc_info=True)
+        return Outcome.ERROR
+    await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
+    logger.info("attempt cancelled", extra=extra)
+    return Outcome.CANCELLED
 
 
 async def _release(ctx: WorkerContext, claim: Claim, *, why: str) -> Outcome:

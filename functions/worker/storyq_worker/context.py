@@ -17,8 +17,10 @@ from storyq.store import Store
 from storyq_worker.heartbeats import HeartbeatBatcher
 
 # Postgres is cheap to tell and shows progress: each attempt's heartbeat goes at least this
-# often (lease / 4 when that is shorter), in one request per process and tick.
-PROGRESS_SECONDS = 2.0
+# often (lease / 4 when that is shorter), in one request per process and tick. The answer is
+# also how an attempt hears of a cancel, which must stop its generation within 2 s: a tick
+# of 1 s leaves a second for the request that carries it and the generation's end.
+PROGRESS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """One Postgres heartbeat request per tick for every attempt a worker process runs.
 
-Each running attempt proves it is alive with a Postgres heartbeat every min(2 s, lease / 4)
+Each running attempt proves it is alive with a Postgres heartbeat every min(1 s, lease / 4)
 (`lease.LeaseKeeper`). Sent one by one, MAX_ACTIVE_JOBS = 500 attempts made 250 PostgREST
 calls, each its own transaction, a second, and the queue's slot refill slowed behind them
 (`make bench-scale`). The batcher gathers the attempts waiting for the next tick and sends
-them in one `heartbeat_story_jobs` call; each attempt learns whether it still owns its job and
-when the request was sent, which its self-fence counts from (never later than Postgres's own
-clock).
+them in one `heartbeat_story_jobs` call; each attempt learns whether it still owns its job,
+whether its cancel was requested, and when the request was sent, which its self-fence counts
+from (never later than Postgres's own clock).
 
 An attempt that stops before its beat was sent is taken out of the batch, so no heartbeat is
 recorded for a generation that is over; one whose beat is already on its way waits for the
@@ -25,11 +25,13 @@ from storyq.store import Heartbeat, Store
 
 @dataclass(frozen=True)
 class BeatAnswer:
-    """Postgres's answer to one attempt's beat: whether the attempt still owns its job, and the
-    event-loop time at which the request carrying it was sent."""
+    """Postgres's answer to one attempt's beat: whether the attempt still owns its job, whether
+    a cancel of the job was requested, and the event-loop time at which the request carrying
+    it was sent."""
 
     owned: bool
     sent_at: float
+    cancel: bool = False
 
 
 type _Key = tuple[UUID, int]
@@ -103,7 +105,7 @@ class HeartbeatBatcher:
                 # One slow request holds every attempt's beat: bounded well inside the
                 # self-fence, so the next tick can still confirm them.
                 async with asyncio.timeout(self.request_timeout_seconds):
-                    owned = await self._store.jobs.heartbeat_many(beats)
+                    replies = await self._store.jobs.heartbeat_many(beats)
             except asyncio.CancelledError:  # closed while the request was on its way
                 _fail(batch, ConnectionError("the worker's clients are closed"))
                 raise
@@ -112,7 +114,14 @@ class HeartbeatBatcher:
                 continue
             for key, (_, future) in batch.items():
                 if not future.done():
-                    future.set_result(BeatAnswer(owned=key in owned, sent_at=sent_at))
+                    reply = replies.get(key)
+                    future.set_result(
+                        BeatAnswer(
+                            owned=reply is not None,
+                            sent_at=sent_at,
+                            cancel=reply is not None and reply.cancel,
+                        )
+                    )
 
     async def close(self) -> None:
         """Stop ticking; beats still waiting fail (ConnectionError), as a request would."""

@@ -4,10 +4,11 @@ Liveness is decided in Postgres: an attempt is live while its heartbeat there is
 LEASE_SECONDS; older, a sweep or another worker's start counts it as lost and the job may run
 again. So the keeper:
 
-- sends a Postgres heartbeat (with the words written so far) every min(2 s, lease / 4)
+- sends a Postgres heartbeat (with the words written so far) every min(1 s, lease / 4)
   (`context.PROGRESS_SECONDS`), in the one request the process sends for all its attempts at
   each tick (`heartbeats.HeartbeatBatcher`); an answer that the attempt no longer owns its
-  job (another fence owns it) stops the generation at once;
+  job (another fence owns it), or that a cancel of the job was requested, stops the
+  generation at once;
 - stops the generation itself when SELF_FENCE of a lease has passed since the last heartbeat
   Postgres confirmed (measured from when it was sent, so never later than Postgres's own
   clock): a worker cut off from Postgres, or too slow to hear back, has stopped before anyone
@@ -42,6 +43,7 @@ SELF_FENCE = 2 / 3
 class StopReason(StrEnum):
     SUPERSEDED = "superseded"  # Postgres knows a newer fence: another attempt owns it
     UNCONFIRMED = "unconfirmed"  # no heartbeat confirmed in time: it may be counted as dead
+    CANCELLED = "cancelled"  # a user or an admin asked to cancel the job
 
 
 class LeaseKeeper:
@@ -107,6 +109,9 @@ class LeaseKeeper:
             logger.warning("attempt superseded; stopping its generation", extra=extra)
             return StopReason.SUPERSEDED
         self._confirmed_at = answer.sent_at
+        if answer.cancel:
+            logger.info("cancel requested; stopping the generation", extra=extra)
+            return StopReason.CANCELLED
         return None
 
     async def _pause(self) -> None:

@@ -12,6 +12,7 @@ class Outcome(StrEnum):
     COMPLETED = "completed"  # the story is saved
     RETRIED = "retried"  # a retryable failure: the job waits for its next attempt
     FAILED = "failed"  # failed for good (refunded)
+    CANCELLED = "cancelled"  # its cancel was requested: generation stopped, job refunded
     RELEASED = "released"  # given back unfinished because the worker is shutting down
     DROPPED = "dropped"  # another attempt owns the job now: this one's result was discarded
     SKIPPED = "skipped"  # the job could not start (cancelled, finished, or a stale claim)
@@ -28,6 +29,8 @@ class Summary:
     claimed: int = 0
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
+    expired: int = 0  # waiting jobs the sweep cancelled after JOB_TTL_SECONDS
     retried: int = 0
     released: int = 0
     dropped: int = 0

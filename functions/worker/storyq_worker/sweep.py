@@ -25,7 +25,10 @@ given another attempt, `failed` jobs whose last attempt was lost (failed and ref
      such a lease would hold its slot for the generation timeout.
    - Due retries are promoted, and a bounded walk of the jobs hash forgets orphaned
      bookkeeping.
-3. Purge expired idempotency keys.
+3. Expire waiting jobs: at most EXPIRE_BATCH jobs still waiting JOB_TTL_SECONDS after they were
+   queued, never started, are cancelled (`expired`) and refunded in Postgres, then dropped
+   from Redis. It runs before the snapshot, so Redis does not get them back.
+4. Purge expired idempotency keys.
 
 Each step stands alone: one failing is logged and the others still run. The sweep reports how
 many jobs wait once it is done, so an invocation with nothing to do claims nothing: idle, a
@@ -55,6 +58,8 @@ REBUILD_PAGE = 1000
 # A flush is followed by at most this many rebuild pages in one sweep (a million jobs).
 MAX_REBUILD_PAGES = 1000
 IDEMPOTENCY_PURGE_BATCH = 1000
+# Waiting jobs expired per sweep (the rest wait for the next minute's sweep).
+EXPIRE_BATCH = 500
 
 
 async def sweep(ctx: WorkerContext) -> Summary:
@@ -73,6 +78,7 @@ async def sweep_and_count(ctx: WorkerContext) -> tuple[Summary, int | None]:
 
     steps: list[tuple[str, Callable[[WorkerContext, Summary], Awaitable[None]]]] = [
         ("stalled", _requeue_stalled),
+        ("expire", _expire_waiting),
         ("snapshot", follow_snapshot),
         ("housekeeping", _housekeeping),
     ]
@@ -139,6 +145,17 @@ async def _requeue_stalled(ctx: WorkerContext, summary: Summary) -> None:
             why=f"no heartbeat for {seconds:g} s",
         )
         _count(summary, lost)
+
+
+async def _expire_waiting(ctx: WorkerContext, summary: Summary) -> None:
+    expired = await ctx.store.jobs.expire(
+        ttl_seconds=ctx.settings.job_ttl_seconds, limit=EXPIRE_BATCH
+    )
+    for job_id in expired:
+        await ctx.dispatcher.remove(job_id)
+    summary.expired += len(expired)
+    if expired:
+        logger.info("waiting jobs expired", extra={"count": len(expired)})
 
 
 def _count(summary: Summary, lost: LostAttempt) -> None:

@@ -1,4 +1,4 @@
-"""The operator verbs of `storyq`: stats, clean, empty, retry, credits add.
+"""The operator verbs of `storyq`: stats, clean, empty, retry, cancel, credits add.
 
 The monitoring verbs of the old system, mirroring the admin endpoints: each runs the same code
 (`storyq.operations`) with Settings from the environment (then .env) and the service role,
@@ -29,6 +29,7 @@ from storyq_local.stack.tokens import parse_duration
 _REFUSALS = {
     "job_not_found": "no such job",
     "job_not_retryable": "only a failed job can be retried",
+    "job_not_cancellable": "a completed or failed job cannot be cancelled",
     "user_not_found": "no such user (sign-up or `storyq token --user` creates one)",
     "invalid_amount": "the amount must be a positive number of credits",
     "store_unavailable": "the database cannot be reached (is `make dev` running? SUPABASE_URL?)",
@@ -105,6 +106,17 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    async def cancel(operations: JobOperations) -> str:
+        job = await operations.cancel(args.job_id)
+        if job.status == "processing":
+            return f"job {job.job_id} is being cancelled: its worker stops it within seconds"
+        return f"job {job.job_id} is cancelled (refunded: {'yes' if job.refunded else 'no'})"
+
+    print(_run(Settings(), cancel))
+    return 0
+
+
 def _cmd_credits_add(args: argparse.Namespace) -> int:
     async def grant(operations: JobOperations) -> int:
         return await operations.grant_credits(args.user, args.amount)
@@ -147,6 +159,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     retry = verbs.add_parser("retry", help="put a failed job back in the queue (no new charge)")
     retry.add_argument("job_id", type=uuid.UUID, metavar="JOB_ID")
     retry.set_defaults(run=_refusing_store_errors(_cmd_retry))
+
+    cancel = verbs.add_parser(
+        "cancel", help="cancel any job (reason admin): a waiting one at once, a running one soon"
+    )
+    cancel.add_argument("job_id", type=uuid.UUID, metavar="JOB_ID")
+    cancel.set_defaults(run=_refusing_store_errors(_cmd_cancel))
 
     credits = verbs.add_parser("credits", help="credit balances")
     actions = credits.add_subparsers(dest="credits_action", required=True, metavar="ACTION")

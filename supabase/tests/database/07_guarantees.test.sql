@@ -99,7 +99,7 @@ select is(public.heartbeat_story_jobs(pg_catalog.jsonb_build_array(
     pg_catalog.jsonb_build_object('job_id', pg_temp.job('a'), 'fence', pg_temp.f('a F3'),
       'words', 12))),
   pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-    'job_id', pg_temp.job('a'), 'fence', pg_temp.f('a F3'))),
+    'job_id', pg_temp.job('a'), 'fence', pg_temp.f('a F3'), 'cancel', false)),
   'a: in one batch, the beat of F3 is recorded and the stale F1 beat is not');
 select is((select progress_words from public.story_jobs where id = pg_temp.job('a')), 12,
   'a: the batch recorded the progress of F3 only');

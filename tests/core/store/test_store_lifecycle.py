@@ -158,8 +158,8 @@ async def test_a_stale_attempt_can_neither_complete_nor_fail(store: Store, user:
     assert (await store.jobs.get(job.job_id)).progress_words == 250
     # and in a batch of beats only its beat counts: the stale one is answered "not yours"
     stale_and_live = [Heartbeat(job.job_id, first, 999), Heartbeat(job.job_id, second, 260)]
-    assert await store.jobs.heartbeat_many(stale_and_live) == {(job.job_id, second)}
-    assert await store.jobs.heartbeat_many([Heartbeat(job.job_id, first, 999)]) == set()
+    assert set(await store.jobs.heartbeat_many(stale_and_live)) == {(job.job_id, second)}
+    assert await store.jobs.heartbeat_many([Heartbeat(job.job_id, first, 999)]) == {}
     assert (await store.jobs.get(job.job_id)).progress_words == 260
     done = await store.jobs.complete(
         job.job_id, fence=second, content="the real story", title="Comet", result=RESULT
@@ -340,25 +340,49 @@ async def test_what_the_sweeper_learns_about_other_lost_attempts(
     assert (gone.outcome, gone.status) == ("gone", None)
 
 
-async def test_cancel_refunds_a_pending_job_only(store: Store, user: uuid.UUID) -> None:
+async def test_cancel_refunds_a_pending_job_and_requests_a_running_ones_end(
+    store: Store, user: uuid.UUID
+) -> None:
     # Given one pending and one processing job
     pending = await enqueue(store, user, "pending one")
     running = await enqueue(store, user, "running one")
     await start(store, running.job_id, fence_of(running))
     assert await store.credits.balance(user) == 8
 
-    # When the user cancels both
+    # When the user cancels both (the running one twice)
     cancelled = await store.jobs.cancel(pending.job_id, user_id=user)
-    with pytest.raises(JobNotCancellable) as not_cancellable:
-        await store.jobs.cancel(running.job_id, user_id=user)
+    requested = await store.jobs.cancel(running.job_id, user_id=user)
+    again = await store.jobs.cancel(running.job_id, user_id=user)
 
-    # Then the pending one is cancelled and refunded, the running one goes on (409)
-    assert (cancelled.status, cancelled.refunded) == ("cancelled", True)
-    assert not_cancellable.value.status == 409
+    # Then the pending one is cancelled and refunded; the running one goes on, its cancel
+    # requested (its worker ends it), and nothing more is refunded
+    assert (cancelled.status, cancelled.refunded, cancelled.cancel_reason) == (
+        "cancelled",
+        True,
+        "user",
+    )
+    assert (requested.status, requested.cancel_requested, requested.refunded) == (
+        "processing",
+        True,
+        False,
+    )
+    assert again.cancel_requested_at == requested.cancel_requested_at
     assert await store.credits.balance(user) == 9
     assert (await store.stories.get(cancelled.story_id)).status == "cancelled"
     too_late = await refused(store, pending.job_id, fence_of(pending))
     assert (too_late.reason, too_late.status) == ("finished", "cancelled")
+
+
+async def test_a_finished_job_cannot_be_cancelled(store: Store, user: uuid.UUID) -> None:
+    # Given a completed job
+    done = await enqueue(store, user, "done one")
+    await start(store, done.job_id, fence_of(done))
+    await store.jobs.complete(done.job_id, fence=fence_of(done), content="The end.")
+
+    # When its user cancels it, Then 409
+    with pytest.raises(JobNotCancellable) as not_cancellable:
+        await store.jobs.cancel(done.job_id, user_id=user)
+    assert not_cancellable.value.status == 409
 
 
 async def test_another_users_job_and_story_are_not_found(

@@ -131,6 +131,26 @@ def test_retry_refusals(
     assert "no such job" in capsys.readouterr().err
 
 
+def test_cancel_a_waiting_a_running_and_a_completed_job(
+    cli_env: None, make_user: MakeUser, db: Db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = make_user(credits=3)
+    waiting, running, completed = (
+        _job(db, user),
+        _job(db, user, "processing"),
+        _job(db, user, "completed"),
+    )
+    assert main(["cancel", waiting]) == 0
+    assert "is cancelled (refunded: yes)" in capsys.readouterr().out
+    assert main(["cancel", running]) == 0
+    assert "is being cancelled" in capsys.readouterr().out
+    assert (
+        db.value("select cancel_reason from public.story_jobs where id = %s", (running,)) == "admin"
+    )
+    assert main(["cancel", completed]) == 1
+    assert "cannot be cancelled" in capsys.readouterr().err
+
+
 def test_a_dead_database_is_reported_not_raised(
     cli_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

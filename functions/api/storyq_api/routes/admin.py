@@ -1,4 +1,4 @@
-"""Operator endpoints: queue statistics, clean, empty, retry, credits.
+"""Operator endpoints: queue statistics, clean, empty, retry, cancel, credits.
 
 Administrators only (app_metadata.role = admin, or the service-role key); any other valid
 token gets 403. The work itself is in `storyq.operations`, shared with the `storyq` admin verbs.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from storyq_api.auth import current_admin
 from storyq_api.bodies import json_body, request_body
@@ -25,7 +25,7 @@ from storyq_api.schemas import (
     JobView,
     QueueStats,
 )
-from storyq_api.views import job_view
+from storyq_api.views import cancel_answer, job_view
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(current_admin)])
 
@@ -80,6 +80,20 @@ async def empty(services: ServicesDep) -> EmptyResult:
 async def retry(job_id: JobId, services: ServicesDep) -> JobView:
     standing = await services.operations.retry(job_id)
     return job_view(standing.job, position=standing.position, with_wait_time=True)
+
+
+@router.post(
+    "/job/{jobId}/cancel",
+    response_model=JobView,
+    response_model_exclude_unset=True,
+    summary="Cancel any user's job (cancelReason admin): as DELETE /api/job/{jobId} does",
+    responses={
+        202: {"model": JobView, "description": "processing: the cancel is requested"},
+        **problem_responses(*_ERRORS, 404, 409),
+    },
+)
+async def cancel(job_id: JobId, services: ServicesDep, response: Response) -> JobView:
+    return cancel_answer(await services.operations.cancel(job_id), response)
 
 
 @router.post(

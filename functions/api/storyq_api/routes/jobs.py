@@ -19,7 +19,7 @@ from storyq_api.errors import problem_responses
 from storyq_api.paths import JobId
 from storyq_api.poll_hints import retry_after_seconds
 from storyq_api.schemas import JobList, JobView
-from storyq_api.views import job_view
+from storyq_api.views import cancel_answer, job_view
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(within_request_limit)])
 
@@ -69,11 +69,21 @@ async def get_job(
     "/api/job/{jobId}",
     response_model=JobView,
     response_model_exclude_unset=True,
-    summary="Cancel a pending job (refunded)",
-    responses=problem_responses(401, 403, 404, 409, 429, 503),
+    summary="Cancel a job: a pending one at once, a processing one within seconds (refunded)",
+    responses={
+        202: {"model": JobView, "description": "processing: the cancel is requested"},
+        **problem_responses(401, 403, 404, 409, 429, 503),
+    },
 )
-async def cancel_job(user: CurrentUser, job_id: JobId, services: ServicesDep) -> JobView:
-    return job_view(await services.operations.cancel(job_id, user_id=user.id))
+async def cancel_job(
+    user: CurrentUser, job_id: JobId, services: ServicesDep, response: Response
+) -> JobView:
+    """Pending: cancelled and refunded (200). Processing: the cancel is requested (202,
+    `cancelRequested`); its generation stops within 2 s and the job ends cancelled and
+    refunded, unless it completed first. Cancelled or being cancelled: the same answer again,
+    nothing refunded twice. Completed or failed: 409."""
+    job = await services.operations.cancel(job_id, user_id=user.id)
+    return cancel_answer(job, response)
 
 
 def _cursor(value: str | None) -> JobCursor | None:

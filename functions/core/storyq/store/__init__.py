@@ -32,6 +32,8 @@ from storyq.store.errors import (
 from storyq.store.jobs import MAX_PAGE_SIZE, JobStore
 from storyq.store.models import (
     TERMINAL_STATUSES,
+    BeatReply,
+    CancelReason,
     CleanableStatus,
     CompletedJob,
     DispatchableJob,
@@ -75,6 +77,8 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "TERMINAL_STATUSES",
     "AdminStore",
+    "BeatReply",
+    "CancelReason",
     "CleanableStatus",
     "CompletedJob",
     "CreditStore",

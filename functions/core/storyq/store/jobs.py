@@ -18,6 +18,8 @@ from postgrest import AsyncPostgrestClient
 from storyq.results import JobResult
 from storyq.store._rpc import call, call_bool, call_int, call_model, call_models
 from storyq.store.models import (
+    BeatReply,
+    CancelReason,
     CompletedJob,
     DispatchSnapshot,
     EnqueuedJob,
@@ -28,6 +30,7 @@ from storyq.store.models import (
     Job,
     JobCursor,
     JobPage,
+    JobState,
     JobStatus,
     LostAttempt,
     StalledJob,
@@ -83,17 +86,23 @@ class JobStore:
         params = {"p_job_id": job_id, "p_fence": fence, "p_words": words}
         return await call_bool(self._db, "heartbeat_story_job", params)
 
-    async def heartbeat_many(self, beats: Sequence[Heartbeat]) -> set[tuple[UUID, int]]:
-        """`heartbeat` for many attempts in one request (one transaction): the attempts
-        (job id, fence) whose beat was recorded; one missing from the answer no longer owns
-        its job."""
+    async def heartbeat_many(self, beats: Sequence[Heartbeat]) -> dict[tuple[UUID, int], BeatReply]:
+        """`heartbeat` for many attempts in one request (one transaction): the answer for each
+        attempt (job id, fence) whose beat was recorded (whether a cancel of its job was
+        requested); an attempt missing from the answer no longer owns its job."""
         if not beats:
-            return set()
+            return {}
         payload = [
             {"job_id": str(beat.job_id), "fence": beat.fence, "words": beat.words} for beat in beats
         ]
         reply = await call(self._db, "heartbeat_story_jobs", {"p_beats": payload})
-        return {(UUID(str(item["job_id"])), int(item["fence"])) for item in reply}
+        answers = [
+            BeatReply(
+                job_id=UUID(str(row["job_id"])), fence=int(row["fence"]), cancel=bool(row["cancel"])
+            )
+            for row in reply
+        ]
+        return {(answer.job_id, answer.fence): answer for answer in answers}
 
     async def complete(
         self,
@@ -158,13 +167,32 @@ class JobStore:
         }
         return await call_model(self._db, "requeue_stalled_story_job", params, LostAttempt)
 
-    async def cancel(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
-        """Cancel a pending job and refund it. With `user_id`, only that user's job.
+    async def cancel(
+        self, job_id: UUID, *, user_id: UUID | None = None, reason: CancelReason | None = None
+    ) -> Job:
+        """Cancel a job. Pending: cancelled and refunded at once. Processing: the request is
+        recorded (`cancel_requested`) and its worker ends it. Already cancelled or being
+        cancelled: the job as it is, nothing refunded again. With `user_id`, only that user's
+        job; `reason` is `user` (the default with a user) or `admin` (without one).
 
-        Raises JobNotCancellable (processing or finished), JobNotFound (also another user's).
+        Raises JobNotCancellable (completed or failed), JobNotFound (also another user's).
         """
-        params = {"p_job_id": job_id, "p_user_id": user_id}
+        params = {"p_job_id": job_id, "p_user_id": user_id, "p_reason": reason}
         return await call_model(self._db, "cancel_story_job", params, Job)
+
+    async def cancel_running(self, job_id: UUID, *, fence: int) -> JobState:
+        """The worker of the attempt `fence` ends a job whose cancel was requested: cancelled,
+        refunded once. Raises StaleAttempt (it completed first, or another attempt owns it),
+        JobNotFound."""
+        params = {"p_job_id": job_id, "p_fence": fence}
+        return await call_model(self._db, "cancel_running_story_job", params, JobState)
+
+    async def expire(self, *, ttl_seconds: float, limit: int) -> list[UUID]:
+        """Cancel (reason `expired`, refunded) at most `limit` jobs waiting, never started,
+        for `ttl_seconds` since they were queued, oldest first; their ids."""
+        params = {"p_ttl_seconds": ttl_seconds, "p_limit": limit}
+        reply = await call(self._db, "expire_story_jobs", params)
+        return [UUID(str(job_id)) for job_id in reply]
 
     async def get(self, job_id: UUID, *, user_id: UUID | None = None) -> Job:
         """One job; with `user_id`, another user's job raises JobNotFound like a missing one."""

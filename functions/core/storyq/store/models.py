@@ -21,6 +21,8 @@ from storyq.results import JobResult
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
 CleanableStatus = Literal["completed", "failed", "cancelled"]
+# Who cancelled a job (or asked to): its user, an admin, or the waiting TTL.
+CancelReason = Literal["user", "admin", "expired"]
 
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
 
@@ -172,6 +174,11 @@ class Job(_Row):
     finished_at: datetime | None = None
     next_attempt_at: datetime
     updated_at: datetime
+    # A user or an admin asked to cancel it (a processing job ends cancelled once its worker
+    # hears of it).
+    cancel_requested: bool = False
+    cancel_requested_at: datetime | None = None
+    cancel_reason: CancelReason | None = None
 
     @property
     def cursor(self) -> JobCursor:
@@ -276,6 +283,16 @@ class WalkPlace(_Row):
 
 
 WalkPlace.HEAD = WalkPlace()
+
+
+@dataclass(frozen=True)
+class BeatReply:
+    """Postgres's answer to a recorded beat: the attempt still owns its job, and whether a
+    cancel was requested (its worker must stop the generation and cancel the job)."""
+
+    job_id: UUID
+    fence: int
+    cancel: bool
 
 
 class DispatchSnapshot(_Row):
