@@ -127,6 +127,7 @@ async def _generate(
         abandoned.cancel()
         generation.cancel()
         await asyncio.wait({generation})
+        ctx.writer.forget(claim.job_id)
         await keeper.stop()
     if keeper.stopped is not None:
         return _Run(stopped=keeper.stopped)

@@ -53,6 +53,7 @@ from storyq.store.models import (
     StartRefused,
     Story,
     StoryStatus,
+    TextWrite,
     WalkPlace,
 )
 from storyq.store.stories import StoryStore
@@ -113,6 +114,7 @@ __all__ = [
     "StoryNotFound",
     "StoryStatus",
     "StoryStore",
+    "TextWrite",
     "UserNotFound",
     "UserStore",
     "WalkPlace",

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storyq.results import JobResult
 
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
-StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
+StoryStatus = Literal["pending", "writing", "ready", "failed", "cancelled"]
 CleanableStatus = Literal["completed", "failed", "cancelled"]
 
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
@@ -209,7 +209,8 @@ class JobPage(_Row):
 
 
 class Story(_Row):
-    """A story row (exists from enqueue on; content is null until the job completes)."""
+    """A story row (exists from enqueue on): content is null while pending, the text so far
+    while writing, the whole story once ready (failed and cancelled keep what was written)."""
 
     story_id: UUID
     job_id: UUID | None
@@ -276,6 +277,17 @@ class WalkPlace(_Row):
 
 
 WalkPlace.HEAD = WalkPlace()
+
+
+@dataclass(frozen=True)
+class TextWrite:
+    """What an attempt has written since its story last stored: `text` goes at character
+    `text_from` of the story (`JobStore.write_texts`)."""
+
+    job_id: UUID
+    fence: int
+    text_from: int
+    text: str
 
 
 class DispatchSnapshot(_Row):
