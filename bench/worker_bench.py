@@ -60,10 +60,11 @@ class NullGenerator:
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         words = request.target_words
-        on_progress(words)
+        content = " ".join(["word"] * words)
+        on_progress(content)
         return GenerationResult(
             title=request.title or "Bench",
-            content=" ".join(["word"] * words),
+            content=content,
             words=words,
             target_words=request.target_words,
             finish_reason="stop",

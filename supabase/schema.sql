@@ -362,6 +362,25 @@ $$;
 
 
 --
+-- Name: story_text_afresh(); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.story_text_afresh() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  update public.stories
+  set status = 'pending', content = null, words = null, completed_at = null,
+      updated_at = pg_catalog.now()
+  where id = new.story_id and status in ('writing', 'failed', 'pending')
+    and (content is not null or status <> 'pending');
+  return null;
+end
+$$;
+
+
+--
 -- Name: touch_updated_at(); Type: FUNCTION; Schema: private
 --
 
@@ -1199,6 +1218,57 @@ $$;
 
 
 --
+-- Name: write_story_texts(jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.write_story_texts(p_writes jsonb) RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with writes as (
+    select w.job_id, w.fence, w.text_from, w.text
+    from pg_catalog.jsonb_to_recordset(coalesce(p_writes, '[]'::jsonb))
+      as w(job_id uuid, fence bigint, text_from integer, text text)
+    where w.text_from >= 0 and w.text is not null
+  ),
+  owned as (
+    select j.id as job_id, j.story_id, w.text_from, w.text
+    from public.story_jobs j
+    join writes w on w.job_id = j.id and w.fence = j.fence
+    where j.status = 'processing'
+  ),
+  locked as (
+    select s.id from public.stories s
+    where s.id in (select story_id from owned) and s.status in ('pending', 'writing')
+    order by s.id
+    for update of s
+  ),
+  written as (
+    update public.stories s
+    set content = pg_catalog.substr(coalesce(s.content, ''), 1, o.text_from) || o.text,
+        words = pg_catalog.regexp_count(
+          pg_catalog.substr(coalesce(s.content, ''), 1, o.text_from) || o.text, '\S+'),
+        status = 'writing',
+        updated_at = pg_catalog.now()
+    from owned o
+    where s.id = o.story_id and s.id in (select id from locked)
+      and s.status in ('pending', 'writing')
+      and pg_catalog.length(coalesce(s.content, '')) >= o.text_from
+    returning o.job_id, pg_catalog.length(s.content) as chars
+  )
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+      'job_id', a.job_id, 'chars', a.chars) order by a.job_id), '[]'::jsonb)
+  from (
+    select job_id, chars from written
+    union all
+    select o.job_id, pg_catalog.length(coalesce(s.content, ''))
+    from owned o join public.stories s on s.id = o.story_id
+    where o.job_id not in (select job_id from written)
+  ) a
+$$;
+
+
+--
 -- Name: dispatch_cursor; Type: TABLE; Schema: private
 --
 
@@ -1325,7 +1395,7 @@ CREATE TABLE public.stories (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     completed_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT stories_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'ready'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT stories_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'writing'::text, 'ready'::text, 'failed'::text, 'cancelled'::text]))),
     CONSTRAINT stories_target_words_check CHECK ((target_words > 0)),
     CONSTRAINT stories_words_check CHECK ((words >= 0))
 );
@@ -1338,6 +1408,13 @@ ALTER TABLE ONLY public.stories REPLICA IDENTITY FULL;
 --
 
 COMMENT ON TABLE public.stories IS 'One generated story per request; written at enqueue, filled in by complete_story_job.';
+
+
+--
+-- Name: COLUMN stories.content; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.stories.content IS 'The story: the text so far while writing (appended to by write_story_texts), the whole of it once ready.';
 
 
 --
@@ -1498,6 +1575,13 @@ CREATE TRIGGER credit_ledger_append_only BEFORE UPDATE ON public.credit_ledger F
 --
 
 CREATE TRIGGER stories_touch_updated_at BEFORE UPDATE ON public.stories FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
+
+
+--
+-- Name: story_jobs story_jobs_text_afresh; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER story_jobs_text_afresh AFTER UPDATE OF status ON public.story_jobs FOR EACH ROW WHEN (((new.status = 'pending'::text) AND (old.status IS DISTINCT FROM 'pending'::text))) EXECUTE FUNCTION private.story_text_afresh();
 
 
 --
@@ -1916,6 +2000,14 @@ GRANT ALL ON FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_ma
 
 REVOKE ALL ON FUNCTION public.user_exists(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.user_exists(p_user_id uuid) TO service_role;
+
+
+--
+-- Name: FUNCTION write_story_texts(p_writes jsonb); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.write_story_texts(p_writes jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.write_story_texts(p_writes jsonb) TO service_role;
 
 
 --

@@ -95,6 +95,29 @@ async def test_progress_never_shows_100_percent_before_completion(
     assert job["progress"] == {"words": 180, "percent": 99}
 
 
+async def test_a_story_being_written_shows_its_text_so_far(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a job whose worker has streamed two pieces of its story
+    user = make_user(credits=1)
+    queued = await _queue(client, user, title="Tide")
+    story_url = f"/api/story/{queued['storyId']}"
+    pending = (await client.get(story_url, headers=user.headers)).json()
+    db.start(queued["jobId"])
+    db.write(queued["jobId"], 0, "Once upon a tide")
+    db.write(queued["jobId"], 16, " the door opened.")
+
+    # When the reader asks for the story
+    story = (await client.get(story_url, headers=user.headers)).json()
+
+    # Then it was pending without text, and is now writing with the text so far, counted
+    assert (pending["status"], pending["content"]) == ("pending", None)
+    assert story["status"] == "writing"
+    assert story["content"] == "Once upon a tide the door opened."
+    assert story["words"] == 7
+    assert story["completedAt"] is None
+
+
 async def test_a_completed_job_shows_its_result_and_the_story_its_content(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:

@@ -55,6 +55,16 @@ class Db:
         if words is not None:
             self.run("select public.heartbeat_story_job(%s, %s, %s)", (job_id, fence, words))
 
+    def write(self, job_id: str, text_from: int, text: str) -> None:
+        """The running attempt streams `text` into its story at character `text_from`."""
+        write = {
+            "job_id": job_id,
+            "fence": self.fence(job_id),
+            "text_from": text_from,
+            "text": text,
+        }
+        self.run("select public.write_story_texts(%s)", (Jsonb([write]),))
+
     def complete(self, job_id: str, content: str, result: dict[str, Any]) -> None:
         self.run(
             "select public.complete_story_job(%s, %s, %s, null, %s)",

@@ -112,7 +112,7 @@ class Gated:
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback
     ) -> GenerationResult:
-        on_progress(3)
+        on_progress(" ".join(self.content.split()[:3]))
         self.started.set()
         await self.gate.wait()
         words = len(self.content.split())

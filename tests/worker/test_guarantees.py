@@ -44,7 +44,7 @@ class Held:
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback
     ) -> GenerationResult:
-        on_progress(5)
+        on_progress("A held story, five words.")
         self.started.set()
         try:
             await self.gate.wait()

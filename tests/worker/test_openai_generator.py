@@ -3,6 +3,7 @@ format: streamed stories with progress, and every failure classified transient o
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from storyq.generation import (
     PermanentGenerationError,
     TransientGenerationError,
     build_generator,
+    count_words,
 )
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
@@ -42,7 +44,7 @@ def generator(server: ThreadedServer, model: str, *, timeout: float = 10.0) -> O
 
 
 async def test_a_streamed_story_is_titled_counted_and_judged(openai_server: ThreadedServer) -> None:
-    reports: list[int] = []
+    reports: list[str] = []
 
     result = await generator(openai_server, "slow-story").generate(REQUEST, reports.append)
 
@@ -51,10 +53,13 @@ async def test_a_streamed_story_is_titled_counted_and_judged(openai_server: Thre
     assert result.words == 300
     assert (result.finish_reason, result.quality) == ("stop", "high")
     assert (result.generator, result.model) == ("openai", "slow-story")
-    # progress arrived while the stream was still running, and grew
-    assert reports[0] == 0
-    assert any(0 < words < 300 for words in reports)
-    assert reports == sorted(reports)
+    # the story's body arrived while the stream was still running, without the title line,
+    # each report extending the one before, and the last the whole story
+    assert reports[0] == ""
+    assert any(0 < count_words(text) < 300 for text in reports)
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(reports))
+    assert not any(text.lstrip().startswith("#") for text in reports)
+    assert result.content.startswith(reports[-1].strip())
 
 
 async def test_a_story_cut_by_the_length_limit_is_kept_with_a_lower_quality(

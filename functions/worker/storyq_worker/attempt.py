@@ -136,6 +136,7 @@ async def _generate(
         abandoned.cancel()
         generation.cancel()
         await asyncio.wait({generation})
+        ctx.writer.forget(claim.job_id)
         await keeper.stop()
     if keeper.stopped is StopReason.CANCELLED and _finished_first(generation):
         # The story was written before the cancel reached it: completing it is up to the

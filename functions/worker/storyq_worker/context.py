@@ -15,6 +15,7 @@ from storyq.queue import Dispatcher
 from storyq.queue.backoff import Backoff, retry_delay
 from storyq.store import Store
 from storyq_worker.heartbeats import HeartbeatBatcher
+from storyq_worker.writer import StoryWriter
 
 # Postgres is cheap to tell and shows progress: each attempt's heartbeat goes at least this
 # often (lease / 4 when that is shorter), in one request per process and tick. The answer is
@@ -32,6 +33,7 @@ class WorkerContext:
     backoff: Backoff
     kicker: WorkerKicker
     heartbeats: HeartbeatBatcher
+    writer: StoryWriter
 
     def retry_delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds before the next attempt: exponential backoff with jitter, Retry-After as
@@ -63,6 +65,11 @@ async def open_context(
         # Half the time an attempt may go unconfirmed before it stops itself (lease.SELF_FENCE).
         request_timeout_seconds=settings.lease_seconds / 3,
     )
+    writer = StoryWriter(
+        store,
+        every_seconds=PROGRESS_SECONDS,
+        timeout_seconds=settings.http_timeout_seconds,
+    )
     try:
         yield WorkerContext(
             settings=settings,
@@ -77,8 +84,10 @@ async def open_context(
             kicker=kicker
             or WorkerKicker(settings.worker_function_name, timeout=settings.http_timeout_seconds),
             heartbeats=heartbeats,
+            writer=writer,
         )
     finally:
+        await writer.close()
         await heartbeats.close()
         await redis.close()
         await db.aclose()

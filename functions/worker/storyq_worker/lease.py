@@ -30,6 +30,7 @@ import contextlib
 from collections.abc import Callable
 from enum import StrEnum
 
+from storyq.generation import count_words
 from storyq.queue import Claim
 from storyq_worker.context import WorkerContext
 from storyq_worker.telemetry import logger
@@ -64,8 +65,11 @@ class LeaseKeeper:
         self.words = 0
         self.stopped: StopReason | None = None
 
-    def progress(self, words: int) -> None:
-        self.words = words
+    def progress(self, text: str) -> None:
+        """The generator's on_progress: the text so far, streamed to the story by the writer;
+        its word count goes with the next heartbeat."""
+        self.words = count_words(text)
+        self._ctx.writer.offer(self._claim.job_id, self._claim.fence, text)
 
     def start(self, on_stop: Callable[[], object]) -> None:
         self._task = asyncio.create_task(self._keep(on_stop), name=f"lease-{self._claim.job_id}")

@@ -7,6 +7,7 @@ length, shaped by prompt, genre and language, the same for the same seed."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import subprocess
@@ -109,24 +110,27 @@ def test_ukrainian_stories_are_written_in_ukrainian(language: str) -> None:
     assert len(content.split("\n\n")) >= 6
 
 
-async def test_the_delay_is_spread_over_growing_progress_reports() -> None:
+async def test_the_text_is_released_word_by_word_over_the_delay() -> None:
     # Given a generator that takes a second
     generator = TemplateGenerator(delay_seconds=1.0)
-    reports: list[tuple[float, int]] = []
+    reports: list[tuple[float, str]] = []
     began = time.monotonic()
 
     # When it writes a story
     result = await generator.generate(
         request(target_words=500),
-        lambda words: reports.append((time.monotonic() - began, words)),
+        lambda text: reports.append((time.monotonic() - began, text)),
     )
 
-    # Then it took the delay, and the words reported grew steadily to the story's length
+    # Then it took the delay, and the text reported grew steadily, each report extending the
+    # one before, to the whole story
     assert time.monotonic() - began >= 1.0
-    words = [count for _, count in reports]
-    assert words == sorted(words)
-    assert words[-1] == result.words
-    assert len({count for at, count in reports if at < 0.9}) >= 3
+    texts = [text for _, text in reports]
+    assert texts[0] == ""
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    assert texts[-1] == result.content
+    assert len({text for at, text in reports if at < 0.9}) >= 3
+    assert "\n\n" in texts[len(texts) // 2]  # paragraphs arrive as they are written
     assert (result.finish_reason, result.generator, result.quality) == ("stop", "template", "high")
     assert result.words == count_words(result.content)
 

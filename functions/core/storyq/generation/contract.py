@@ -1,9 +1,10 @@
 """What every generator takes and returns, and how its result is judged.
 
 A generator is anything with ``async generate(request, on_progress) -> GenerationResult``.
-It reports the words written so far through ``on_progress`` (a cheap, synchronous callback:
-the worker keeps the latest count and writes it with the next heartbeat), and raises a
-`GenerationError` subclass when it fails.
+It reports the story's text written so far through ``on_progress``: the whole body so far (no
+title line), which only grows within one attempt (a cheap, synchronous callback: the worker
+keeps the latest text and sends what is new with the next heartbeat, so readers watch the
+story being written). It raises a `GenerationError` subclass when it fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Literal, Protocol
 
 from storyq.results import JobResult
 
-ProgressCallback = Callable[[int], None]
+# The story's body written so far (see the module docstring).
+ProgressCallback = Callable[[str], None]
 Quality = Literal["high", "medium", "low"]
 
 # Providers name a natural end "stop"; some compatible servers say "end_turn" or "eos".

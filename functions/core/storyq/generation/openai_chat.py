@@ -112,6 +112,19 @@ def _bare(line: str) -> str:
     return line.strip().lstrip("#").strip().strip("*_").strip()
 
 
+def body_so_far(text: str) -> str:
+    """The story's body within a reply still streaming: without its title line (`split_title`),
+    and nothing while the first line may still turn out to be a title."""
+    first, newline, rest = text.lstrip().partition("\n")
+    head = _bare(first).lower()
+    title_like = first.lstrip().startswith("#") or any(
+        head.startswith(prefix) or prefix.startswith(head) for prefix in _TITLE_PREFIXES
+    )
+    if not title_like:
+        return text.lstrip()
+    return rest.lstrip() if newline else ""
+
+
 def split_title(text: str, fallback: str) -> tuple[str, str]:
     """('Title', body) from a reply whose first line may be '# Title' or 'Title: ...'."""
     stripped = text.strip()
@@ -143,7 +156,8 @@ def _messages(request: GenerationRequest) -> list[ChatCompletionMessageParam]:
 
 
 class _Transcript:
-    """The text received so far, with progress reports at most every half second."""
+    """The text received so far, with progress reports (its body so far) at most every
+    _PROGRESS_INTERVAL_SECONDS."""
 
     def __init__(self, on_progress: ProgressCallback) -> None:
         self.parts: list[str] = []
@@ -156,7 +170,7 @@ class _Transcript:
         now = time.monotonic()
         if now - self._reported_at >= _PROGRESS_INTERVAL_SECONDS:
             self._reported_at = now
-            self._on_progress(count_words(self.text))
+            self._on_progress(body_so_far(self.text))
 
     @property
     def text(self) -> str:
@@ -198,7 +212,7 @@ class OpenAIGenerator:
         self, request: GenerationRequest, on_progress: ProgressCallback
     ) -> GenerationResult:
         transcript = _Transcript(on_progress)
-        on_progress(0)
+        on_progress("")
         try:
             async with asyncio.timeout(self._timeout):
                 await self._stream(request, transcript)

@@ -38,6 +38,7 @@ _KEYWORD_SHARE = 0.12
 _ATMOSPHERE_SHARE = 0.15
 # Progress is reported at least this often while the delay runs.
 _PROGRESS_INTERVAL_SECONDS = 0.25
+_WORD = re.compile(r"\S+")
 
 
 def lexicon_for(language: str) -> Lexicon:
@@ -261,7 +262,7 @@ class TemplateGenerator:
         except LexiconFileError as exc:  # a broken build: no retry would write this story
             raise PermanentGenerationError("generator_misconfigured", str(exc)[:500]) from exc
         words = count_words(content)
-        await self._pace(words, on_progress)
+        await self._pace(content, on_progress)
         return GenerationResult(
             title=title,
             content=content,
@@ -271,11 +272,13 @@ class TemplateGenerator:
             generator=self.name,
         )
 
-    async def _pace(self, words: int, on_progress: ProgressCallback) -> None:
-        """Spread the delay over progress reports, so the count grows as a model's would."""
+    async def _pace(self, content: str, on_progress: ProgressCallback) -> None:
+        """Release the text word by word over the delay, as a model streams it."""
+        ends = [match.end() for match in _WORD.finditer(content)]
         steps = max(1, math.ceil(self._delay / _PROGRESS_INTERVAL_SECONDS))
-        on_progress(0)
+        on_progress("")
         for step in range(1, steps + 1):
             if self._delay:
                 await asyncio.sleep(self._delay / steps)
-            on_progress(words * step // steps)
+            written = len(ends) * step // steps
+            on_progress(content[: ends[written - 1]] if written else "")

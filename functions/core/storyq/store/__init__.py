@@ -55,6 +55,7 @@ from storyq.store.models import (
     StartRefused,
     Story,
     StoryStatus,
+    TextWrite,
     WalkPlace,
 )
 from storyq.store.stories import StoryStore
@@ -117,6 +118,7 @@ __all__ = [
     "StoryNotFound",
     "StoryStatus",
     "StoryStore",
+    "TextWrite",
     "UserNotFound",
     "UserStore",
     "WalkPlace",

@@ -36,6 +36,7 @@ from storyq.store.models import (
     StalledJob,
     StartedJob,
     StartRefused,
+    TextWrite,
     WalkPlace,
 )
 
@@ -103,6 +104,25 @@ class JobStore:
             for row in reply
         ]
         return {(answer.job_id, answer.fence): answer for answer in answers}
+
+    async def write_texts(self, writes: Sequence[TextWrite]) -> dict[UUID, int]:
+        """Stream text into the stories of running attempts, in one request: for each job whose
+        attempt (`fence`) still runs it, how many characters its story now holds (where that
+        attempt's next write starts). A job missing from the answer no longer runs under that
+        fence; its text is not written."""
+        if not writes:
+            return {}
+        payload = [
+            {
+                "job_id": str(write.job_id),
+                "fence": write.fence,
+                "text_from": write.text_from,
+                "text": write.text,
+            }
+            for write in writes
+        ]
+        reply = await call(self._db, "write_story_texts", {"p_writes": payload})
+        return {UUID(str(row["job_id"])): int(row["chars"]) for row in reply}
 
     async def complete(
         self,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storyq.results import JobResult
 
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
-StoryStatus = Literal["pending", "ready", "failed", "cancelled"]
+StoryStatus = Literal["pending", "writing", "ready", "failed", "cancelled"]
 CleanableStatus = Literal["completed", "failed", "cancelled"]
 # Who cancelled a job (or asked to): its user, an admin, or the waiting TTL.
 CancelReason = Literal["user", "admin", "expired"]
@@ -216,7 +216,8 @@ class JobPage(_Row):
 
 
 class Story(_Row):
-    """A story row (exists from enqueue on; content is null until the job completes)."""
+    """A story row (exists from enqueue on): content is null while pending, the text so far
+    while writing, the whole story once ready (failed and cancelled keep what was written)."""
 
     story_id: UUID
     job_id: UUID | None
@@ -293,6 +294,17 @@ class BeatReply:
     job_id: UUID
     fence: int
     cancel: bool
+
+
+@dataclass(frozen=True)
+class TextWrite:
+    """What an attempt has written since its story last stored: `text` goes at character
+    `text_from` of the story (`JobStore.write_texts`)."""
+
+    job_id: UUID
+    fence: int
+    text_from: int
+    text: str
 
 
 class DispatchSnapshot(_Row):

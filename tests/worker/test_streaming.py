@@ -1,0 +1,73 @@
+"""Watch it write: the story's text reaches its row while the worker generates it, at least
+every tick while text flows, and a retried job starts its text afresh (issue 19)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from storyq.config import Settings
+from storyq.generation import TemplateGenerator, count_words
+from storyq.queue import Dispatcher
+from storyq.store import Store
+from storyq_local.stack.builder import LocalStack
+from storyq_worker.context import PROGRESS_SECONDS
+from storyq_worker.invocation import run_invocation
+from tests.support.polling import eventually
+from tests.worker.helpers import enqueue
+
+
+def story_of(database_url: str, job_id: uuid.UUID) -> dict[str, Any]:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "select s.status, s.content, s.words from public.stories s"
+            " join public.story_jobs j on j.story_id = s.id where j.id = %s",
+            (job_id,),
+        ).fetchone()
+    assert row is not None
+    return {"status": row[0], "content": row[1], "words": row[2]}
+
+
+async def test_the_story_grows_in_its_row_while_it_is_written(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a 6-second generation of a 600-word story by the template generator
+    job_id = await enqueue(store, dispatcher, user, target_words=600)
+    worker = asyncio.create_task(
+        run_invocation(worker_settings, generator=TemplateGenerator(delay_seconds=6.0))
+    )
+
+    # When a reader looks at the story row while the worker writes
+    seen: list[tuple[float, str]] = []
+
+    def writing() -> bool:
+        story = story_of(worker_stack.database_url, job_id)
+        if story["status"] == "writing" and (not seen or seen[-1][1] != story["content"]):
+            seen.append((time.monotonic(), story["content"]))
+        return bool(story["status"] == "ready")
+
+    await eventually(writing, timeout=30, every=0.05)
+    summary = await worker
+
+    # Then it saw the story `writing`, its text growing (each version extending the one
+    # before, its words counted), new text at least every tick while it flowed, and the
+    # finished story extends the last version it saw
+    assert summary.completed == 1
+    assert len(seen) >= 3
+    texts = [text for _, text in seen]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert max(gaps) < PROGRESS_SECONDS + 1.0
+    final = story_of(worker_stack.database_url, job_id)
+    assert final["status"] == "ready"
+    assert final["content"].startswith(texts[-1])
+    assert final["words"] == count_words(final["content"])
