@@ -16,7 +16,7 @@ from storyq.generation import TemplateGenerator, count_words
 from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_local.stack.builder import LocalStack
-from storyq_worker.context import PROGRESS_SECONDS
+from storyq_worker.context import TEXT_SECONDS
 from storyq_worker.invocation import run_invocation
 from tests.support.polling import eventually
 from tests.worker.helpers import enqueue
@@ -66,7 +66,7 @@ async def test_the_story_grows_in_its_row_while_it_is_written(
     texts = [text for _, text in seen]
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
     gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
-    assert max(gaps) < PROGRESS_SECONDS + 1.0
+    assert max(gaps) < TEXT_SECONDS + 1.0
     final = story_of(worker_stack.database_url, job_id)
     assert final["status"] == "ready"
     assert final["content"].startswith(texts[-1])

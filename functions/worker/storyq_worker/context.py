@@ -22,6 +22,10 @@ from storyq_worker.writer import StoryWriter
 # also how an attempt hears of a cancel, which must stop its generation within 2 s: a tick
 # of 1 s leaves a second for the request that carries it and the generation's end.
 PROGRESS_SECONDS = 1.0
+# The story's text goes to its row at least this often while it flows (and at each paragraph's
+# end): within the 2 s readers are promised, with each write a whole new row version (content
+# is rewritten, not appended in place), so not every tick.
+TEXT_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ async def open_context(
     )
     writer = StoryWriter(
         store,
-        every_seconds=PROGRESS_SECONDS,
+        every_seconds=TEXT_SECONDS,
         timeout_seconds=settings.http_timeout_seconds,
     )
     try:

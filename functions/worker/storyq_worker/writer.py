@@ -10,9 +10,9 @@ writer assumed is sent what it lacks on the next tick. Postgres applies a write 
 attempt still runs its job (same fence, processing), so a write that arrives after the job
 was completed, failed or cancelled changes nothing.
 
-Readers see the text at least every `every_seconds` while it flows (the issue's 2 s; the
-worker's tick is PROGRESS_SECONDS) and at the end of each paragraph, with writes at least
-PARAGRAPH_GAP_SECONDS apart.
+Readers see the text at least every `every_seconds` (context.TEXT_SECONDS) plus a request
+while it flows, within the 2 s GET /api/story promises, and at the end of each paragraph, with
+writes at least PARAGRAPH_GAP_SECONDS apart.
 """
 
 from __future__ import annotations
