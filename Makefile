@@ -17,7 +17,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
 	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web \
-	bench-sam-local bench-cost bench-scale
+	bench-sam-local bench-cost bench-scale bench-stream
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-sam-local  cold and warm invoke durations through sam's Lambda emulation"
 	@echo "make bench-cost       billed Upstash commands per story and idle hour, beside BullMQ"
 	@echo "make bench-scale      sweep, enqueue, lookups and slot refill at 0 to 100,000 waiting jobs"
+	@echo "make bench-stream     DELETE -> stop and -> next start; Postgres writes per streamed story"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -153,6 +154,14 @@ bench-cost: venv services node-deps
 # bench.json's `scale` (a few minutes; `python -m bench.scale --quick` to try it out).
 bench-scale: venv services
 	$(BIN)/python -m bench.scale
+
+# Issue 19's figures through the API and real worker processes at MAX_ACTIVE_JOBS = 2: DELETE of
+# a running job -> its generation's stop and -> the next job's start (10 cancels), then the
+# Postgres requests, bytes, row versions and WAL, and billed Upstash commands, per streamed story
+# (20 s template stories); into bench/results/stream_cancel.json and bench.json's `stream`
+# (about a minute and a half).
+bench-stream: venv services
+	$(BIN)/python -m bench.stream_cancel
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services

@@ -26,7 +26,7 @@ from typing import Any
 from bench.stack import JWT_SECRET, POWERTOOLS_ENV, start_server_side
 
 RESULTS = Path(__file__).parent / "results" / "bench.json"
-KEPT_FROM_OTHER_BENCHES = ("cost", "scale")
+KEPT_FROM_OTHER_BENCHES = ("cost", "scale", "stream")
 POSTGRES_SERVER_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -163,7 +163,8 @@ def main() -> None:
     rows = build_rows(results)
     results["table"] = [row.as_dict() for row in rows]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    # What other benches write into bench.json (`make bench-cost`: `cost`, later `scale`) stays.
+    # What other benches write into bench.json (`make bench-cost`: `cost`, `make bench-scale`:
+    # `scale`, `make bench-stream`: `stream`) stays.
     if RESULTS.is_file():
         earlier = json.loads(RESULTS.read_text(encoding="utf-8"))
         for key in KEPT_FROM_OTHER_BENCHES:
