@@ -1,13 +1,13 @@
 // @ts-check
 /**
  * storyq-api.js: StoryqClient, the API calls (request, generate, jobs, stories, me) and the
- * watchers (watchJob, subscribe). Import it from storyq-client.js, the public entry point.
+ * watchers (watchJob and subscribe for a job, watchStory for the text of a story). Import it from storyq-client.js, the public entry point.
  */
 
 import { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
 import {
-  DEFAULT_MIN_INTERVAL_MS, DEFAULT_REALTIME_INTERVAL_MS, abortError, jitter, nextPollMs,
-  rowChange, sleep, wakeSignal, withWords,
+  DEFAULT_MIN_INTERVAL_MS, DEFAULT_REALTIME_INTERVAL_MS, abortError, isNewerStory,
+  isStoryFinished, jitter, nextPollMs, rowChange, sleep, storyFromRow, wakeSignal, withWords,
 } from './storyq-polling.js';
 
 /** @typedef {import('./storyq-client.js').Job} Job */
@@ -147,8 +147,12 @@ export class StoryqClient {
   }
 
   /**
-   * DELETE /api/job/{id}: cancel a pending job (refunded). A 409 (`job_not_cancellable`)
-   * means it already started or finished.
+   * DELETE /api/job/{id}: cancel a job. A waiting one is cancelled and refunded at once (the
+   * answer's status is `cancelled`). A running one is asked to stop (202: the answer's status
+   * is still `processing`, with `cancelRequested: true`): its generation stops within seconds
+   * and the job ends `cancelled` and refunded, keeping the text written so far; keep watching
+   * it to see that. Asking again answers the same, with no second refund. A 409
+   * (`job_not_cancellable`) means it completed or failed first.
    * @param {string} jobId
    * @returns {Promise<Job>}
    */
@@ -254,6 +258,105 @@ export class StoryqClient {
   }
 
   /**
+   * Follow a story while it is written, until it is ready, failed or cancelled: `onUpdate`
+   * gets each newer view of it (the first at once), and the promise resolves with the last.
+   * With a supabase-js client (here or in the constructor) it subscribes to postgres_changes
+   * on public.stories filtered by id: each change of the row carries its text, so the text
+   * grows with no request (one read catches up when the channel joins, and one when a change
+   * comes without its text). Without Realtime, or while its channel is down, the story is
+   * re-read from the API each time `nextRead()` resolves: pass one that resolves when the
+   * story's job is polled (the page does), so the text costs no polls of its own pace; the
+   * default waits `intervalMs` (5 s). Every read is billed, so never poll the text faster.
+   * @param {string} storyId
+   * @param {(story: Story) => void} onUpdate
+   * @param {{signal?: AbortSignal, supabase?: SupabaseLike | null, initial?: Story,
+   *   nextRead?: (story: Story) => Promise<unknown>, intervalMs?: number}} [options]
+   * @returns {Promise<Story>}
+   */
+  async watchStory(storyId, onUpdate, options = {}) {
+    const { signal } = options;
+    const supabase = options.supabase ?? this.supabase;
+    const nextRead = options.nextRead
+      ?? (() => sleep(options.intervalMs ?? DEFAULT_STORY_INTERVAL_MS, signal));
+    let story = options.initial ?? await this.getStory(storyId, { signal });
+    onUpdate(story);
+    if (isStoryFinished(story.status)) return story;
+    /** @param {Story} next */
+    const accept = (next) => {
+      if (!isNewerStory(next, story)) return;
+      story = next;
+      onUpdate(story);
+    };
+    const wake = wakeSignal();
+    const live = { up: false, readDue: false };
+    const channel = supabase && typeof supabase.channel === 'function'
+      ? supabase
+        .channel(`storyq-story-${storyId}-${++channelCount}`)
+        .on(
+          'postgres_changes',
+          { event: '*', schema: 'public', table: 'stories', filter: `id=eq.${storyId}` },
+          (payload) => {
+            const next = storyFromRow(payload, story);
+            if (next) accept(next);
+            else live.readDue = true;
+            wake.fire();
+          },
+        )
+        .subscribe((status) => {
+          const up = status === 'SUBSCRIBED';
+          if (up && !live.up) live.readDue = true; // what changed before the join
+          live.up = up;
+          wake.fire();
+        })
+      : null;
+    const stopped = new Promise((_, reject) => {
+      signal?.addEventListener('abort', () => reject(abortError(signal)), { once: true });
+    });
+    stopped.catch(() => {});
+    let failures = 0;
+    /** @type {Promise<void> | null} */
+    let read = null;
+    try {
+      while (!isStoryFinished(story.status)) {
+        if (signal?.aborted) throw abortError(signal);
+        wake.rearm();
+        if (live.readDue) {
+          live.readDue = false;
+          try {
+            accept(await this.getStory(storyId, { signal }));
+            failures = 0;
+          } catch (error) {
+            if (signal?.aborted || !(error instanceof StoryqError) || !error.transient) throw error;
+            failures += 1;
+            live.readDue = true;
+            await sleep(error.retryAfterMs ?? jitter(Math.min(60000, 1000 * 2 ** failures)), signal);
+          }
+          continue;
+        }
+        if (live.up) {
+          await Promise.race([wake.promise, stopped]);
+        } else {
+          // One pace at a time: a wake (the channel failing again) does not start another.
+          read ??= nextRead(story).then(() => {
+            read = null;
+            live.readDue = !live.up;
+          });
+          await Promise.race([read, wake.promise, stopped]);
+        }
+      }
+      return story;
+    } finally {
+      if (channel) {
+        try {
+          supabase?.removeChannel(channel);
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+
+  /**
    * @param {string} jobId
    * @param {(job: Job) => void} onUpdate
    * @param {WatchOptions} options
@@ -281,6 +384,7 @@ export class StoryqClient {
           realtime.wokenFor = null;
         }
         onUpdate(job);
+        options.onPoll?.(job);
         const next = nextPollMs(job, {
           retryAfterMs: parseRetryAfter(response.headers.get('Retry-After')),
           minMs: minIntervalMs,
@@ -303,6 +407,13 @@ export class StoryqClient {
     }
   }
 }
+
+/** The wait between two reads of a story without Realtime, when the caller gives no pace. */
+const DEFAULT_STORY_INTERVAL_MS = 5000;
+
+/** Story channels get a topic of their own each time: supabase-js hands back a channel with
+ * the same topic while it is still being left. */
+let channelCount = 0;
 
 /**
  * A watcher's Realtime state: whether the channel is up, the fallback interval, the wake-up,

@@ -16,7 +16,8 @@
  * and 5xx, honours Retry-After on 429 and 503, and stops at a terminal status. subscribe() does
  * the same, but is woken at once by Supabase Realtime (postgres_changes on story_jobs) when the
  * job's status changes, and takes progress from the row changes, when a supabase-js client is
- * given.
+ * given. watchStory() follows a story's text while it is written: from Realtime's changes of
+ * its row (no request), else re-read at the pace the caller gives (its job's polls).
  *
  * This file is the public entry point: it holds the API's types and re-exports the code,
  * which lives in storyq-http.js (StoryqError, Retry-After, Idempotency-Key),
@@ -50,6 +51,9 @@
  * @property {{generationTime: number | null, quality?: unknown, words: number | null}} [result]
  * @property {{code: string, message: string}} [error] failed only
  * @property {boolean | null} [refunded] failed and cancelled
+ * @property {boolean} [cancelRequested] true from a DELETE of the running job on (it is being
+ *   stopped; it ends `cancelled`, or `completed` if it finished first)
+ * @property {'user' | 'admin' | 'expired' | null} [cancelReason] cancelled only
  */
 
 /**
@@ -81,7 +85,9 @@
  * @property {string | null} [genre]
  * @property {string} [language]
  * @property {number} [targetWords]
- * @property {'pending' | 'ready' | 'failed' | 'cancelled'} status
+ * @property {'pending' | 'writing' | 'ready' | 'failed' | 'cancelled'} status `writing`: content
+ *   is the text so far (only appended to, unless a retry starts it afresh: `pending` again);
+ *   `failed` and `cancelled` keep the text written before
  * @property {string | null} content
  * @property {number | null} words
  * @property {string} createdAt
@@ -122,13 +128,17 @@
  *   when the API suggests nothing; set, it caps both
  * @property {number} [maxBackoffMs] ceiling of the backoff after errors (default 60000)
  * @property {(error: unknown, delayMs: number) => void} [onRetry] told of each transient error
+ * @property {(job: Job) => void} [onPoll] told of each view the API answered (not of the
+ *   progress Realtime brings): the pace at which the job is polled, for a story's reader
  * @property {Job} [initial] a view of the job the caller already has (skips nothing: the
  *   first poll still happens at once, this only seeds the interval)
  */
 
 /** @typedef {import('./storyq-api.js').ClientOptions} ClientOptions */
 
-export { TERMINAL_STATUSES, isTerminal, pollDelay, nextPollMs } from './storyq-polling.js';
+export {
+  TERMINAL_STATUSES, isTerminal, isStoryFinished, pollDelay, nextPollMs,
+} from './storyq-polling.js';
 export { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
 export { StoryqClient } from './storyq-api.js';
 export { StoryqClient as default } from './storyq-api.js';

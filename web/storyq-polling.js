@@ -2,11 +2,13 @@
 /**
  * storyq-polling.js: the timing of the client's job watchers: terminal statuses, the wait
  * before the next poll (nextPollMs: the server's Retry-After, else pollDelay), what a Realtime
- * row change means (rowChange, withWords), and the sleep, jitter and Realtime wake-up that
- * StoryqClient's watchJob and subscribe use. Import the public names from storyq-client.js.
+ * row change means (rowChange, withWords; storyFromRow, isNewerStory for a story's row), and
+ * the sleep, jitter and Realtime wake-up that StoryqClient's watchJob, subscribe and watchStory
+ * use. Import the public names from storyq-client.js.
  */
 
 /** @typedef {import('./storyq-client.js').Job} Job */
+/** @typedef {import('./storyq-client.js').Story} Story */
 
 export const TERMINAL_STATUSES = Object.freeze(['completed', 'failed', 'cancelled']);
 
@@ -191,4 +193,47 @@ export function wakeSignal() {
   };
   self.rearm();
   return self;
+}
+
+/** A story's statuses after which its text changes no more. @param {string | undefined | null} status */
+export function isStoryFinished(status) {
+  return status === 'ready' || status === 'failed' || status === 'cancelled';
+}
+
+/**
+ * The story a postgres_changes payload about its `stories` row shows, over `known` (the last
+ * view: what the row has no column for, such as `jobId`, is kept), or null when the payload
+ * cannot tell (not an UPDATE, or the row came without its text: Realtime leaves out a value
+ * that did not change and was stored out of line, or one too large to send): then ask the API.
+ * @param {any} payload supabase-js's RealtimePostgresChangesPayload
+ * @param {Story} known
+ * @returns {Story | null}
+ */
+export function storyFromRow(payload, known) {
+  const row = payload?.new;
+  if (payload?.eventType !== 'UPDATE' || !row || typeof row.status !== 'string') return null;
+  if (!('content' in row) && row.status !== 'pending') return null;
+  return {
+    ...known,
+    title: row.title ?? known.title,
+    status: row.status,
+    content: row.content ?? null,
+    words: row.words ?? null,
+    completedAt: row.completed_at ?? null,
+  };
+}
+
+/**
+ * Whether `next` may replace `current` in a reader: not when it is an older view of the same
+ * attempt's text (an API answer that left before a Realtime change arrived). Within an attempt
+ * the text is only appended to, so a shorter prefix of the text shown is stale.
+ * @param {Story} next
+ * @param {Story} current
+ */
+export function isNewerStory(next, current) {
+  if (isStoryFinished(current.status)) return false;
+  if (next.status !== 'writing' || current.status !== 'writing') return true;
+  const before = current.content ?? '';
+  const after = next.content ?? '';
+  return !(after.length < before.length && before.startsWith(after)) && after !== before;
 }

@@ -189,7 +189,7 @@ def test_me_is_null_where_the_api_has_no_such_endpoint(module_page: Page) -> Non
 
 
 def test_the_client_speaks_the_contract(module_page: Page, users: Users, web_stack: Any) -> None:
-    """generate (with a replayed Idempotency-Key), getJob, listJobs, getStory, cancel."""
+    """generate (with a replayed Idempotency-Key), getJob, listJobs, getStory, cancel (twice)."""
     cancel_unfinished(web_stack.database_url)
     user = users.new(credits=3)
     out = run(
@@ -207,10 +207,9 @@ def test_the_client_speaks_the_contract(module_page: Page, users: Users, web_sta
         const pending = await client.listJobs({ status: 'pending', limit: 5 });
         const story = await client.getStory(first.storyId);
         const cancelled = await client.cancel(first.jobId);
-        let late = null;
-        try { await client.cancel(first.jobId); } catch (e) { late = [e.status, e.code]; }
+        const again2 = await client.cancel(first.jobId);
         const me = await client.me();
-        return { first, again, conflict, job, pending, story, cancelled, late, me };
+        return { first, again, conflict, job, pending, story, cancelled, again2, me };
         """,
         arg=user.token,
     )
@@ -227,7 +226,9 @@ def test_the_client_speaks_the_contract(module_page: Page, users: Users, web_sta
     assert out["story"]["content"] is None
     assert out["cancelled"]["status"] == "cancelled"
     assert out["cancelled"]["refunded"] is True
-    assert out["late"] == [409, "job_not_cancellable"]
+    # Cancelling again answers the same, with no second refund.
+    assert out["again2"]["status"] == "cancelled"
+    assert out["again2"]["refunded"] is True
     assert out["me"]["credits"] == 3  # debited once, refunded once
     assert users.balance(user) == 3
 
@@ -508,6 +509,51 @@ def test_subscribe_without_supabase_is_watch(module_page: Page) -> None:
         arg={"id": JOB["jobId"]},
     )
     assert out == ["completed", 2]
+
+
+STORY = {
+    "storyId": JOB["storyId"],
+    "jobId": JOB["jobId"],
+    "title": None,
+    "prompt": "p",
+    "words": None,
+    "createdAt": "2026-01-01T00:00:00Z",
+    "completedAt": None,
+}
+
+
+def story(status: str, content: str | None) -> dict[str, Any]:
+    return {**STORY, "status": status, "content": content}
+
+
+def test_watch_story_reads_only_at_the_pace_it_is_given(module_page: Page) -> None:
+    """Without Realtime the text is re-read each time nextRead() resolves (the page: each poll
+    of the job), never on its own clock; an older view of the text never replaces a newer one."""
+    out = run(
+        module_page,
+        """
+        const client = new m.StoryqClient({ getToken: () => 't', fetch: fakeFetch });
+        const shown = [];
+        let paced = 0;
+        const final = await client.watchStory(arg, (s) => shown.push(s.content), {
+          nextRead: () => { paced += 1; return new Promise((r) => setTimeout(r, 30)); },
+        });
+        return { final: final.status, shown, reads: calls.length, paced };
+        """,
+        answers=[
+            [200, story("pending", None)],
+            [200, story("writing", "Once")],
+            [200, story("writing", "Once upon")],
+            [200, story("writing", "Once")],  # stale: left before the one above
+            [200, story("writing", "Once upon a time")],
+            [200, story("cancelled", "Once upon a time")],
+        ],
+        arg=STORY["storyId"],
+    )
+    assert out["final"] == "cancelled"
+    assert out["shown"] == [None, "Once", "Once upon", "Once upon a time", "Once upon a time"]
+    assert out["reads"] == 6
+    assert out["paced"] == 5  # one read per nextRead, after the first
 
 
 def test_the_client_runs_without_a_page() -> None:
