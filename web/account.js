@@ -7,6 +7,7 @@
 import { StoryqClient, StoryqError } from './storyq-client.js';
 import { loadJobs, resetList } from './job-list.js';
 import { clearError, showError } from './messages.js';
+import { closeStory, reopenStory } from './reader.js';
 import { config, state, ui } from './state.js';
 import { resume } from './watchers.js';
 
@@ -87,7 +88,7 @@ async function signOut() {
   state.userId = '';
   state.credits = null;
   resetList();
-  ui.reader.hidden = true;
+  closeStory();
   showSignIn();
   state.signingOut = false;
 }
@@ -145,6 +146,7 @@ async function enter() {
     await refreshCredits();
     await loadJobs(true);
     await resume();
+    reopenStory();
   } catch (error) {
     fail(error);
   }

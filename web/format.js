@@ -45,8 +45,9 @@ export function detailOf(job) {
     }
     case 'processing': {
       const progress = job.progress;
-      if (!progress || !progress.words) return `Writing…${attempt}`;
-      return `Writing… ${progress.words.toLocaleString()} words (${progress.percent} %)${attempt}`;
+      const doing = job.cancelRequested ? 'Stopping…' : 'Writing…';
+      if (!progress || !progress.words) return `${doing}${attempt}`;
+      return `${doing} ${progress.words.toLocaleString()} words (${progress.percent} %)${attempt}`;
     }
     case 'completed': {
       const words = job.result?.words;
@@ -59,8 +60,14 @@ export function detailOf(job) {
     }
     case 'failed':
       return `${job.error?.message || 'The story could not be written'}${job.refunded ? ' · credit refunded' : ''}`;
-    case 'cancelled':
-      return `Cancelled${job.refunded ? ' · credit refunded' : ''}`;
+    case 'cancelled': {
+      const how = {
+        user: job.startedAt ? 'Stopped' : 'Cancelled',
+        admin: 'Cancelled by an admin',
+        expired: 'Expired in the queue',
+      }[job.cancelReason ?? 'user'] ?? 'Cancelled';
+      return `${how}${job.refunded ? ' · credit refunded' : ''}`;
+    }
     default:
       return '';
   }

@@ -1,5 +1,8 @@
 // @ts-check
-/** The list of the user's jobs: loading and paging it, a row per job, cancelling from a row. */
+/**
+ * The list of the user's jobs: loading and paging it, a row per job, cancelling a waiting job
+ * and stopping a running one from its row.
+ */
 
 import { StoryqError } from './storyq-client.js';
 import { fail, refreshCredits } from './account.js';
@@ -8,6 +11,7 @@ import { announce, clearError } from './messages.js';
 import { openStory } from './reader.js';
 import { state, ui } from './state.js';
 import { forget } from './storage.js';
+import { watch } from './watchers.js';
 
 /** @typedef {import('./storyq-client.js').Job} Job */
 /** @typedef {import('./storyq-client.js').JobStatus} JobStatus */
@@ -85,8 +89,10 @@ function createdOf(id) {
 export function upsert(job, { prepend = false } = {}) {
   const previous = state.jobs.get(job.jobId);
   // A list entry has no waitTime/progress: keep the sections the job's own view had.
+  // A stop once asked for stays asked for: a view from before the DELETE may come later.
   const merged = previous && previous.status === job.status
-    ? { ...previous, ...job, waitTime: job.waitTime ?? previous.waitTime, progress: job.progress ?? previous.progress }
+    ? { ...previous, ...job, waitTime: job.waitTime ?? previous.waitTime, progress: job.progress ?? previous.progress,
+      cancelRequested: Boolean(job.cancelRequested || previous.cancelRequested) }
     : job;
   state.jobs.set(job.jobId, merged);
   if (!state.order.includes(job.jobId)) {
@@ -124,7 +130,9 @@ function createRow(jobId) {
     const job = state.jobs.get(jobId);
     if (job) openStory(job.storyId).catch(fail);
   });
+  const stop = /** @type {HTMLButtonElement} */ (row.querySelector('.stop'));
   cancel.addEventListener('click', () => cancelJob(jobId, cancel));
+  stop.addEventListener('click', () => cancelJob(jobId, stop));
   return row;
 }
 
@@ -137,7 +145,8 @@ export function render(jobId) {
   const title = /** @type {HTMLElement} */ (row.querySelector('.job-title'));
   title.textContent = titleOf(job);
   const badge = /** @type {HTMLElement} */ (row.querySelector('.badge'));
-  badge.textContent = STATUS_LABEL[job.status] || job.status;
+  const stopping = job.status === 'processing' && Boolean(job.cancelRequested);
+  badge.textContent = stopping ? 'Stopping' : STATUS_LABEL[job.status] || job.status;
   badge.className = `badge ${job.status}`;
   const detail = /** @type {HTMLElement} */ (row.querySelector('.job-detail'));
   const note = state.rowNotes.get(jobId);
@@ -153,29 +162,51 @@ export function render(jobId) {
     progress.setAttribute('aria-label', `Progress of ${titleOf(job)}`);
   }
   const read = /** @type {HTMLButtonElement} */ (row.querySelector('.read'));
-  read.hidden = job.status !== 'completed';
+  read.hidden = !hasText(job);
   read.setAttribute('aria-label', `Read ${titleOf(job)}`);
   const cancel = /** @type {HTMLButtonElement} */ (row.querySelector('.cancel'));
   cancel.hidden = job.status !== 'pending';
   cancel.setAttribute('aria-label', `Cancel ${titleOf(job)}`);
+  const stop = /** @type {HTMLButtonElement} */ (row.querySelector('.stop'));
+  stop.hidden = job.status !== 'processing' || stopping;
+  stop.setAttribute('aria-label', `Stop ${titleOf(job)}`);
 }
 
-/** @param {string} jobId @param {HTMLButtonElement} button */
+/** Whether the job's story may have text to read: it is written, or was being written. @param {Job} job */
+function hasText(job) {
+  if (job.status === 'completed' || job.status === 'processing') return true;
+  return (job.status === 'cancelled' || job.status === 'failed') && Boolean(job.startedAt);
+}
+
+/**
+ * Cancel a waiting job, or stop a running one (the same DELETE). A waiting one (or one already
+ * cancelled) is cancelled and refunded in the answer (200). A running one is being stopped
+ * (202): its row says so and its watcher, kept on, sees it end cancelled (refunded, its text
+ * kept) or completed if it finished first. A 409: it completed or failed first.
+ * @param {string} jobId @param {HTMLButtonElement} button
+ */
 async function cancelJob(jobId, button) {
   if (!state.client) return;
   button.disabled = true;
   clearError();
   try {
     const job = await state.client.cancel(jobId);
+    if (job.status === 'processing') {
+      upsert(job);
+      watch(jobId); // already watched, unless its watcher gave up
+      announce(`Stopping “${titleOf(job)}”…`);
+      return;
+    }
     state.watchers.get(jobId)?.abort();
     state.watchers.delete(jobId);
     forget(jobId);
     upsert(job);
-    announce(`“${titleOf(job)}” was cancelled${job.refunded ? ' and your credit refunded' : ''}.`);
+    const done = job.startedAt ? 'was stopped' : 'was cancelled';
+    announce(`“${titleOf(job)}” ${done}${job.refunded ? ' and your credit refunded' : ''}.`);
     await refreshCredits();
   } catch (error) {
     if (error instanceof StoryqError && error.status === 409) {
-      // It started in the meantime: show where it is now.
+      // It finished first: show how.
       state.client.getJob(jobId).then((job) => upsert(job)).catch(() => {});
     }
     fail(error);

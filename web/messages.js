@@ -30,9 +30,9 @@ export function describe(error) {
     case 404:
       return { title: 'Not found', text: error.detail || 'That job or story does not exist.' };
     case 409:
-      return { title: error.code === 'job_not_cancellable' ? 'Too late to cancel' : 'Conflict',
+      return { title: error.code === 'job_not_cancellable' ? 'Already finished' : 'Conflict',
         text: error.code === 'job_not_cancellable'
-          ? 'The story is already being written (or finished), so it can no longer be cancelled.'
+          ? 'The story was finished (or failed) before it could be cancelled: nothing was stopped.'
           : error.detail };
     case 413:
       return { title: 'Too long', text: 'The request is too large: shorten the prompt.' };

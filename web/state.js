@@ -85,6 +85,10 @@ export const state = {
   rows: new Map(),
   /** @type {Map<string, string>} retry notes shown on rows */
   rowNotes: new Map(),
+  /** @type {Map<string, Set<() => void>>} who waits for the next poll of a job, by job id */
+  pollWaiters: new Map(),
+  /** @type {AbortController | null} following the open story's text */
+  reading: null,
   blockedUntil: 0,
   /** @type {ReturnType<typeof setInterval> | undefined} */
   blockTimer: undefined,

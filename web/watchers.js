@@ -61,6 +61,7 @@ export function watch(jobId) {
       signal: controller.signal,
       minIntervalMs: config.pollMinMs,
       maxIntervalMs: config.pollMaxMs,
+      onPoll: () => wakePollWaiters(jobId),
       onRetry: (error, delay) => {
         state.rowNotes.set(jobId, `${describe(error).title}: retrying in ${Math.ceil(delay / 1000)} s`);
         render(jobId);
@@ -82,7 +83,43 @@ export function watch(jobId) {
     })
     .finally(() => {
       if (state.watchers.get(jobId) === controller) state.watchers.delete(jobId);
+      wakePollWaiters(jobId); // its end: a reader reads the story's last text
     });
+}
+
+/** With no watcher on the job (it ended, or it is not this page's), how often a reader reads. */
+const UNWATCHED_READ_MS = 15000;
+
+/**
+ * Resolves at the next answer of the API about the job (its watcher's poll, whose pace the API
+ * sets), or when its watcher ends; after UNWATCHED_READ_MS when no watcher follows the job.
+ * A story's reader re-reads the text then, so the text costs no polls of its own pace.
+ * @param {string | null} jobId
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
+export function jobPolled(jobId, signal) {
+  return new Promise((resolve) => {
+    const waiters = jobId && state.watchers.has(jobId) ? state.pollWaiters : null;
+    let set = waiters && jobId ? waiters.get(jobId) : undefined;
+    if (waiters && jobId && !set) waiters.set(jobId, (set = new Set()));
+    const done = () => {
+      clearTimeout(timer);
+      set?.delete(done);
+      resolve();
+    };
+    const timer = set ? undefined : setTimeout(done, UNWATCHED_READ_MS);
+    set?.add(done);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** @param {string} jobId */
+function wakePollWaiters(jobId) {
+  const waiters = state.pollWaiters.get(jobId);
+  if (!waiters) return;
+  state.pollWaiters.delete(jobId);
+  for (const wake of waiters) wake();
 }
 
 /** @param {Job} job */
@@ -93,7 +130,7 @@ function announceChange(job) {
     processing: `“${name}” is being written.`,
     completed: `“${name}” is ready to read.`,
     failed: `“${name}” could not be written.`,
-    cancelled: `“${name}” was cancelled.`,
+    cancelled: `“${name}” ${job.startedAt ? 'was stopped' : 'was cancelled'}.`,
   }[job.status];
   announce(text);
 }
