@@ -6,7 +6,8 @@ The local Supabase emulator speaks PostgREST only: it has no Auth endpoints and 
 websocket. So these are answered inside the browser by Playwright routes (`page.route`,
 `page.route_web_socket`), the server's side of each protocol as supabase-js expects it; the
 client code that runs is the real one. A change pushed to a channel is a real row of
-public.story_jobs, read from the database (`relay` follows the rows of every joined channel as
+public.story_jobs or public.stories (with its text, as the table's full replica identity lets
+Realtime send it), read from the database (`relay` follows the rows of every joined channel as
 Realtime would follow the WAL).
 
 Sync Playwright runs these handlers on the test's thread while it waits in a Playwright call,
@@ -57,12 +58,21 @@ class Channel:
     left: bool = False
 
     @property
-    def job_id(self) -> str | None:
+    def table(self) -> str:
+        changes = self.config.get("postgres_changes") or [{}]
+        return str(changes[0].get("table") or "story_jobs")
+
+    @property
+    def row_id(self) -> str | None:
         for change in self.config.get("postgres_changes", []):
             found = re.fullmatch(r"id=eq\.(.+)", change.get("filter") or "")
             if found:
                 return found[1]
         return None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.row_id if self.table == "story_jobs" else None
 
 
 @dataclass
@@ -178,7 +188,7 @@ class SupabaseProject:
         whose filter matched: the channel's)."""
         data = {
             "schema": "public",
-            "table": "story_jobs",
+            "table": channel.table,
             "commit_timestamp": datetime.now(UTC).isoformat(),
             "type": "UPDATE",
             "columns": [{"name": name, "type": "text"} for name in record],
@@ -230,10 +240,10 @@ class SupabaseProject:
         def step() -> bool:
             nonlocal pushed
             for channel in self.open_channels():
-                job_id = channel.job_id
-                if job_id is None:
+                row_id = channel.row_id
+                if row_id is None:
                     continue
-                row = _job_row(database_url, job_id)
+                row = _row(database_url, channel.table, row_id)
                 before = seen.get(channel.topic)
                 if row is not None and before is not None and row != before:
                     self.push_change(channel, row, before)
@@ -278,9 +288,13 @@ def _session(email: str, token: str) -> dict[str, Any]:
     }
 
 
-def _job_row(database_url: str, job_id: str) -> dict[str, Any] | None:
+_TABLES = {
+    "story_jobs": "select to_jsonb(r) from public.story_jobs r where id = %s",
+    "stories": "select to_jsonb(r) from public.stories r where id = %s",
+}
+
+
+def _row(database_url: str, table: str, row_id: str) -> dict[str, Any] | None:
     with psycopg.connect(database_url) as conn:
-        found = conn.execute(
-            "select to_jsonb(j) from public.story_jobs j where id = %s", (job_id,)
-        ).fetchone()
+        found = conn.execute(_TABLES[table], (row_id,)).fetchone()
     return None if found is None else dict(found[0])

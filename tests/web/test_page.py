@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from storyq_local.stack.servers import ThreadedServer
 from storyq_local.stack.web import installed_supabase_js
@@ -531,3 +531,256 @@ def test_polling_takes_over_when_realtime_refuses_the_channel(
     project.wait(page, lambda: project.refused)
     expect(row(page, job_id)).to_have_attribute("data-status", "completed", timeout=SLOW)
     assert in_order(transitions(page)[job_id], ["pending", "processing", "completed"])
+
+
+# --- watching it write, stopping it -------------------------------------------------------
+
+WRITING_SECONDS = 15.0  # long enough to see the text grow at the 1-2 s polls, and to reload
+
+
+@pytest.fixture
+def slow_worker(web_stack: WebStack) -> Iterator[WorkerThread]:
+    """A worker whose template generator releases each story over WRITING_SECONDS."""
+    cancel_unfinished(web_stack.database_url)
+    web_stack.redis.client().flushall()
+    settings = web_stack.settings.model_copy(
+        update={"generation_delay_seconds": WRITING_SECONDS, "generation_timeout_seconds": 60.0}
+    )
+    thread = WorkerThread(settings).start()
+    yield thread
+    thread.stop()
+
+
+def reader_view(page: Page) -> tuple[str | None, str]:
+    """The reader's story status and its text (blocks one per line; '' for the hint)."""
+    view: list[Any] = page.evaluate(
+        """() => [document.querySelector('#reader').dataset.status || null,
+                 [...document.querySelectorAll('#story-content > :not(.hint)')]
+                   .map((el) => el.textContent).join('\\n')]"""
+    )
+    return view[0], view[1]
+
+
+class TextSeen:
+    """The distinct texts the reader showed while the story was being written."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.texts: list[str] = []
+        self.status: str | None = None
+
+    def sample(self) -> str | None:
+        self.status, text = reader_view(self.page)
+        if self.status == "writing" and text and (not self.texts or text != self.texts[-1]):
+            self.texts.append(text)
+        return self.status
+
+    def until(self, check: Any, *, timeout: float = SLOW / 1000) -> None:
+        deadline = time.monotonic() + timeout
+        while not check(self):
+            assert time.monotonic() < deadline, f"reader still {self.status}: {self.texts[-3:]}"
+            self.page.wait_for_timeout(100)
+            self.sample()
+
+    def assert_grew(self, at_least: int) -> None:
+        assert len(self.texts) >= at_least, self.texts
+        for shorter, longer in zip(self.texts, self.texts[1:], strict=False):
+            assert len(shorter) < len(longer), (shorter, longer)
+            assert longer.startswith(shorter), (shorter, longer)
+
+
+def story_reads(page: Page, story_id: str) -> int:
+    reads: int = page.evaluate(
+        "(id) => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.endsWith(`/api/story/${id}`)).length",
+        story_id,
+    )
+    return reads
+
+
+def test_the_reader_shows_the_story_growing_also_after_a_reload(
+    page: Page,
+    api_server: ThreadedServer,
+    api: httpx.Client,
+    users: Users,
+    slow_worker: WorkerThread,
+) -> None:
+    """Without Realtime the text is re-read at each poll of the job (1-2 s here)."""
+    user = users.new(credits=1)
+    page.add_init_script(FAST_POLLING)
+    open_app(page, api_server, user)
+    job_id = generate(page, "A bell founder who casts a bell that rings only for the truth")
+    expect(row(page, job_id)).to_have_attribute("data-status", "processing", timeout=SLOW)
+    row(page, job_id).get_by_role("button", name=re.compile("^Read")).click()
+    expect(page.locator("#reader")).to_be_visible()
+    story_id = page.locator("#reader").get_attribute("data-story-id")
+    assert story_id
+    assert page.url.endswith(f"#story={story_id}")
+
+    # Given the story being written, the text shown grows, each view a prefix of the next.
+    seen = TextSeen(page)
+    seen.until(lambda s: len(s.texts) >= 3 or s.status == "ready")
+    seen.assert_grew(3)
+    expect(page.locator("#story-meta")).to_have_text(
+        re.compile(r"^Being written… [\d,]+ words so far")
+    )
+    expect(page.locator("#story-content")).to_have_attribute("aria-busy", "true")
+    screenshot(page, "live-1-writing")
+    # The text costs no polls of its own: it is read when the job is.
+    assert story_reads(page, story_id) <= api_polls(page, job_id) + 1
+
+    # When the page is reloaded midway, the reader comes back with the text so far.
+    before = seen.texts[-1]
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']")
+    expect(page.locator("#reader")).to_be_visible()
+    seen.until(lambda s: s.status in ("writing", "ready") and bool(reader_view(page)[1]))
+    status, text = reader_view(page)
+    assert status == "writing", "the reload came after the story was written: too slow a machine?"
+    assert text.startswith(before), (before, text)
+    screenshot(page, "live-2-after-reload")
+    seen.texts = [text]
+    seen.until(lambda s: len(s.texts) >= 2 or s.status == "ready")
+    seen.assert_grew(2)
+
+    # Then the whole story, as the API has it.
+    expect(page.locator("#reader")).to_have_attribute("data-status", "ready", timeout=SLOW)
+    story = api.get(f"/api/story/{story_id}", headers=user.headers).json()
+    assert reader_view(page)[1] == "\n".join(
+        block.strip() for block in story["content"].split("\n\n") if block.strip()
+    )
+    assert reader_view(page)[1].startswith(seen.texts[-1])
+    expect(page.locator("#story-content")).to_have_attribute("aria-busy", "false")
+    expect(row(page, job_id)).to_have_attribute("data-status", "completed", timeout=SLOW)
+
+
+def test_realtime_brings_the_text_without_reading_the_api(
+    page: Page,
+    api_server: ThreadedServer,
+    users: Users,
+    web_stack: WebStack,
+    slow_worker: WorkerThread,
+) -> None:
+    """With Realtime up, each change of the story's row carries its text: no polls for it."""
+    user = users.new(credits=1)
+    project = SupabaseProject().attach(page)
+    page.add_init_script(project.config_script())
+    open_app(page, api_server, user)
+    job_id = generate(page, "A cartographer of tides who maps a sea that moves inland")
+    project.wait(page, project.open_channels)
+    project.relay(
+        page,
+        web_stack.database_url,
+        until=lambda: row(page, job_id).get_attribute("data-status") == "processing",
+        timeout=SLOW / 1000,
+    )
+    row(page, job_id).get_by_role("button", name=re.compile("^Read")).click()
+    expect(page.locator("#reader")).to_be_visible()
+    story_id = page.locator("#reader").get_attribute("data-story-id")
+    assert story_id
+    channel = project.wait(
+        page, lambda: [c for c in project.open_channels() if c.table == "stories"]
+    )[0]
+    assert channel.topic.startswith(f"realtime:storyq-story-{story_id}")
+    assert channel.config["postgres_changes"] == [
+        {"event": "*", "schema": "public", "table": "stories", "filter": f"id=eq.{story_id}"}
+    ]
+    assert channel.access_token == user.token
+
+    seen = TextSeen(page)
+    project.relay(
+        page,
+        web_stack.database_url,
+        until=lambda: seen.sample() == "ready",
+        timeout=SLOW / 1000 + WRITING_SECONDS,
+    )
+    seen.assert_grew(3)
+    # One read to open it, one to catch up when the channel joined; the rest came by Realtime.
+    assert story_reads(page, story_id) <= 2
+    expect(page.locator("#story-meta")).to_have_text(re.compile(r"^[\d,]+ words · en · written"))
+    project.wait(page, lambda: channel.left)
+
+
+def test_stop_a_running_story_keeps_its_text_and_refunds(
+    page: Page,
+    api_server: ThreadedServer,
+    api: httpx.Client,
+    users: Users,
+    slow_worker: WorkerThread,
+) -> None:
+    user = users.new(credits=2)
+    page.add_init_script(FAST_POLLING)
+    page.add_init_script(RECORDER)
+    open_app(page, api_server, user)
+    job_id = generate(page, "A glassblower whose bottles hold the weather of one afternoon")
+    expect(page.locator("#credits")).to_have_text("1 credit")
+    expect(row(page, job_id).get_by_role("button", name=re.compile("^Stop"))).to_be_hidden()
+    expect(row(page, job_id).locator(".job-detail")).to_have_text(
+        re.compile(r"^Writing… [\d,]+ words"), timeout=SLOW
+    )
+    row(page, job_id).get_by_role("button", name=re.compile("^Read")).click()
+    seen = TextSeen(page)
+    seen.until(lambda s: len(s.texts) >= 1)
+    screenshot(page, "stop-1-writing")
+
+    # When Stop is clicked, the job is being stopped, then ends cancelled and refunded.
+    stop = row(page, job_id).get_by_role("button", name=re.compile("^Stop"))
+    expect(stop).to_have_attribute("aria-label", re.compile("^Stop "))
+    stop.click()
+    expect(stop).to_be_hidden()
+    expect(row(page, job_id)).to_have_attribute("data-status", "cancelled", timeout=SLOW)
+    expect(row(page, job_id).locator(".job-detail")).to_have_text("Stopped · credit refunded")
+    expect(page.locator("#credits")).to_have_text("2 credits")
+    assert users.balance(user) == 2
+    job = api.get(f"/api/job/{job_id}", headers=user.headers).json()
+    assert (job["status"], job["cancelReason"], job["refunded"]) == ("cancelled", "user", True)
+    assert in_order(transitions(page)[job_id], ["pending", "processing", "cancelled"])
+
+    # The reader keeps the text written before the stop, as the story row has it.
+    expect(page.locator("#reader")).to_have_attribute("data-status", "cancelled", timeout=SLOW)
+    story = api.get(f"/api/story/{job['storyId']}", headers=user.headers).json()
+    assert story["status"] == "cancelled"
+    assert story["content"]
+    text = reader_view(page)[1]
+    assert text.startswith(seen.texts[0])
+    assert text.split() == story["content"].split()
+    expect(page.locator("#story-meta")).to_have_text(
+        re.compile(r"^Stopped · [\d,]+ words written before it was cancelled")
+    )
+    expect(row(page, job_id).get_by_role("button", name=re.compile("^Read"))).to_be_visible()
+    screenshot(page, "stop-2-stopped")
+
+
+def test_stop_too_late_shows_the_story_finished(
+    page: Page, api_server: ThreadedServer, users: Users, web_stack: WebStack, worker: WorkerThread
+) -> None:
+    """The DELETE reaches the API only once the story is written: 409, and the row says Ready."""
+    user = users.new(credits=1)
+    page.add_init_script(FAST_POLLING)
+    open_app(page, api_server, user)
+    job_id = generate(page, "A clock that runs a minute ahead of disaster")
+    expect(row(page, job_id)).to_have_attribute("data-status", "processing", timeout=SLOW)
+
+    def after_completion(route: Route) -> None:
+        deadline = time.monotonic() + SLOW / 1000
+        while time.monotonic() < deadline:
+            with psycopg.connect(web_stack.database_url) as conn:
+                found = conn.execute(
+                    "select status from public.story_jobs where id = %s", (job_id,)
+                ).fetchone()
+            if found and found[0] == "completed":
+                break
+            time.sleep(0.2)
+        route.continue_()
+
+    page.route(
+        re.compile(rf"/api/job/{job_id}$"),
+        lambda r: after_completion(r) if r.request.method == "DELETE" else r.continue_(),
+    )
+    row(page, job_id).get_by_role("button", name=re.compile("^Stop")).click()
+    notice = page.locator("#notice")
+    expect(notice).to_have_attribute("data-code", "job_not_cancellable", timeout=SLOW)
+    expect(notice).to_contain_text("Already finished")
+    expect(row(page, job_id)).to_have_attribute("data-status", "completed", timeout=SLOW)
+    expect(row(page, job_id).locator(".badge")).to_have_text("Ready")
+    assert users.balance(user) == 0
