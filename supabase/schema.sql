@@ -348,7 +348,7 @@ declare
 begin
   for v_job_id in
     select id from public.story_jobs
-    where status = 'processing' and attempts < max_attempts
+    where status = 'processing' and attempts < max_attempts and cancel_requested_at is null
       and heartbeat_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_live_seconds)
     order by heartbeat_at, id
     for update skip locked
@@ -764,10 +764,15 @@ begin
     raise exception using errcode = 'PT422', message = 'invalid_argument',
       detail = 'ttl_seconds > 0 is required';
   end if;
+  -- One expiry at a time (sweeps run side by side): two would each refund their own jobs'
+  -- users in their own order and could deadlock on the balances. The others skip it.
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('storyq.expire_story_jobs')) then
+    return '[]'::jsonb;
+  end if;
   select coalesce(pg_catalog.array_agg(id order by queued_at, id), '{}') into v_job_ids
   from (
     select id, queued_at from public.story_jobs
-    where status = 'pending' and attempts = 0
+    where status = 'pending' and started_at is null
       and queued_at <= pg_catalog.now() - pg_catalog.make_interval(secs => p_ttl_seconds)
     order by queued_at, id
     limit greatest(coalesce(p_limit, 0), 0)
@@ -1232,10 +1237,15 @@ CREATE FUNCTION public.write_story_texts(p_writes jsonb) RETURNS jsonb
     where w.text_from >= 0 and w.text is not null
   ),
   owned as (
+    -- Locked (shared, in id order: job before story, as every other writer does) and checked
+    -- again under the lock: a write that waited for a fail, release or requeue of its
+    -- attempt to commit finds the job no longer running it and writes nothing.
     select j.id as job_id, j.story_id, w.text_from, w.text
     from public.story_jobs j
     join writes w on w.job_id = j.id and w.fence = j.fence
     where j.status = 'processing'
+    order by j.id
+    for share of j
   ),
   locked as (
     select s.id from public.stories s
@@ -1254,6 +1264,8 @@ CREATE FUNCTION public.write_story_texts(p_writes jsonb) RETURNS jsonb
     where s.id = o.story_id and s.id in (select id from locked)
       and s.status in ('pending', 'writing')
       and pg_catalog.length(coalesce(s.content, '')) >= o.text_from
+      -- never shorter: a write that lost a race with a later one of the same attempt
+      and o.text_from + pg_catalog.length(o.text) >= pg_catalog.length(coalesce(s.content, ''))
     returning o.job_id, pg_catalog.length(s.content) as chars
   )
   select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(

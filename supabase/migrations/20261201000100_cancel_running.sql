@@ -257,8 +257,9 @@ as $$
 $$;
 
 -- Cancel (reason `expired`, refunded) at most p_limit jobs still waiting p_ttl_seconds after
--- they were queued, oldest first, never started (attempts = 0: a job back in the queue for a
--- retry has started and does not expire; an admin retry queues a job afresh). Rows another
+-- they were queued, oldest first, never started (started_at null: a job back in the queue for
+-- a retry, or released by a worker shutting down, has started and does not expire; an admin
+-- retry queues a job afresh). Rows another
 -- transaction holds (a start in progress) are skipped: that start decides. Walks
 -- story_jobs_pending_queued_at_idx. Returns the ids of the jobs cancelled.
 create function public.expire_story_jobs(p_ttl_seconds double precision, p_limit integer)
@@ -275,10 +276,15 @@ begin
     raise exception using errcode = 'PT422', message = 'invalid_argument',
       detail = 'ttl_seconds > 0 is required';
   end if;
+  -- One expiry at a time (sweeps run side by side): two would each refund their own jobs'
+  -- users in their own order and could deadlock on the balances. The others skip it.
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('storyq.expire_story_jobs')) then
+    return '[]'::jsonb;
+  end if;
   select coalesce(pg_catalog.array_agg(id order by queued_at, id), '{}') into v_job_ids
   from (
     select id, queued_at from public.story_jobs
-    where status = 'pending' and attempts = 0
+    where status = 'pending' and started_at is null
       and queued_at <= pg_catalog.now() - pg_catalog.make_interval(secs => p_ttl_seconds)
     order by queued_at, id
     limit greatest(coalesce(p_limit, 0), 0)
@@ -303,3 +309,30 @@ grant execute on function
   public.cancel_running_story_job(uuid, bigint),
   public.expire_story_jobs(double precision, integer)
 to service_role;
+
+-- The start gate counts dead attempts as lost only when that touches no balance: an attempt
+-- whose cancel was requested would end cancelled and refunded (locking its user's balance),
+-- so, like a dead last attempt, it is left to the sweeper and still counted. Those it does
+-- take go back to pending with their story (whose other writers lock the job row first, so
+-- a row they hold is skipped): the caller, holding the gate, never waits on a lock.
+create or replace function private.running_attempts(p_live_seconds double precision)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_job_id uuid;
+begin
+  for v_job_id in
+    select id from public.story_jobs
+    where status = 'processing' and attempts < max_attempts and cancel_requested_at is null
+      and heartbeat_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_live_seconds)
+    order by heartbeat_at, id
+    for update skip locked
+  loop
+    perform private.fail_attempt(v_job_id, 'worker_lost',
+      pg_catalog.format('no heartbeat for %s s', p_live_seconds), true, 0);
+  end loop;
+  return (select pg_catalog.count(*) from public.story_jobs where status = 'processing');
+end
+$$;

@@ -13,10 +13,11 @@ comment on column public.stories.content is
 -- `text_from` of the story of the job, when the attempt `fence` still runs it (processing
 -- under that fence) and the story is pending or writing: the story becomes `writing` with
 -- content = its first `text_from` characters || text (so a write repeated after a lost answer
--- changes nothing), and `words` counts it (as complete_story_job does). A write whose `text_from` is beyond the stored text
--- is not applied. Returns, for each job whose attempt still runs, the characters its story
--- now holds (`{"job_id", "chars"}`): the writer's next write starts there. Rows are locked in
--- id order, so two writers never wait on each other in a cycle.
+-- changes nothing), and `words` counts it (as complete_story_job does). A write whose
+-- `text_from` is beyond the stored text, or that would make it shorter, is not applied.
+-- Returns, for each job whose attempt still runs, the characters its story now holds
+-- (`{"job_id", "chars"}`): the writer's next write starts there. Rows are locked job before
+-- story, each in id order, as the other writers of these rows do.
 create function public.write_story_texts(p_writes jsonb)
 returns jsonb
 language sql
@@ -31,10 +32,15 @@ as $$
     where w.text_from >= 0 and w.text is not null
   ),
   owned as (
+    -- Locked (shared, in id order: job before story, as every other writer does) and checked
+    -- again under the lock: a write that waited for a fail, release or requeue of its
+    -- attempt to commit finds the job no longer running it and writes nothing.
     select j.id as job_id, j.story_id, w.text_from, w.text
     from public.story_jobs j
     join writes w on w.job_id = j.id and w.fence = j.fence
     where j.status = 'processing'
+    order by j.id
+    for share of j
   ),
   locked as (
     select s.id from public.stories s
@@ -53,6 +59,8 @@ as $$
     where s.id = o.story_id and s.id in (select id from locked)
       and s.status in ('pending', 'writing')
       and pg_catalog.length(coalesce(s.content, '')) >= o.text_from
+      -- never shorter: a write that lost a race with a later one of the same attempt
+      and o.text_from + pg_catalog.length(o.text) >= pg_catalog.length(coalesce(s.content, ''))
     returning o.job_id, pg_catalog.length(s.content) as chars
   )
   select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from storyq.config import Settings
 from storyq.generation import TemplateGenerator, count_words
@@ -19,7 +20,7 @@ from storyq_local.stack.builder import LocalStack
 from storyq_worker.context import TEXT_SECONDS
 from storyq_worker.invocation import run_invocation
 from tests.support.polling import eventually
-from tests.worker.helpers import enqueue
+from tests.worker.helpers import enqueue, start
 
 
 def story_of(database_url: str, job_id: uuid.UUID) -> dict[str, Any]:
@@ -71,3 +72,41 @@ async def test_the_story_grows_in_its_row_while_it_is_written(
     assert final["status"] == "ready"
     assert final["content"].startswith(texts[-1])
     assert final["words"] == count_words(final["content"])
+
+
+async def test_a_write_that_waited_for_its_attempts_failure_writes_nothing(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given a running attempt whose failure (retry due later) is being recorded, not yet
+    # committed, while its first text write arrives (it waits for the job's lock)
+    job_id = await enqueue(store, dispatcher, user)
+    [claim] = await dispatcher.claim(1, lease_seconds=60)
+    fence = (await start(store, worker_settings, job_id, claim.fence)).fence
+    url = worker_stack.database_url
+    failing = psycopg.connect(url)
+    failing.execute("select public.fail_story_job(%s, %s, 'e', 'm', true, 30)", (job_id, fence))
+    write = {"job_id": str(job_id), "fence": fence, "text_from": 0, "text": "STALE TEXT"}
+
+    def stale_write() -> Any:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("select public.write_story_texts(%s)", (Jsonb([write]),)).fetchone()
+        assert row is not None
+        return row[0]
+
+    pending_write = asyncio.create_task(asyncio.to_thread(stale_write))
+    await asyncio.sleep(0.5)
+
+    # When the failure commits
+    failing.commit()
+    failing.close()
+    answer = await asyncio.wait_for(pending_write, 10)
+
+    # Then the write finds the job no longer running that attempt: nothing is written, and the
+    # story waits for the retry with no text (readers never see the failed attempt's words)
+    assert answer == []
+    story = story_of(url, job_id)
+    assert (story["status"], story["content"]) == ("pending", None)

@@ -136,7 +136,10 @@ async def _generate(
         abandoned.cancel()
         generation.cancel()
         await asyncio.wait({generation})
-        ctx.writer.forget(claim.job_id)
+        if _finished_first(generation):
+            ctx.writer.forget(claim.job_id, claim.fence)  # the completion writes the story
+        else:  # cancelled, failed, given back: the story keeps what was written so far
+            await ctx.writer.flush(claim.job_id, claim.fence)
         await keeper.stop()
     if keeper.stopped is StopReason.CANCELLED and _finished_first(generation):
         # The story was written before the cancel reached it: completing it is up to the

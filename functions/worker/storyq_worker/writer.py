@@ -36,6 +36,14 @@ class _Text:
     stored: int = 0  # characters the story holds, as Postgres last answered
     paragraphs: int = 0
 
+    def write(self, job_id: UUID) -> TextWrite | None:
+        """What the story lacks, or None when it holds everything."""
+        if len(self.text) <= self.stored:
+            return None
+        return TextWrite(
+            job_id=job_id, fence=self.fence, text_from=self.stored, text=self.text[self.stored :]
+        )
+
 
 class StoryWriter:
     """Writes the text of every attempt `offer`ed to it, one request per tick. Close it with
@@ -48,12 +56,18 @@ class StoryWriter:
         self._texts: dict[UUID, _Text] = {}
         self._soon = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
 
     def offer(self, job_id: UUID, fence: int, text: str) -> None:
-        """The whole text the attempt `fence` of `job_id` has written so far (it only grows)."""
+        """The whole text the attempt `fence` of `job_id` has written so far (it only grows).
+        Its first words, and each paragraph's end, go sooner than the tick."""
+        if self._closed:
+            return
         entry = self._texts.get(job_id)
         if entry is None or entry.fence != fence:
             entry = self._texts[job_id] = _Text(fence=fence)
+        if text and not entry.text:
+            self._soon.set()
         entry.text = text
         paragraphs = text.count("\n\n")
         if paragraphs > entry.paragraphs:
@@ -62,10 +76,29 @@ class StoryWriter:
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.create_task(self._tick(), name="story-writer")
 
-    def forget(self, job_id: UUID) -> None:
-        """The attempt is over: nothing more of its text is sent (what is on its way may land
-        while the job still runs; Postgres ignores it afterwards)."""
-        self._texts.pop(job_id, None)
+    def forget(self, job_id: UUID, fence: int) -> None:
+        """The attempt `fence` is over: nothing more of its text is sent (what is on its way
+        may land while the job still runs; Postgres ignores it afterwards)."""
+        entry = self._texts.get(job_id)
+        if entry is not None and entry.fence == fence:
+            del self._texts[job_id]
+
+    async def flush(self, job_id: UUID, fence: int) -> None:
+        """The attempt `fence` is over without a story to complete (cancelled, failed): send
+        what its story lacks now, within the writer's timeout, and forget it. A failure is
+        logged: the story keeps what it had."""
+        entry = self._texts.get(job_id)
+        if entry is None or entry.fence != fence:
+            return
+        self.forget(job_id, fence)
+        write = entry.write(job_id)
+        if write is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._store.jobs.write_texts([write])
+        except Exception as exc:
+            logger.warning("the last of the story's text was not written", exc_info=exc)
 
     async def _tick(self) -> None:
         while self._texts:
@@ -77,24 +110,15 @@ class StoryWriter:
 
     async def _send(self) -> None:
         pending = {
-            job_id: (entry, entry.text)
+            job_id: (entry, write)
             for job_id, entry in self._texts.items()
-            if len(entry.text) > entry.stored
+            if (write := entry.write(job_id)) is not None
         }
         if not pending:
             return
-        writes = [
-            TextWrite(
-                job_id=job_id,
-                fence=entry.fence,
-                text_from=entry.stored,
-                text=text[entry.stored :],
-            )
-            for job_id, (entry, text) in pending.items()
-        ]
         try:
             async with asyncio.timeout(self._timeout):
-                stored = await self._store.jobs.write_texts(writes)
+                stored = await self._store.jobs.write_texts([w for _, w in pending.values()])
         except Exception as exc:  # the next tick sends it again, from where the story stands
             logger.warning("story text not written", exc_info=exc)
             return
@@ -104,6 +128,7 @@ class StoryWriter:
 
     async def close(self) -> None:
         """Stop writing (what is not sent yet stays unsent)."""
+        self._closed = True
         self._texts.clear()
         if self._ticker is not None:
             self._ticker.cancel()

@@ -103,7 +103,8 @@ select is(public.release_story_job(pg_temp.job(4), pg_temp.fence(4)) ->> 'status
 update public.story_jobs set queued_at = now() - interval '2 hours'
 where id in (pg_temp.job(5), pg_temp.job(6), pg_temp.job(7));
 update public.story_jobs set queued_at = now() - interval '3 hours' where id = pg_temp.job(5);
-update public.story_jobs set attempts = 1 where id = pg_temp.job(7);
+update public.story_jobs set attempts = 1, started_at = now() - interval '1 hour'
+where id = pg_temp.job(7);
 select throws_ok('select public.expire_story_jobs(0, 10)', 'PT422', 'invalid_argument',
   'expire needs a ttl');
 select is(public.expire_story_jobs(3600, 1), jsonb_build_array(pg_temp.job(5)),
