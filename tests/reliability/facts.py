@@ -54,7 +54,8 @@ create trigger reliability_job_events after insert or update on public.story_job
   for each row execute function reliability.record_job_event();
 drop trigger if exists reliability_story_writes on public.stories;
 create trigger reliability_story_writes after update on public.stories
-  for each row when (new.content is not null and new.content is distinct from old.content)
+  for each row when ((new.status = 'ready' and old.status is distinct from 'ready')
+                     or (old.status = 'ready' and new.content is distinct from old.content))
   execute function reliability.record_story_write();
 """
 
@@ -146,7 +147,9 @@ def row_intervals(database_url: str, job_ids: Sequence[uuid.UUID | str]) -> list
 
 
 def story_writes(database_url: str, job_ids: Sequence[uuid.UUID | str]) -> dict[str, int]:
-    """How many times each job's story content was written (0 until completed)."""
+    """How many times each job's story got its finished text (became ready), or had its text
+    changed once ready: 1 for a completed job, 0 otherwise. The text streamed while the
+    story is written does not count."""
     found = rows(
         database_url,
         "select j.id::text as job_id, count(w.id) as writes from public.story_jobs j"
