@@ -66,7 +66,9 @@ function follow(story) {
 
 /** @param {Story} story */
 function show(story) {
-  ui.storyTitle.textContent = story.title || 'Untitled story';
+  // A story gets its title when it is finished: while it is written, its prompt stands in.
+  const prompt = story.prompt.length > 60 ? `${story.prompt.slice(0, 57)}…` : story.prompt;
+  ui.storyTitle.textContent = story.title || prompt || 'Untitled story';
   ui.storyMeta.textContent = metaOf(story);
   ui.storyPrompt.textContent = story.prompt;
   ui.storyContent.lang = story.language || '';
