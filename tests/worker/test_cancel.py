@@ -1,5 +1,5 @@
 """Cancelling a running job: at every phase of an attempt, for the template generator and the
-openai one (through the fake of its wire protocol), racing a completion and a worker's death;
+openai one (through the OpenAI emulator), racing a completion and a worker's death;
 and the waiting TTL.
 
 The cancel is what DELETE /api/job does (`store.jobs.cancel` with the user's id); the worker
@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
+from starlette.applications import Starlette
 
 from storyq.config import Settings
 from storyq.generation import (
@@ -32,6 +33,7 @@ from storyq.generation import (
 from storyq.generation.openai_chat import OpenAIGenerator
 from storyq.queue import Dispatcher
 from storyq.store import JobNotCancellable, Store
+from storyq_local.emulators import openai as openai_emulator
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.servers import ThreadedServer, serve_in_thread
 from storyq_worker.attempt import run_attempt
@@ -41,7 +43,6 @@ from storyq_worker.invocation import run_invocation
 from storyq_worker.summary import Outcome
 from storyq_worker.sweep import sweep
 from tests.support.polling import eventually
-from tests.worker import fake_openai
 from tests.worker.helpers import enqueue, job_row, ledger
 from tests.worker.test_guarantees import Held, redis_entries
 
@@ -55,9 +56,13 @@ class Recorded:
 
     name = "recorded"
 
-    def __init__(self, inner: TemplateGenerator | OpenAIGenerator) -> None:
+    def __init__(
+        self, inner: TemplateGenerator | OpenAIGenerator, *, closed_early: list[float] | None = None
+    ) -> None:
         self._inner = inner
         self.kind = "openai" if isinstance(inner, OpenAIGenerator) else "template"
+        # The OpenAI emulator's record of the streams whose client closed them early.
+        self.closed_early = closed_early if closed_early is not None else []
         self.writing: dict[str, asyncio.Event] = {}
         self.stopped_at: dict[str, float] = {}
 
@@ -289,16 +294,23 @@ async def sweep_once(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def openai_server() -> Iterator[ThreadedServer]:
-    server = serve_in_thread(fake_openai.create_app())
+def openai_app() -> Starlette:
+    return openai_emulator.create_app(api_key="test-key")
+
+
+@pytest.fixture(scope="module")
+def openai_server(openai_app: Starlette) -> Iterator[ThreadedServer]:
+    server = serve_in_thread(openai_app)
     yield server
     server.stop()
 
 
 @pytest.fixture(params=["template", "openai"])
-def endless(request: pytest.FixtureRequest, openai_server: ThreadedServer) -> Recorded:
-    """A generator that would write for a minute: the template one, or openai through the fake
-    (its `endless` model)."""
+def endless(
+    request: pytest.FixtureRequest, openai_app: Starlette, openai_server: ThreadedServer
+) -> Recorded:
+    """A generator that would write for a minute: the template one, or openai through the
+    emulator (its `endless` model)."""
     if request.param == "openai":
         return Recorded(
             OpenAIGenerator(
@@ -306,7 +318,8 @@ def endless(request: pytest.FixtureRequest, openai_server: ThreadedServer) -> Re
                 model="endless",
                 base_url=f"{openai_server.url}/v1",
                 timeout_seconds=15.0,
-            )
+            ),
+            closed_early=openai_app.state.recorded.closed_early,
         )
     return Recorded(TemplateGenerator(delay_seconds=60.0))
 
@@ -324,7 +337,7 @@ async def test_the_worker_stops_a_cancelled_generation_and_starts_the_next_job(
     settings = worker_settings.model_copy(update={"max_active_jobs": 1, "lease_seconds": 60.0})
     generator = endless
     jobs = [await enqueue(store, dispatcher, user) for _ in range(4)]
-    closed_before = len(fake_openai.CLOSED_EARLY)
+    closed_before = len(endless.closed_early)
     worker = asyncio.create_task(run_invocation(settings, generator=generator))
 
     # When its user cancels each story in turn once it is being written
@@ -356,7 +369,7 @@ async def test_the_worker_stops_a_cancelled_generation_and_starts_the_next_job(
         refunds_once_and_ends(worker_stack.database_url, job_id, "cancelled")
         assert redis_entries(worker_stack, job_id) == []
     if endless.kind == "openai":
-        await eventually(lambda: len(fake_openai.CLOSED_EARLY) - closed_before >= 4, timeout=5)
+        await eventually(lambda: len(endless.closed_early) - closed_before >= 4, timeout=5)
 
 
 async def test_a_job_waiting_past_its_ttl_is_cancelled_and_never_starts(

@@ -1,5 +1,5 @@
-"""The `openai` generator against a local server speaking the Chat Completions streaming wire
-format: streamed stories with progress, and every failure classified transient or permanent."""
+"""The `openai` generator against the OpenAI emulator (storyq_local.emulators.openai): streamed
+stories with progress, and every failure classified transient or permanent."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from storyq.generation import (
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
 from storyq.store import Store
+from storyq_local.emulators.openai import create_app
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
-from tests.worker.fake_openai import create_app
 from tests.worker.helpers import drive, enqueue, job_row
 
 REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_words=300)
@@ -32,7 +32,7 @@ REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_w
 
 @pytest.fixture(scope="module")
 def openai_server() -> Iterator[ThreadedServer]:
-    server = serve_in_thread(create_app())
+    server = serve_in_thread(create_app(api_key="test-key"))
     yield server
     server.stop()
 

@@ -53,7 +53,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from storyq_local.devstack import run
 
-    run(Settings(), LocalSettings())
+    settings = Settings()
+    if args.generator:
+        settings = settings.model_copy(update={"generator": args.generator})
+    run(settings, LocalSettings())
     return 0
 
 
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(run=_cmd_token)
 
     dev = verbs.add_parser("dev", help="run the whole service locally (what `make dev` runs)")
+    dev.add_argument(
+        "--generator",
+        choices=["template", "openai"],
+        help="default: GENERATOR; openai with no OPENAI_API_KEY or OPENAI_BASE_URL writes"
+        " through the local OpenAI emulator",
+    )
     dev.set_defaults(run=_cmd_dev)
 
     from storyq_local import cli_admin, cli_worker

@@ -1,8 +1,9 @@
 """`storyq dev` (what `make dev` runs): the whole service on loopback, with no cloud.
 
 Redis and PostgreSQL (found, started or embedded) → migrations → the Upstash and Supabase
-emulators on the ports the settings name → the API on PORT, with the reference page at / → a
-worker. Prints a dev token and a curl line.
+emulators on the ports the settings name (and, with GENERATOR=openai and no OPENAI_API_KEY or
+OPENAI_BASE_URL, the OpenAI emulator, which the worker then writes with) → the API on PORT, with
+the reference page at / → a worker. Prints a dev token and a curl line.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def _port(url: str, default: int) -> int:
     return urlsplit(url).port or default
 
 
+def wants_openai_emulator(settings: Settings) -> bool:
+    """GENERATOR=openai with no provider configured: the local OpenAI emulator plays it."""
+    return (
+        settings.generator == "openai"
+        and settings.openai_base_url is None
+        and settings.openai_api_key is None
+    )
+
+
 def dev_spec(settings: Settings, local: LocalSettings) -> StackSpec:
     """The dev database and Redis as configured, everything on threads of this process."""
     jwt_secret = settings.supabase_jwt_secret
@@ -48,6 +58,9 @@ def dev_spec(settings: Settings, local: LocalSettings) -> StackSpec:
         emulators=EmulatorSpec(
             upstash_port=_port(settings.upstash_redis_rest_url, 8079),
             supabase_port=_port(settings.supabase_url, 54321),
+            openai=wants_openai_emulator(settings),
+            # Its stories stream as long as the template generator's take.
+            openai_story_seconds=settings.generation_delay_seconds,
         ),
         api=ApiSpec(port=local.port, web=default_web_directory()),
         worker=WorkerSpec(grace_seconds=5.0),
@@ -76,12 +89,18 @@ def run(settings: Settings, local: LocalSettings) -> None:
     running = stack.settings()
     token = dev_token(running, database_url=stack.database_url, user_id=DEV_USER)
     api = f"http://127.0.0.1:{local.port}"
+    openai = (
+        f"  OpenAI emulator   {running.openai_base_url}   (model {running.openai_model})\n"
+        if stack.openai is not None
+        else ""
+    )
     print(
         f"\nstoryq is up.\n"
         f"  API               {api}   (docs: {api}/docs)\n"
         f"  web page          {api}/?token={token}\n"
         f"  Upstash emulator  {running.upstash_redis_rest_url}\n"
         f"  Supabase emulator {running.supabase_url}\n"
+        f"{openai}"
         f"  worker            {running.generator} generator, "
         f"{running.generation_delay_seconds:g} s per story, {running.max_active_jobs} at once\n"
         f"  dev user          {DEV_USER}\n\n"

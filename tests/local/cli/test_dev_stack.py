@@ -1,4 +1,5 @@
-"""`storyq dev` (what `make dev` runs) brings the whole stack up and prints a working token."""
+"""`storyq dev` (what `make dev` runs) brings the whole stack up and prints a working token; with
+`--generator openai` its worker writes through the OpenAI emulator."""
 
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ from storyq_local.stack.servers import free_port, wait_until
 STORYQ = (sys.executable, "-m", "storyq_local.cli")
 
 
-@pytest.fixture
+@pytest.fixture(params=["template", "openai"])
 def dev_stack(
-    postgres_server_url: str, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[str], int, Path, dict[str, str]]]:
+    request: pytest.FixtureRequest, postgres_server_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int, Path, dict[str, str], str]]:
     # A Redis of its own: the session's carries other tests' queues and leases.
     redis_process = RedisProcess().start()
     api_port, upstash_port, supabase_port = free_port(), free_port(), free_port()
     database_url = make_conninfo(postgres_server_url, dbname=f"storyq_devstack_{os.getpid()}")
     env = {
-        **os.environ,
+        # No provider configured: `--generator openai` then runs the emulator.
+        **{name: value for name, value in os.environ.items() if not name.startswith("OPENAI_")},
         "PORT": str(api_port),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_process.url,
@@ -44,7 +46,7 @@ def dev_stack(
     log = tmp_path / "dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*STORYQ, "dev"],
+            [*STORYQ, "dev", "--generator", request.param],
             env=env,
             cwd=tmp_path,  # no .env from the checkout
             stdout=out,
@@ -52,7 +54,7 @@ def dev_stack(
             text=True,
         )
     try:
-        yield process, api_port, log, env
+        yield process, api_port, log, env, request.param
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -65,9 +67,9 @@ def dev_stack(
 
 
 def test_dev_prints_a_token_and_a_curl_line_that_reports_ok(
-    dev_stack: tuple[subprocess.Popen[str], int, Path, dict[str, str]],
+    dev_stack: tuple[subprocess.Popen[str], int, Path, dict[str, str], str],
 ) -> None:
-    process, api_port, log, env = dev_stack
+    process, api_port, log, env, generator = dev_stack
     # When the stack has printed its banner
     wait_until(lambda: "export TOKEN=" in log.read_text() or process.poll() is not None, timeout=90)
     output = log.read_text()
@@ -104,6 +106,11 @@ def test_dev_prints_a_token_and_a_curl_line_that_reports_ok(
     wait_until(
         lambda: httpx.get(job_url, headers=headers).json()["status"] == "completed", timeout=30
     )
+
+    # And with --generator openai the story came from the OpenAI emulator, which it printed
+    if generator == "openai":
+        assert "OpenAI emulator" in output
+        assert httpx.get(job_url, headers=headers).json()["title"] == "The Storm Collector"
 
     # And SIGINT stops everything cleanly
     process.send_signal(signal.SIGINT)

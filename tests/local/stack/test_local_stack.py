@@ -26,18 +26,19 @@ def _database_exists(server_url: str, url: str) -> bool:
 def test_a_stack_in_processes_serves_counts_and_stops_every_process(
     postgres_server_url: str,
 ) -> None:
-    # Given a stack whose emulators and API each run in a process of their own
+    # Given a stack whose emulators (the OpenAI one too) and API each run in a process of their own
     spec = scratch_spec(
         postgres_server_url,
         prefix="storyq_stack",
-        emulators=EmulatorSpec(where="process", count_requests=True),
+        emulators=EmulatorSpec(where="process", count_requests=True, openai=True),
         api=ApiSpec(where="process"),
     )
     with start_stack(spec) as stack:
         assert stack.api is not None
-        served = [stack.upstash, stack.supabase, stack.api]
+        assert stack.openai is not None
+        served = [stack.upstash, stack.supabase, stack.openai, stack.api]
         processes = [app.process for app in served if isinstance(app, ServedProcess)]
-        assert len(processes) == 3
+        assert len(processes) == 4
         before = stack.request_counts()
 
         # When the API's health check is asked for
@@ -49,6 +50,20 @@ def test_a_stack_in_processes_serves_counts_and_stops_every_process(
         assert after["upstash"].total() > before["upstash"].total()
         rpc = "/rest/v1/rpc/health_check"
         assert after["supabase"][rpc] == before["supabase"][rpc] + 1
+
+        # And the stack's settings point the openai generator at its emulator, which answers
+        # (the test settings keep GENERATOR=template; `storyq dev` leaves it openai)
+        settings = stack.settings()
+        assert settings.openai_base_url == f"{stack.openai.url}/v1"
+        assert settings.openai_api_key is not None
+        story = httpx.post(
+            f"{settings.openai_base_url}/chat/completions",
+            json={"model": "story", "messages": [{"role": "user", "content": "about 20 words"}]},
+            headers={"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"},
+            timeout=10,
+        )
+        assert story.json()["choices"][0]["finish_reason"] == "stop"
+        assert stack.request_counts()["openai"]["/v1/chat/completions"] == 1
         database_url = stack.database_url
 
     # And once stopped, none of its processes runs and its scratch database is gone

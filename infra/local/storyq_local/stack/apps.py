@@ -72,6 +72,13 @@ def supabase_app(
     return RequestCounter(app) if count_requests else app
 
 
+def openai_app(*, story_seconds: float = 0.0, count_requests: bool = False) -> ASGIApp:
+    from storyq_local.emulators.openai import create_app
+
+    app = create_app(story_seconds=story_seconds)
+    return RequestCounter(app) if count_requests else app
+
+
 def api_app(settings: Settings, *, web: Path | None = None) -> ASGIApp:
     """The API as the Lambda serves it; with `web`, the reference page at `/` as well."""
     from storyq_api.app import create_app  # the API is what the stack exists to serve

@@ -1,7 +1,7 @@
 """One builder for every local stack. `storyq dev`, the test fixtures, the browser tests, the
 reliability suite and the benchmarks each say what they need in a `StackSpec`; `start_stack`
 brings it up in order (PostgreSQL and Redis, migrations, the Upstash and Supabase emulators,
-the API, a worker) and `LocalStack.stop` takes it down in reverse.
+optionally the OpenAI one, the API, a worker) and `LocalStack.stop` takes it down in reverse.
 
 What differs between the callers is a choice here, not another copy of the assembly:
 - the database: a migrated scratch database (dropped afterwards) on the server at `server_url`
@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp
 
 from storyq.config import Settings
+from storyq_local.emulators.openai import DEV_API_KEY
 from storyq_local.stack import apps
 from storyq_local.stack.migrate import Migration, migrate
 from storyq_local.stack.postgres import (
@@ -68,6 +69,10 @@ class EmulatorSpec:
     supabase_pool_size: int = 20
     supabase_pool_timeout: float = 5.0
     count_requests: bool = False  # see `apps.RequestCounter`
+    # The OpenAI emulator: the stack's settings then say GENERATOR=openai, with its URL and key.
+    openai: bool = False
+    openai_port: int = 0
+    openai_story_seconds: float = 0.0  # how long each of its stories takes to stream
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +131,7 @@ class LocalStack:
     log_dir: Path
     upstash: Served
     supabase: Served
+    openai: Served | None = None
     api: Served | None = None
     worker: WorkerThread | None = None
     cleanup: ExitStack = field(default_factory=ExitStack, repr=False)
@@ -145,6 +151,10 @@ class LocalStack:
         }
         if self.spec.check_issuer:
             found["supabase_jwt_issuer"] = self.issuer
+        if self.openai is not None:
+            found["generator"] = "openai"
+            found["openai_base_url"] = f"{self.openai.url}/v1"
+            found["openai_api_key"] = SecretStr(DEV_API_KEY)
         return found
 
     def settings(self, **overrides: Any) -> Settings:
@@ -163,7 +173,10 @@ class LocalStack:
     def request_counts(self) -> dict[str, Counter[str]]:
         """Requests each emulator has answered so far, by path (with `count_requests`)."""
         found: dict[str, Counter[str]] = {}
-        for name, server in (("upstash", self.upstash), ("supabase", self.supabase)):
+        served = {"upstash": self.upstash, "supabase": self.supabase, "openai": self.openai}
+        for name, server in served.items():
+            if server is None:
+                continue
             answer = httpx.get(server.url + apps.COUNTS_PATH, timeout=5).json()
             found[name] = Counter(answer["by_path"])
         return found
@@ -216,6 +229,8 @@ def _start(spec: StackSpec, cleanup: ExitStack) -> LocalStack:
         supabase=supabase,
         cleanup=cleanup,
     )
+    if spec.emulators.openai:
+        stack.openai = _openai(spec, launcher)
     if spec.api is not None:
         stack.api = _api(stack, spec.api, launcher)
     if spec.worker is not None:
@@ -327,6 +342,23 @@ def _emulators(
         env=secrets,
     )
     return upstash, supabase
+
+
+def _openai(spec: StackSpec, launcher: _Launcher) -> Served:
+    emulators = spec.emulators
+    return launcher.serve(
+        "openai",
+        where=emulators.where,
+        port=emulators.openai_port,
+        app=lambda: apps.openai_app(
+            story_seconds=emulators.openai_story_seconds, count_requests=emulators.count_requests
+        ),
+        args=[
+            *("--story-seconds", str(emulators.openai_story_seconds)),
+            *(["--count-requests"] if emulators.count_requests else []),
+        ],
+        env=dict(spec.process_env),
+    )
 
 
 def _api(stack: LocalStack, api: ApiSpec, launcher: _Launcher) -> Served:

@@ -3,6 +3,7 @@
 
     python -m storyq_local.stack.serve upstash --port P --redis-url URL
     python -m storyq_local.stack.serve supabase --port P --database-url URL [--pool-size N]
+    python -m storyq_local.stack.serve openai --port P [--story-seconds S]
     python -m storyq_local.stack.serve api --port P [--web DIR]
 
 Secrets come from the environment, under the names the functions read (UPSTASH_REDIS_REST_TOKEN,
@@ -28,13 +29,14 @@ from storyq_local.stack import apps
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m storyq_local.stack.serve")
-    parser.add_argument("kind", choices=["upstash", "supabase", "api"])
+    parser.add_argument("kind", choices=["upstash", "supabase", "openai", "api"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", help="upstash: the Redis behind it")
     parser.add_argument("--database-url", help="supabase: the database behind it")
     parser.add_argument("--pool-size", type=int, default=20, help="supabase: connections")
     parser.add_argument("--pool-timeout", type=float, default=5.0, help="supabase: seconds")
     parser.add_argument("--count-requests", action="store_true", help="emulators: count them")
+    parser.add_argument("--story-seconds", type=float, default=0.0, help="openai: per story")
     parser.add_argument("--web", type=Path, help="api: serve this page folder at /")
     parser.add_argument("--until-stdin-closes", action="store_true")
     return parser
@@ -55,6 +57,8 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
             pool_timeout=args.pool_timeout,
             count_requests=args.count_requests,
         )
+    if args.kind == "openai":
+        return apps.openai_app(story_seconds=args.story_seconds, count_requests=args.count_requests)
     from storyq.config import Settings
 
     return apps.api_app(Settings(_env_file=None), web=args.web)  # type: ignore[call-arg]
