@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
 
 from storyq.config import Settings
 from storyq.generation import (
@@ -22,7 +23,7 @@ from storyq.generation import (
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
 from storyq.store import Store
-from storyq_local.emulators.openai import create_app
+from storyq_local.emulators.openai import Recorded, create_app
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
 from tests.worker.helpers import drive, enqueue, job_row
@@ -31,15 +32,37 @@ REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_w
 
 
 @pytest.fixture(scope="module")
-def openai_server() -> Iterator[ThreadedServer]:
-    server = serve_in_thread(create_app(api_key="test-key"))
+def openai_app() -> Starlette:
+    return create_app(api_key="test-key")
+
+
+@pytest.fixture(scope="module")
+def openai_server(openai_app: Starlette) -> Iterator[ThreadedServer]:
+    server = serve_in_thread(openai_app)
     yield server
     server.stop()
 
 
-def generator(server: ThreadedServer, model: str, *, timeout: float = 10.0) -> OpenAIGenerator:
+@pytest.fixture
+def recorded(openai_app: Starlette) -> Recorded:
+    seen: Recorded = openai_app.state.recorded
+    return seen
+
+
+def generator(
+    server: ThreadedServer,
+    model: str,
+    *fallbacks: str,
+    timeout: float = 10.0,
+    first_token_timeout: float = 10.0,
+) -> OpenAIGenerator:
     return OpenAIGenerator(
-        api_key="test-key", model=model, base_url=f"{server.url}/v1", timeout_seconds=timeout
+        api_key="test-key",
+        model=model,
+        fallback_models=fallbacks,
+        base_url=f"{server.url}/v1",
+        timeout_seconds=timeout,
+        first_token_timeout_seconds=first_token_timeout,
     )
 
 
@@ -129,6 +152,104 @@ async def test_an_unreachable_server_is_transient() -> None:
     with pytest.raises(TransientGenerationError) as caught:
         await nowhere.generate(REQUEST, lambda _: None)
     assert caught.value.code == "connection_error"
+
+
+async def test_an_overloaded_model_falls_back_to_the_next(
+    openai_server: ThreadedServer, recorded: Recorded
+) -> None:
+    # Given a primary model answering 503 and a working fallback
+    chain = generator(openai_server, "overloaded", "fallback-after-503")
+
+    # When a story is generated, the fallback writes it, asked once
+    result = await chain.generate(REQUEST, lambda _: None)
+
+    assert result.model == "fallback-after-503"
+    assert result.words == 300
+    assert recorded.requests["fallback-after-503"] == 1
+
+
+async def test_an_unknown_model_falls_back_to_the_next(openai_server: ThreadedServer) -> None:
+    result = await generator(openai_server, "missing", "fallback-after-404").generate(
+        REQUEST, lambda _: None
+    )
+    assert result.model == "fallback-after-404"
+
+
+async def test_a_stalled_first_token_falls_back_after_the_first_token_limit(
+    openai_server: ThreadedServer,
+) -> None:
+    # Given a primary that sends its role chunk, then nothing for 5 s
+    chain = generator(openai_server, "stall:5", "fallback-after-stall", first_token_timeout=0.3)
+
+    # When a story is generated, the fallback writes it well before the stall would end
+    began = time.monotonic()
+    result = await chain.generate(REQUEST, lambda _: None)
+
+    assert result.model == "fallback-after-stall"
+    assert time.monotonic() - began < 3
+
+
+async def test_a_stalled_first_token_without_fallbacks_is_transient(
+    openai_server: ThreadedServer,
+) -> None:
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "stall:5", first_token_timeout=0.3).generate(
+            REQUEST, lambda _: None
+        )
+    assert caught.value.code == "first_token_timeout"
+
+
+async def test_a_rate_limit_does_not_fall_back(
+    openai_server: ThreadedServer, recorded: Recorded
+) -> None:
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "rate-limited", "fallback-after-429").generate(
+            REQUEST, lambda _: None
+        )
+    assert (caught.value.code, caught.value.retry_after) == ("rate_limited", 7.0)
+    assert recorded.requests["fallback-after-429"] == 0
+
+
+async def test_a_content_refusal_does_not_fall_back(
+    openai_server: ThreadedServer, recorded: Recorded
+) -> None:
+    with pytest.raises(PermanentGenerationError) as caught:
+        await generator(openai_server, "refuse", "fallback-after-refusal").generate(
+            REQUEST, lambda _: None
+        )
+    assert caught.value.code == "content_refused"
+    assert recorded.requests["fallback-after-refusal"] == 0
+
+
+async def test_when_every_model_fails_the_last_ones_error_is_raised(
+    openai_server: ThreadedServer, recorded: Recorded
+) -> None:
+    # Given a chain whose every model fails before its first token
+    chain = generator(openai_server, "server-error", "missing", "overloaded:3")
+
+    # Then each is asked once, and the attempt fails with the last model's error
+    with pytest.raises(TransientGenerationError) as caught:
+        await chain.generate(REQUEST, lambda _: None)
+    assert (caught.value.code, caught.value.retry_after) == ("upstream_error", 3.0)
+    assert recorded.requests["overloaded:3"] == 1
+
+
+async def test_a_failure_after_text_has_streamed_does_not_fall_back(
+    openai_server: ThreadedServer, recorded: Recorded
+) -> None:
+    # Given a primary that streams half the story, then reports an overload in the stream
+    chain = generator(openai_server, "overloaded-midway", "fallback-after-text")
+
+    # Then the attempt fails without asking the fallback: no story is stitched from two models
+    with pytest.raises(TransientGenerationError) as caught:
+        await chain.generate(REQUEST, lambda _: None)
+    assert caught.value.code == "upstream_error"
+    assert recorded.requests["fallback-after-text"] == 0
+
+
+def test_fallback_models_are_read_as_a_comma_separated_list() -> None:
+    settings = Settings(openai_fallback_models=" gpt-4.1-mini, ,gpt-4o ")  # type: ignore[arg-type]
+    assert settings.openai_fallback_models == ["gpt-4.1-mini", "gpt-4o"]
 
 
 def test_retry_after_reads_seconds_milliseconds_and_dates() -> None:

@@ -76,6 +76,12 @@ class Settings(SecretsLocation):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    # Tried in turn after OPENAI_MODEL, within one attempt, when a model is overloaded or
+    # unavailable before its first token (see storyq.generation.openai_chat). Comma-separated
+    # in the environment, or a JSON list.
+    openai_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A model that sends no text this long after the request is taken as stalled.
+    openai_first_token_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # Leases and liveness. An attempt is live while its Postgres heartbeat (sent every
     # min(1 s, lease_seconds / 4)) is younger than lease_seconds: older, it is dead, and a sweep
@@ -102,14 +108,14 @@ class Settings(SecretsLocation):
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "openai_fallback_models", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [origin.strip() for origin in text.split(",") if origin.strip()]
+            return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")

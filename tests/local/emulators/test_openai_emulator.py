@@ -88,7 +88,8 @@ def test_a_rate_limit_for_a_while_then_stories(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "status"), [("server-error", 500), ("overloaded:4", 503), ("refuse", 400)]
+    ("model", "status"),
+    [("server-error", 500), ("overloaded:4", 503), ("refuse", 400), ("missing", 404)],
 )
 def test_scripted_errors(client: openai.OpenAI, model: str, status: int) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
@@ -96,6 +97,26 @@ def test_scripted_errors(client: openai.OpenAI, model: str, status: int) -> None
     assert caught.value.status_code == status
     if model.startswith("overloaded"):
         assert caught.value.response.headers["retry-after"] == "4"
+    if model == "missing":
+        assert caught.value.code == "model_not_found"
+
+
+def test_an_overload_midway_is_an_error_event_after_part_of_the_story(
+    client: openai.OpenAI,
+) -> None:
+    received: list[str] = []
+
+    def read_the_stream() -> None:
+        stream = client.chat.completions.create(
+            model="overloaded-midway", messages=ASK, stream=True
+        )
+        for chunk in stream:
+            received.extend(c.delta.content or "" for c in chunk.choices)
+
+    with pytest.raises(openai.APIError) as caught:
+        read_the_stream()
+    assert "".join(received).startswith("# The Storm Collector")
+    assert caught.value.code == "overloaded"
 
 
 def test_a_wrong_key_is_refused(server: ThreadedServer) -> None:

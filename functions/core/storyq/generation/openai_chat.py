@@ -1,16 +1,44 @@
 """The `openai` generator: any OpenAI-compatible Chat Completions endpoint, streamed.
 
 It uses the official `openai` client (no retries of its own: the queue retries whole attempts
-with backoff), reports the words received so far, enforces a hard timeout on the whole call,
-and turns every failure into a transient or permanent `GenerationError`.
+with backoff), reports the words received so far, and turns every failure into a transient or
+permanent `GenerationError`.
+
+Within one attempt it tries the models of the chain OPENAI_MODEL, *OPENAI_FALLBACK_MODELS in
+turn, the next one only when the one before failed before sending any text, for a reason
+another model may not share: an overload (500, 502, 503, 504, 529, or an `overloaded` error
+in the stream), a model error (404, or a 400 whose code says the model is not available), or
+no first token within OPENAI_FIRST_TOKEN_TIMEOUT_SECONDS. Once a model has sent text, a
+failure ends the attempt: a story is never stitched from two models. The result's `model`
+is the one that wrote it; the error of a failed attempt is the last model's.
+
+How each failure is classified, and why:
+
+- transient `timeout`: the whole generation passed GENERATION_TIMEOUT_SECONDS (a hard limit
+  over every model tried); the provider was slow this time, not wrong.
+- transient `first_token_timeout`: no text within the first-token limit; a stall is a
+  provider's passing trouble.
+- transient `rate_limited` (429, with its Retry-After): the provider's back-pressure, shared by
+  every model of the account, so never a reason to try another model.
+- transient `upstream_error`: 408, 409, 5xx and errors inside the stream; the server may
+  answer differently later (OpenAI's own client retries these statuses).
+- transient `connection_error`: the endpoint could not be reached.
+- transient `incomplete_stream`, `empty_output`: the stream ended unfinished or empty.
+- permanent `content_refused`: a refusal of the content (400 `content_policy_violation`, a
+  refusal delta, finish_reason `content_filter`); the same prompt is refused again, by any
+  model, so it is never tried on another one.
+- permanent `generator_misconfigured`: 401, 403, 404 (a bad key, or a model that does not
+  exist); `invalid_request`: other 4xx. The same request would fail the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -31,11 +59,19 @@ from storyq.generation.errors import (
     TransientGenerationError,
 )
 
+logger = logging.getLogger(__name__)
+
 _LANGUAGE_NAMES = {"en": "English", "uk": "Ukrainian"}
 _REFUSAL_CODES = frozenset({"content_filter", "content_policy_violation", "content_refused"})
 _MISCONFIGURED_STATUSES = frozenset({401, 403, 404})
 # OpenAI's own client retries these statuses too: the server may answer differently later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# Worth the next model of the chain: this model is overloaded or not available (see above).
+_OVERLOADED_STATUSES = frozenset({500, 502, 503, 504, 529})
+_OVERLOADED_CODES = frozenset({"overloaded", "server_error"})
+_MODEL_ERROR_CODES = frozenset(
+    {"model_not_found", "model_not_available", "model_unavailable", "unsupported_model"}
+)
 _MAX_OUTPUT_TOKENS = 16_000
 _PROGRESS_INTERVAL_SECONDS = 0.5
 _TITLE_PREFIXES = ("title:", "назва:")
@@ -105,6 +141,23 @@ def _classify_status(exc: openai.APIStatusError) -> GenerationError:
     if status in _MISCONFIGURED_STATUSES:
         return PermanentGenerationError("generator_misconfigured", message)
     return PermanentGenerationError("invalid_request", message)
+
+
+def another_model_may_answer(exc: BaseException) -> bool:
+    """Whether the next model of the chain is worth trying after this failure before the first
+    token: an overload, a model error or a first-token timeout (see the module docstring)."""
+    if isinstance(exc, GenerationError):
+        return exc.code == "first_token_timeout"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return (
+            status in _OVERLOADED_STATUSES
+            or status == 404
+            or (status == 400 and _error_code(exc) in _MODEL_ERROR_CODES)
+        )
+    if isinstance(exc, openai.APIError):  # an error event inside the stream
+        return _error_code(exc) in _OVERLOADED_CODES | _MODEL_ERROR_CODES
+    return False
 
 
 def _bare(line: str) -> str:
@@ -187,13 +240,16 @@ class OpenAIGenerator:
         *,
         api_key: str,
         model: str,
+        fallback_models: Sequence[str] = (),
         base_url: str | None = None,
         timeout_seconds: float = 600.0,
+        first_token_timeout_seconds: float = 60.0,
     ) -> None:
         self._api_key = api_key
-        self._model = model
+        self._models = (model, *fallback_models)
         self._base_url = base_url
         self._timeout = timeout_seconds
+        self._first_token_timeout = first_token_timeout_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIGenerator:
@@ -204,8 +260,10 @@ class OpenAIGenerator:
             # Local OpenAI-compatible servers often need no key; the client insists on one.
             api_key=key or "unused",
             model=settings.openai_model,
+            fallback_models=settings.openai_fallback_models,
             base_url=settings.openai_base_url,
             timeout_seconds=settings.generation_timeout_seconds,
+            first_token_timeout_seconds=settings.openai_first_token_timeout_seconds,
         )
 
     async def generate(
@@ -215,19 +273,63 @@ class OpenAIGenerator:
         on_progress("")
         try:
             async with asyncio.timeout(self._timeout):
-                await self._stream(request, transcript)
+                model = await self._write(request, transcript)
         except (TimeoutError, openai.OpenAIError, httpx.HTTPError) as exc:
             raise classify(exc) from exc
-        return self._result(request, transcript)
+        return self._result(request, transcript, model)
 
-    async def _stream(self, request: GenerationRequest, transcript: _Transcript) -> None:
+    async def _write(self, request: GenerationRequest, transcript: _Transcript) -> str:
+        """Streams the story from the first model of the chain that writes it; returns its
+        name. The next model is tried only while no text has come (`another_model_may_answer`);
+        the last model's failure is the attempt's."""
+        for model, next_model in itertools.pairwise(self._models):
+            try:
+                await self._stream_from(model, request, transcript)
+            except (GenerationError, openai.OpenAIError, httpx.HTTPError) as exc:
+                if transcript.parts or not another_model_may_answer(exc):
+                    raise
+                logger.warning(
+                    "model %s failed before its first token (%s): falling back to %s",
+                    model,
+                    classify(exc).code,
+                    next_model,
+                    extra={"job_id": request.job_id, "model": model, "fallback": next_model},
+                )
+            else:
+                return model
+        await self._stream_from(self._models[-1], request, transcript)
+        return self._models[-1]
+
+    async def _stream_from(
+        self, model: str, request: GenerationRequest, transcript: _Transcript
+    ) -> None:
+        """`_stream` under the first-token limit, which stops counting at the first text."""
+        first_token = asyncio.timeout(self._first_token_timeout)
+        try:
+            async with first_token:
+                await self._stream(model, request, transcript, first_token)
+        except TimeoutError as exc:
+            if not first_token.expired():
+                raise
+            raise TransientGenerationError(
+                "first_token_timeout",
+                f"{model} sent no text within {self._first_token_timeout:g} s",
+            ) from exc
+
+    async def _stream(
+        self,
+        model: str,
+        request: GenerationRequest,
+        transcript: _Transcript,
+        first_token: asyncio.Timeout,
+    ) -> None:
         timeout = httpx.Timeout(self._timeout, connect=min(10.0, self._timeout))
         client = AsyncOpenAI(
             api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0
         )
         async with client:
             stream = await client.chat.completions.create(
-                model=self._model,
+                model=model,
                 messages=_messages(request),
                 stream=True,
                 max_tokens=min(_MAX_OUTPUT_TOKENS, math.ceil(request.target_words * 3) + 200),
@@ -240,11 +342,14 @@ class OpenAIGenerator:
                                 "content_refused", choice.delta.refusal[:500]
                             )
                         if choice.delta.content:
+                            first_token.reschedule(None)
                             transcript.add(choice.delta.content)
                         if choice.finish_reason:
                             transcript.finish_reason = choice.finish_reason
 
-    def _result(self, request: GenerationRequest, transcript: _Transcript) -> GenerationResult:
+    def _result(
+        self, request: GenerationRequest, transcript: _Transcript, model: str
+    ) -> GenerationResult:
         finish = transcript.finish_reason
         if finish == "content_filter":
             raise PermanentGenerationError("content_refused", "the model refused the content")
@@ -262,5 +367,5 @@ class OpenAIGenerator:
             target_words=request.target_words,
             finish_reason=finish,
             generator=self.name,
-            model=self._model,
+            model=model,
         )

@@ -20,6 +20,7 @@ after a colon tunes it (`stall:2`). Any other model name writes the story and st
     stall[:S]             S s (default 5) between the role chunk and the first token
     truncated             the stream ends midway: no finish_reason, no [DONE]
     filtered              finish_reason "content_filter" midway
+    overloaded-midway     half the story, then an `overloaded` error event in the stream
     endless               a word every 50 ms for a minute; a client that closes early is
                           recorded in `Recorded.closed_early`
     rate-limited[:S]      429 `rate_limit_exceeded`, Retry-After S (default 7)
@@ -29,6 +30,7 @@ after a colon tunes it (`stall:2`). Any other model name writes the story and st
     overloaded[:S]        503 `overloaded`, Retry-After S (default 2)
     refuse                400 `content_policy_violation`
     invalid               400 `invalid_value`
+    missing               404 `model_not_found`, as for a model that does not exist
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ _ERRORS = {
     "server-error": (500, "server_error", "The server had an error while processing"),
     "refuse": (400, "content_policy_violation", "Rejected by the safety system"),
     "invalid": (400, "invalid_value", "max_tokens is too large"),
+    "missing": (404, "model_not_found", "The model does not exist or you do not have access"),
 }
 _TARGET = re.compile(r"about (\d+) words")
 
@@ -242,7 +245,7 @@ class OpenAIEmulator:
         return None
 
     def _whole(self, call: _Call, headers: Mapping[str, str]) -> Response:
-        if call.scenario in ("endless", "truncated", "stall"):
+        if call.scenario in ("endless", "truncated", "stall", "overloaded-midway"):
             return _error(400, "invalid_request", f"model {call.model} only streams")
         pieces, finish = _plan(call)
         content = "".join(pieces)
@@ -272,6 +275,11 @@ class OpenAIEmulator:
             if pace:
                 await asyncio.sleep(pace / len(pieces))
             yield call.chunk({"content": piece})
+        if call.scenario == "overloaded-midway":
+            # OpenAI reports a failure after the stream has begun as an `error` object in it
+            error = {"message": "The engine is currently overloaded", "code": "overloaded"}
+            yield f"data: {json.dumps({'error': {**error, 'type': 'server_error'}})}\n\n"
+            return
         if finish is None:
             return  # the connection ends mid-story: no finish_reason, no [DONE]
         yield call.chunk({}, finish)
@@ -318,7 +326,7 @@ def _call(body: Mapping[str, Any]) -> _Call:
 def _plan(call: _Call) -> tuple[list[str], str | None]:
     """The pieces to send and the finish_reason (None: the stream is cut after them)."""
     pieces = story_pieces(call.target_words)
-    if call.scenario in ("truncated", "filtered"):
+    if call.scenario in ("truncated", "filtered", "overloaded-midway"):
         pieces = pieces[: max(2, len(pieces) // 2)]
         return pieces, "content_filter" if call.scenario == "filtered" else None
     return pieces, "length" if call.scenario == "long-winded" else "stop"
