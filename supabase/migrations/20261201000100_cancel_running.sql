@@ -259,9 +259,9 @@ $$;
 -- Cancel (reason `expired`, refunded) at most p_limit jobs still waiting p_ttl_seconds after
 -- they were queued, oldest first, never started (started_at null: a job back in the queue for
 -- a retry, or released by a worker shutting down, has started and does not expire; an admin
--- retry queues a job afresh). Rows another
--- transaction holds (a start in progress) are skipped: that start decides. Walks
--- story_jobs_pending_queued_at_idx. Returns the ids of the jobs cancelled.
+-- retry queues a job afresh). Rows another transaction holds (a start in progress) are
+-- skipped: that start decides. Walks story_jobs_pending_queued_at_idx. Returns the ids of the
+-- jobs cancelled.
 create function public.expire_story_jobs(p_ttl_seconds double precision, p_limit integer)
 returns jsonb
 language plpgsql

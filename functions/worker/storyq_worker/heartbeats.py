@@ -132,9 +132,7 @@ class HeartbeatBatcher:
         self._next.clear()
 
 
-def _fail(
-    batch: dict[_Key, tuple[Callable[[], int], asyncio.Future[BeatAnswer]]], exc: Exception
-) -> None:
+def _fail(batch: _Batch, exc: Exception) -> None:
     for _, future in batch.values():
         if not future.done():
             future.set_exception(exc)

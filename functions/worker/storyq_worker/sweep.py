@@ -168,7 +168,7 @@ def _count(summary: Summary, lost: LostAttempt) -> None:
 async def _follow_snapshot(ctx: WorkerContext, summary: Summary) -> int:
     """Step 2; how many jobs wait once it is done."""
     snapshot = await ctx.store.jobs.dispatch_snapshot(
-        limit=max(1000, ctx.settings.max_active_jobs),
+        limit=_running_limit(ctx),
         recent_seconds=RECENT_SECONDS,
         recent_limit=RECENT_LIMIT,
         page=SNAPSHOT_PAGE,
@@ -207,7 +207,7 @@ async def _rebuild_every_page(ctx: WorkerContext) -> int:
     after = WalkPlace.HEAD
     for _ in range(MAX_REBUILD_PAGES):
         snapshot = await ctx.store.jobs.dispatch_snapshot(
-            limit=max(1000, ctx.settings.max_active_jobs), page=REBUILD_PAGE, after=after
+            limit=_running_limit(ctx), page=REBUILD_PAGE, after=after
         )
         # The running attempts of the same snapshot go along: a call that finds the ready mark
         # gone restores their leases before it sets the mark (claims must not resume without).
@@ -226,6 +226,11 @@ async def _rebuild_every_page(ctx: WorkerContext) -> int:
             break
         after = snapshot.last
     return added
+
+
+def _running_limit(ctx: WorkerContext) -> int:
+    """How many running attempts a snapshot reads: all of them (never more than the cap)."""
+    return max(1000, ctx.settings.max_active_jobs)
 
 
 def _running(jobs: list[StalledJob]) -> list[RunningJob]:
