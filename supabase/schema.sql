@@ -336,6 +336,35 @@ $$;
 
 
 --
+-- Name: result_usage(); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.result_usage() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_usage jsonb;
+begin
+  select case when pg_catalog.count(*) > 0 then pg_catalog.jsonb_build_object(
+      'promptTokens', pg_catalog.sum(a.prompt_tokens),
+      'completionTokens', pg_catalog.sum(a.completion_tokens),
+      'costUsd', pg_catalog.sum(a.cost_usd),
+      'attempts', pg_catalog.count(*),
+      'estimated', pg_catalog.bool_or(a.usage_estimated)
+    ) end
+  into v_usage
+  from public.story_job_attempts a
+  where a.job_id = new.id and a.usage_recorded_at is not null;
+  new.result := (coalesce(new.result, '{}'::jsonb) - 'usage')
+    || case when v_usage is null then '{}'::jsonb
+            else pg_catalog.jsonb_build_object('usage', v_usage) end;
+  return new;
+end
+$$;
+
+
+--
 -- Name: running_attempts(double precision); Type: FUNCTION; Schema: private
 --
 
@@ -393,6 +422,95 @@ begin
   return new;
 end
 $$;
+
+
+--
+-- Name: track_attempt(); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.track_attempt() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_outcome text;
+begin
+  if new.status = 'processing' then
+    -- No "on conflict": a fence runs at most one attempt, and the key keeps it so.
+    insert into public.story_job_attempts (job_id, fence, attempt, started_at)
+    values (new.id, new.fence, new.attempts, coalesce(new.started_at, pg_catalog.now()));
+    return null;
+  end if;
+  if old.status <> 'processing' then
+    return null;
+  end if;
+  v_outcome := case
+    when new.status = 'cancelled' then 'cancelled'
+    -- A release gives the attempt back uncounted (and leaves the job's error as it was).
+    when new.status = 'pending' and new.attempts < old.attempts then 'released'
+    -- The code the sweep gives an attempt whose heartbeat outlived its lease (fail_attempt
+    -- from requeue_stalled_story_job and start_story_job's running_attempts).
+    when new.error_code = 'worker_lost' then 'lost'
+    when new.status = 'pending' then 'retrying'
+    else new.status  -- completed or failed
+  end;
+  update public.story_job_attempts
+  set ended_at = coalesce(new.finished_at, pg_catalog.clock_timestamp()),
+      outcome = v_outcome,
+      -- Only these outcomes set the job's error; otherwise it may be an earlier attempt's.
+      error_code = case when v_outcome in ('retrying', 'failed', 'lost') then new.error_code end
+  where job_id = old.id and fence = old.fence;
+  return null;
+end
+$$;
+
+
+--
+-- Name: usage_problem(jsonb); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.usage_problem(p_usage jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_field text;
+  v_value jsonb;
+  v_number numeric;
+begin
+  if pg_catalog.jsonb_typeof(p_usage) is distinct from 'object' then
+    return 'not an object';
+  end if;
+  if pg_catalog.jsonb_typeof(p_usage -> 'job_id') is distinct from 'string'
+     or (p_usage ->> 'job_id') !~ '^[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}$' then
+    return 'job_id is not a uuid';
+  end if;
+  foreach v_field in array array['fence', 'prompt_tokens', 'completion_tokens', 'cost_usd'] loop
+    v_value := p_usage -> v_field;
+    if pg_catalog.jsonb_typeof(v_value) is distinct from 'number' then
+      return v_field || ' is not a number';
+    end if;
+    v_number := (v_value #>> '{}')::numeric;
+    if v_number < 0 then
+      return v_field || ' is negative';
+    end if;
+    if v_field = 'cost_usd' then
+      if v_number >= 1000000 then
+        return 'cost_usd is 1000000 or more';
+      end if;
+    elsif v_number <> pg_catalog.trunc(v_number) or v_number > 9223372036854775807 then
+      return v_field || ' is not a whole number within bigint';
+    end if;
+  end loop;
+  if coalesce(pg_catalog.jsonb_typeof(p_usage -> 'model'), 'null') not in ('string', 'null') then
+    return 'model is neither a string nor null';
+  end if;
+  if pg_catalog.jsonb_typeof(p_usage -> 'estimated') is distinct from 'boolean' then
+    return 'estimated is not a boolean';
+  end if;
+  return null;
+end
+$_$;
 
 
 --
@@ -1028,6 +1146,65 @@ $$;
 
 
 --
+-- Name: record_story_job_usage(jsonb); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.record_story_job_usage(p_usages jsonb) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_index bigint;
+  v_problem text;
+  v_updated integer;
+begin
+  if pg_catalog.jsonb_typeof(p_usages) is distinct from 'array' then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = 'usages is a JSON array of {job_id, fence, model, prompt_tokens, '
+        'completion_tokens, cost_usd, estimated}';
+  end if;
+  select u.i - 1, private.usage_problem(u.usage) into v_index, v_problem
+  from pg_catalog.jsonb_array_elements(p_usages) with ordinality as u(usage, i)
+  where private.usage_problem(u.usage) is not null
+  order by u.i
+  limit 1;
+  if v_problem is not null then
+    raise exception using errcode = 'PT422', message = 'invalid_argument',
+      detail = pg_catalog.format('usages[%s]: %s', v_index, v_problem);
+  end if;
+
+  with given as (
+    select distinct on (job_id, fence)
+      (u.usage ->> 'job_id')::uuid as job_id,
+      (u.usage ->> 'fence')::bigint as fence,
+      u.usage ->> 'model' as model,
+      (u.usage ->> 'prompt_tokens')::bigint as prompt_tokens,
+      (u.usage ->> 'completion_tokens')::bigint as completion_tokens,
+      (u.usage ->> 'cost_usd')::numeric as cost_usd,
+      (u.usage ->> 'estimated')::boolean as estimated
+    from pg_catalog.jsonb_array_elements(p_usages) with ordinality as u(usage, i)
+    order by job_id, fence, u.i desc
+  ),
+  locked as (
+    select a.job_id, a.fence from public.story_job_attempts a
+    join given g on g.job_id = a.job_id and g.fence = a.fence
+    order by a.job_id, a.fence
+    for update of a
+  )
+  update public.story_job_attempts a
+  set model = g.model, prompt_tokens = g.prompt_tokens,
+      completion_tokens = g.completion_tokens, cost_usd = g.cost_usd,
+      usage_estimated = g.estimated, usage_recorded_at = pg_catalog.now()
+  from given g
+  where a.job_id = g.job_id and a.fence = g.fence
+    and (a.job_id, a.fence) in (select job_id, fence from locked);
+  get diagnostics v_updated = row_count;
+  return v_updated;
+end
+$$;
+
+
+--
 -- Name: release_story_job(uuid, bigint); Type: FUNCTION; Schema: public
 --
 
@@ -1362,6 +1539,122 @@ ALTER TABLE public.credit_ledger ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
 
 
 --
+-- Name: story_job_attempts; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.story_job_attempts (
+    job_id uuid NOT NULL,
+    fence bigint NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone,
+    outcome text,
+    error_code text,
+    model text,
+    prompt_tokens bigint DEFAULT 0 NOT NULL,
+    completion_tokens bigint DEFAULT 0 NOT NULL,
+    cost_usd numeric(14,8) DEFAULT 0 NOT NULL,
+    usage_estimated boolean DEFAULT false NOT NULL,
+    usage_recorded_at timestamp with time zone,
+    CONSTRAINT story_job_attempts_completion_tokens_check CHECK ((completion_tokens >= 0)),
+    CONSTRAINT story_job_attempts_cost_usd_check CHECK ((cost_usd >= (0)::numeric)),
+    CONSTRAINT story_job_attempts_outcome_check CHECK (((outcome IS NULL) OR (outcome = ANY (ARRAY['completed'::text, 'retrying'::text, 'failed'::text, 'released'::text, 'cancelled'::text, 'lost'::text])))),
+    CONSTRAINT story_job_attempts_prompt_tokens_check CHECK ((prompt_tokens >= 0))
+);
+
+
+--
+-- Name: TABLE story_job_attempts; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.story_job_attempts IS 'One row per attempt that started (written by triggers on story_jobs), with its outcome and its LLM usage once recorded.';
+
+
+--
+-- Name: COLUMN story_job_attempts.fence; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.fence IS 'The attempt''s fencing token (story_jobs.fence while it ran): names the attempt.';
+
+
+--
+-- Name: COLUMN story_job_attempts.attempt; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.attempt IS 'story_jobs.attempts when it started (1 to max_attempts; an admin retry counts from 1 again).';
+
+
+--
+-- Name: COLUMN story_job_attempts.started_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.started_at IS 'When start_story_job started it.';
+
+
+--
+-- Name: COLUMN story_job_attempts.ended_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.ended_at IS 'When the job left processing; null while the attempt runs.';
+
+
+--
+-- Name: COLUMN story_job_attempts.outcome; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.outcome IS 'completed; retrying (failed, the job will run again); failed (the job failed for good); released (given back unused by its worker); cancelled; lost (its worker went silent: the job ran again, or failed when no attempt was left). Null while it runs.';
+
+
+--
+-- Name: COLUMN story_job_attempts.error_code; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.error_code IS 'The error the attempt ended with (retrying, failed, lost); null otherwise.';
+
+
+--
+-- Name: COLUMN story_job_attempts.model; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.model IS 'The model that wrote the attempt''s text, as the worker recorded it.';
+
+
+--
+-- Name: COLUMN story_job_attempts.prompt_tokens; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.prompt_tokens IS 'Prompt tokens of the whole attempt (every model it tried), as recorded by the worker.';
+
+
+--
+-- Name: COLUMN story_job_attempts.completion_tokens; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.completion_tokens IS 'Completion tokens of the whole attempt, as recorded by the worker.';
+
+
+--
+-- Name: COLUMN story_job_attempts.cost_usd; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.cost_usd IS 'What the attempt''s tokens cost in US dollars at the worker''s configured prices.';
+
+
+--
+-- Name: COLUMN story_job_attempts.usage_estimated; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.usage_estimated IS 'The tokens were counted by the worker because the provider sent no usage (a cut or cancelled stream).';
+
+
+--
+-- Name: COLUMN story_job_attempts.usage_recorded_at; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.usage_recorded_at IS 'When record_story_job_usage last wrote the usage; null: none recorded (its zeros then mean unknown, not free).';
+
+
+--
 -- Name: queue_overview; Type: VIEW; Schema: public
 --
 
@@ -1378,7 +1671,16 @@ CREATE VIEW public.queue_overview WITH (security_invoker='true') AS
                    FROM public.story_jobs story_jobs_1
                   WHERE ((story_jobs_1.status = 'completed'::text) AND (story_jobs_1.started_at IS NOT NULL))
                   ORDER BY story_jobs_1.finished_at DESC
-                 LIMIT 100) recent) AS avg_generation_seconds
+                 LIMIT 100) recent) AS avg_generation_seconds,
+    ( SELECT (COALESCE(sum(a.prompt_tokens), (0)::numeric))::bigint AS "coalesce"
+           FROM public.story_job_attempts a
+          WHERE (a.started_at >= date_trunc('day'::text, now(), 'UTC'::text))) AS prompt_tokens_today,
+    ( SELECT (COALESCE(sum(a.completion_tokens), (0)::numeric))::bigint AS "coalesce"
+           FROM public.story_job_attempts a
+          WHERE (a.started_at >= date_trunc('day'::text, now(), 'UTC'::text))) AS completion_tokens_today,
+    ( SELECT COALESCE(sum(a.cost_usd), (0)::numeric) AS "coalesce"
+           FROM public.story_job_attempts a
+          WHERE (a.started_at >= date_trunc('day'::text, now(), 'UTC'::text))) AS cost_usd_today
    FROM public.story_jobs;
 
 
@@ -1386,7 +1688,7 @@ CREATE VIEW public.queue_overview WITH (security_invoker='true') AS
 -- Name: VIEW queue_overview; Type: COMMENT; Schema: public
 --
 
-COMMENT ON VIEW public.queue_overview IS 'Jobs per status, the oldest pending job and the mean generation time of the last 100.';
+COMMENT ON VIEW public.queue_overview IS 'Jobs per status, the oldest pending job, the mean generation time of the last 100, and the tokens and cost of the attempts started today (UTC).';
 
 
 --
@@ -1470,6 +1772,14 @@ ALTER TABLE ONLY public.stories
 
 
 --
+-- Name: story_job_attempts story_job_attempts_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.story_job_attempts
+    ADD CONSTRAINT story_job_attempts_pkey PRIMARY KEY (job_id, fence);
+
+
+--
 -- Name: story_jobs story_jobs_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -1517,6 +1827,13 @@ CREATE INDEX idempotency_keys_created_at_idx ON public.idempotency_keys USING bt
 --
 
 CREATE INDEX stories_user_id_created_at_idx ON public.stories USING btree (user_id, created_at DESC, id DESC);
+
+
+--
+-- Name: story_job_attempts_started_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_job_attempts_started_at_idx ON public.story_job_attempts USING btree (started_at);
 
 
 --
@@ -1590,6 +1907,13 @@ CREATE TRIGGER stories_touch_updated_at BEFORE UPDATE ON public.stories FOR EACH
 
 
 --
+-- Name: story_jobs story_jobs_result_usage; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER story_jobs_result_usage BEFORE UPDATE OF status ON public.story_jobs FOR EACH ROW WHEN (((new.status = 'completed'::text) AND (old.status IS DISTINCT FROM 'completed'::text))) EXECUTE FUNCTION private.result_usage();
+
+
+--
 -- Name: story_jobs story_jobs_text_afresh; Type: TRIGGER; Schema: public
 --
 
@@ -1601,6 +1925,13 @@ CREATE TRIGGER story_jobs_text_afresh AFTER UPDATE OF status ON public.story_job
 --
 
 CREATE TRIGGER story_jobs_touch_updated_at BEFORE UPDATE ON public.story_jobs FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
+
+
+--
+-- Name: story_jobs story_jobs_track_attempt; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER story_jobs_track_attempt AFTER UPDATE OF status ON public.story_jobs FOR EACH ROW WHEN ((old.status IS DISTINCT FROM new.status)) EXECUTE FUNCTION private.track_attempt();
 
 
 --
@@ -1641,6 +1972,14 @@ ALTER TABLE ONLY public.idempotency_keys
 
 ALTER TABLE ONLY public.stories
     ADD CONSTRAINT stories_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+
+--
+-- Name: story_job_attempts story_job_attempts_job_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.story_job_attempts
+    ADD CONSTRAINT story_job_attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.story_jobs(id) ON DELETE CASCADE;
 
 
 --
@@ -1685,6 +2024,13 @@ ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.stories ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: story_job_attempts; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.story_job_attempts ENABLE ROW LEVEL SECURITY;
 
 
 --
@@ -1808,10 +2154,31 @@ REVOKE ALL ON FUNCTION private.replay_key(p_key public.idempotency_keys, p_balan
 
 
 --
+-- Name: FUNCTION result_usage(); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.result_usage() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION running_attempts(p_live_seconds double precision); Type: ACL; Schema: private
 --
 
 REVOKE ALL ON FUNCTION private.running_attempts(p_live_seconds double precision) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION track_attempt(); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.track_attempt() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION usage_problem(p_usage jsonb); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.usage_problem(p_usage jsonb) FROM PUBLIC;
 
 
 --
@@ -1967,6 +2334,14 @@ GRANT ALL ON FUNCTION public.queue_counts() TO service_role;
 
 
 --
+-- Name: FUNCTION record_story_job_usage(p_usages jsonb); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.record_story_job_usage(p_usages jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.record_story_job_usage(p_usages jsonb) TO service_role;
+
+
+--
 -- Name: FUNCTION release_story_job(p_job_id uuid, p_fence bigint); Type: ACL; Schema: public
 --
 
@@ -2043,6 +2418,13 @@ GRANT SELECT ON TABLE public.credit_ledger TO authenticated;
 --
 
 GRANT ALL ON SEQUENCE public.credit_ledger_id_seq TO service_role;
+
+
+--
+-- Name: TABLE story_job_attempts; Type: ACL; Schema: public
+--
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.story_job_attempts TO service_role;
 
 
 --

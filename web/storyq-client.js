@@ -36,6 +36,16 @@
  */
 
 /**
+ * @typedef {object} JobResult what a completed job's generation came to
+ * @property {number | null} generationTime seconds
+ * @property {string | null} quality high, medium or low: a length-and-ending check, not a
+ *   judgement of the writing (see the API's OpenAPI description)
+ * @property {number | null} words
+ * @property {{promptTokens: number, completionTokens: number, costUsd: number}} [usage] what the
+ *   story cost in LLM tokens and US dollars; absent when no attempt recorded it
+ */
+
+/**
  * @typedef {object} Job
  * @property {string} jobId
  * @property {string} storyId
@@ -48,7 +58,7 @@
  * @property {string | null} finishedAt
  * @property {WaitTime | null} [waitTime] pending only (null when the queue could not say)
  * @property {{words: number, percent: number}} [progress] processing only
- * @property {{generationTime: number | null, quality?: unknown, words: number | null}} [result]
+ * @property {JobResult} [result] completed only
  * @property {{code: string, message: string}} [error] failed only
  * @property {boolean | null} [refunded] failed and cancelled
  * @property {boolean} [cancelRequested] true from a DELETE of the running job on (it is being

@@ -58,6 +58,9 @@ async def test_queue_counts_merge_redis_and_postgres(
         "avgGenerationSeconds",
         "oldestPendingAt",
         "source",
+        "promptTokensToday",
+        "completionTokensToday",
+        "costUsdToday",
     }
     assert stats["source"] == "redis"
     # c was completed behind Redis's back (no worker acked it): Redis still lists three waiting
@@ -67,6 +70,22 @@ async def test_queue_counts_merge_redis_and_postgres(
     assert stats["completed"] == before["completed"] + 1
     assert stats["maxActive"] == 5
     assert stats["avgGenerationSeconds"] == 270.0
+
+
+async def test_queue_counts_show_the_tokens_and_cost_of_today(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    # Given the figures as they are, and a job whose running attempt records its usage
+    before = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+    queued = await _queue(client, make_user(credits=1))
+    db.start(queued["jobId"])
+    db.record_usage(queued["jobId"], prompt_tokens=400, completion_tokens=1600, cost_usd=0.25)
+
+    # When an admin looks at the queue, Then today's figures count it, while it still runs
+    stats = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+    assert stats["promptTokensToday"] - before["promptTokensToday"] == 400
+    assert stats["completionTokensToday"] - before["completionTokensToday"] == 1600
+    assert stats["costUsdToday"] - before["costUsdToday"] == pytest.approx(0.25)
 
 
 async def test_queue_counts_fall_back_to_postgres_when_redis_is_down(

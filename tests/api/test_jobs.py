@@ -141,6 +141,34 @@ async def test_a_completed_job_shows_its_result_and_the_story_its_content(
     assert story["jobId"] == queued["jobId"]
 
 
+async def test_a_completed_job_shows_what_its_story_cost(
+    client: httpx.AsyncClient, make_user: MakeUser, db: Db
+) -> None:
+    # Given a job whose first attempt used tokens and failed, and whose second one completed
+    user = make_user(credits=1)
+    queued = await _queue(client, user)
+    db.start(queued["jobId"])
+    db.record_usage(queued["jobId"], prompt_tokens=200, completion_tokens=300, cost_usd=0.0005)
+    db.retry(queued["jobId"])
+    db.start(queued["jobId"])
+    db.record_usage(
+        queued["jobId"], prompt_tokens=250, completion_tokens=1200, cost_usd=0.0011, estimated=True
+    )
+    db.complete(queued["jobId"], "Once upon a tide.", {"quality": "medium", "words": 4})
+
+    # When its owner looks at it, alone and in their list
+    job = (await client.get(f"/api/job/{queued['jobId']}", headers=user.headers)).json()
+    listed = (await client.get("/api/jobs", headers=user.headers)).json()["jobs"]
+
+    # Then the result shows what both attempts cost together
+    usage = {"promptTokens": 450, "completionTokens": 1500, "costUsd": pytest.approx(0.0016)}
+    assert job["result"]["usage"] == usage
+    assert job["attempts"] == 2
+    assert [item["result"]["usage"] for item in listed if item["jobId"] == queued["jobId"]] == [
+        usage
+    ]
+
+
 async def test_a_result_without_a_generation_time_falls_back_to_the_row_times(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:

@@ -71,6 +71,35 @@ class Db:
             (job_id, self.fence(job_id), content, Jsonb(result)),
         )
 
+    def record_usage(
+        self,
+        job_id: str,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        estimated: bool = False,
+    ) -> None:
+        """The running attempt records what it used (as the worker does before it completes)."""
+        usage = {
+            "job_id": job_id,
+            "fence": self.fence(job_id),
+            "model": "gpt-4o-mini",
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": cost_usd,
+            "estimated": estimated,
+        }
+        written = self.value("select public.record_story_job_usage(%s)", (Jsonb([usage]),))
+        assert written == 1, written
+
+    def retry(self, job_id: str, *, code: str = "upstream_timeout") -> None:
+        """The running attempt fails, retryable: the job waits again under a new fence."""
+        self.run(
+            "select public.fail_story_job(%s, %s, %s, 'try again', true)",
+            (job_id, self.fence(job_id), code),
+        )
+
     def fail(self, job_id: str, *, code: str = "generator_error", message: str = "boom") -> None:
         self.run(
             "select public.fail_story_job(%s, %s, %s, %s, false)",

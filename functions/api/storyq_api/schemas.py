@@ -77,10 +77,32 @@ class Progress(_Out):
     percent: int
 
 
+# storyq.generation.contract.quality_label, in words.
+QUALITY = (
+    "A length-and-ending check, not a judgement of the writing: `high` when the model ended on "
+    "its own (finish reason `stop`) with 80-125 % of the requested words; `medium` when it "
+    "ended on its own with 50-160 %, or was stopped otherwise (a length limit, say) after "
+    "reaching 80 %; `low` otherwise. Kept, so defined, because frontends already read it."
+)
+
+
+class ResultUsage(_Out):
+    """What the story cost in LLM tokens, summed over its attempts (failed ones included)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float = Field(description="US dollars, at the prices the workers are configured with")
+
+
 class JobResult(_Out):
     generation_time: float | None
-    quality: str | None  # high | medium | low (storyq.generation.contract.Quality)
+    quality: str | None = Field(description=QUALITY)  # storyq.generation.contract.Quality
     words: int | None
+    usage: ResultUsage | None = Field(
+        default=None,
+        description="What the story cost in LLM tokens; absent when no attempt recorded it "
+        "(the offline template generator, jobs finished before usage was recorded)",
+    )
 
 
 class JobError(_Out):
@@ -149,6 +171,15 @@ class QueueStats(_Out):
     avg_generation_seconds: float
     oldest_pending_at: datetime | None
     source: Literal["redis", "postgres"]
+    prompt_tokens_today: int = Field(
+        description="LLM prompt tokens of the attempts started since midnight UTC"
+    )
+    completion_tokens_today: int = Field(
+        description="LLM completion tokens of the attempts started since midnight UTC"
+    )
+    cost_usd_today: float = Field(
+        description="What those tokens cost in US dollars, at the workers' configured prices"
+    )
 
 
 class CleanRequest(_In):

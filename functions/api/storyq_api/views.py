@@ -9,7 +9,15 @@ from fastapi import Response
 from storyq.queue import Position
 from storyq.store import Job, Story
 from storyq.store import JobResult as RecordedResult
-from storyq_api.schemas import JobError, JobResult, JobView, Progress, StoryView, WaitTime
+from storyq_api.schemas import (
+    JobError,
+    JobResult,
+    JobView,
+    Progress,
+    ResultUsage,
+    StoryView,
+    WaitTime,
+)
 
 # A processing job never shows 100 %: that is what `completed` is for.
 MAX_RUNNING_PERCENT = 99
@@ -87,11 +95,19 @@ def _result(job: Job) -> JobResult:
     seconds = recorded.generation_time
     if seconds is None and job.started_at is not None and job.finished_at is not None:
         seconds = (job.finished_at - job.started_at).total_seconds()
-    return JobResult(
-        generation_time=None if seconds is None else round(seconds, 3),
-        quality=recorded.quality,
-        words=recorded.words if recorded.words is not None else job.progress_words,
-    )
+    fields: dict[str, Any] = {
+        "generation_time": None if seconds is None else round(seconds, 3),
+        "quality": recorded.quality,
+        "words": recorded.words if recorded.words is not None else job.progress_words,
+    }
+    if recorded.usage is not None:
+        # Left unset otherwise, so the answer has no `usage` rather than a null one.
+        fields["usage"] = ResultUsage(
+            prompt_tokens=recorded.usage.prompt_tokens,
+            completion_tokens=recorded.usage.completion_tokens,
+            cost_usd=recorded.usage.cost_usd,
+        )
+    return JobResult(**fields)
 
 
 def story_view(story: Story) -> StoryView:

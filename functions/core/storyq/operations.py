@@ -99,7 +99,9 @@ class JobStanding:
 class QueueStats:
     """The queue at a glance. waiting/active/delayed are Redis's live counts, or Postgres's
     pending/processing when Redis cannot be reached (`source` says which); the rest is
-    Postgres's. `avg_generation_seconds` is the mean the ETAs use."""
+    Postgres's. `avg_generation_seconds` is the mean the ETAs use. The `*_today` figures are
+    the LLM tokens and their cost (US dollars) of the attempts started since midnight UTC, as
+    the workers recorded them."""
 
     waiting: int
     active: int
@@ -111,6 +113,9 @@ class QueueStats:
     avg_generation_seconds: float
     oldest_pending_at: datetime | None
     source: Literal["redis", "postgres"]
+    prompt_tokens_today: int
+    completion_tokens_today: int
+    cost_usd_today: float
 
 
 def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
@@ -229,6 +234,9 @@ class JobOperations:
             avg_generation_seconds=round(mean, 3),
             oldest_pending_at=truth.oldest_pending_at,
             source="redis" if live else "postgres",
+            prompt_tokens_today=truth.prompt_tokens_today,
+            completion_tokens_today=truth.completion_tokens_today,
+            cost_usd_today=truth.cost_usd_today,
         )
 
     async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:

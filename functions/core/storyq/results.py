@@ -13,6 +13,26 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 
+class ResultUsage(BaseModel):
+    """What the story cost in LLM tokens: the sums over the job's attempts that recorded usage
+    (the failed ones included), added by the database when the job completes."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float  # at the worker's configured prices
+    attempts: int  # the attempts whose usage was recorded
+    # Some tokens were counted by the worker: the provider sent no usage (a cut stream).
+    estimated: bool = False
+
+
 class JobResult(BaseModel):
     """What a completed job records about its generation: the job row's `result`, stored as
     camelCase JSON (written so since the first release; GET /api/job shows part of it). Every
@@ -33,6 +53,8 @@ class JobResult(BaseModel):
     finish_reason: str | None = None  # the generator's: stop, length, ...
     generator: str | None = None  # template or openai
     model: str | None = None
+    # Written by the database at completion, never by the worker (see as_row).
+    usage: ResultUsage | None = None
 
     @field_validator("*", mode="wrap")
     @classmethod
@@ -45,5 +67,6 @@ class JobResult(BaseModel):
             return None
 
     def as_row(self) -> dict[str, object]:
-        """The jsonb the SQL function stores."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The jsonb the SQL function stores (without `usage`: Postgres sums it from the
+        attempts' rows when the job completes)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"usage"})

@@ -69,6 +69,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         f"max active {stats.max_active} · mean generation {stats.avg_generation_seconds:.1f} s"
         f" · oldest pending {oldest} · live counts from {stats.source}"
     )
+    print(
+        f"today (UTC) {stats.prompt_tokens_today} prompt + {stats.completion_tokens_today}"
+        f" completion tokens · ${stats.cost_usd_today:.4f}"
+    )
     return 0
 
 

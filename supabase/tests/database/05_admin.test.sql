@@ -58,8 +58,9 @@ $$;
 select is(public.queue_counts(),
   jsonb_build_object('pending', 2, 'processing', 1, 'completed', 2, 'failed', 1,
     'cancelled', 1, 'avg_generation_seconds', 270,
-    'oldest_pending_at', (select min(queued_at) from public.story_jobs where status = 'pending')),
-  'queue_counts: per status, oldest pending and mean generation time');
+    'oldest_pending_at', (select min(queued_at) from public.story_jobs where status = 'pending'),
+    'prompt_tokens_today', 0, 'completion_tokens_today', 0, 'cost_usd_today', 0),
+  'queue_counts: per status, oldest pending, mean generation time, today''s usage (none recorded)');
 select is((select pg_catalog.to_jsonb(o) from public.queue_overview o), public.queue_counts(),
   'the dashboard view shows the same numbers');
 

@@ -65,7 +65,10 @@ def admin_settings(admin_database: str) -> Iterator[Settings]:
 async def store(admin_settings: Settings, admin_database: str) -> AsyncIterator[Store]:
     # Each test starts from an empty queue.
     with psycopg.connect(admin_database) as conn:
-        conn.execute("truncate public.story_jobs, public.stories, public.idempotency_keys")
+        conn.execute(
+            "truncate public.story_job_attempts, public.story_jobs, public.stories,"
+            " public.idempotency_keys"
+        )
     db = async_postgrest(admin_settings)
     yield Store(db)
     await db.aclose()

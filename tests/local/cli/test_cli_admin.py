@@ -75,6 +75,7 @@ def test_stats(
     for name in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
         assert out.count(name) >= 1
     assert "max active 5" in out
+    assert "today (UTC)" in out
     assert main(["stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["failed"] >= 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from postgrest import AsyncPostgrestClient
 
-from storyq.results import JobResult
+from storyq.results import JobResult, ResultUsage
 from storyq.store.admin import AdminStore
 from storyq.store.credits import CreditStore
 from storyq.store.errors import (
@@ -32,6 +32,7 @@ from storyq.store.errors import (
 from storyq.store.jobs import MAX_PAGE_SIZE, JobStore
 from storyq.store.models import (
     TERMINAL_STATUSES,
+    AttemptUsage,
     BeatReply,
     CancelReason,
     CleanableStatus,
@@ -78,6 +79,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "TERMINAL_STATUSES",
     "AdminStore",
+    "AttemptUsage",
     "BeatReply",
     "CancelReason",
     "CleanableStatus",
@@ -107,6 +109,7 @@ __all__ = [
     "JobStore",
     "LostAttempt",
     "QueueCounts",
+    "ResultUsage",
     "StaleAttempt",
     "StalledJob",
     "StartRefused",

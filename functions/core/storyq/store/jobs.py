@@ -1,15 +1,17 @@
 """Jobs: the state machine calls the API and the worker make, and the job reads.
 
 Owns the Python side of enqueue, start, heartbeat, complete, fail, release, requeue, cancel,
-get, list, the dispatch snapshot, stalled and the idempotency-key purge. Each method is one RPC
-to the SQL function of the same name, which does the transition atomically and fenced by the
-attempt's fencing token (see supabase/migrations/*_fence_cap_and_liveness.sql); refusals arrive
-as `storyq.store.errors` exceptions, except those a worker acts on (a refused start, a lost
-attempt), which come back as the job's state.
+get, list, the dispatch snapshot, stalled, the idempotency-key purge and the attempts' usage.
+Each method is one RPC to the SQL function of the same name, which does the transition
+atomically and fenced by the attempt's fencing token (see
+supabase/migrations/*_fence_cap_and_liveness.sql); refusals arrive as `storyq.store.errors`
+exceptions, except those a worker acts on (a refused start, a lost attempt), which come back as
+the job's state.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -17,7 +19,9 @@ from postgrest import AsyncPostgrestClient
 
 from storyq.results import JobResult
 from storyq.store._rpc import call, call_bool, call_int, call_model, call_models
+from storyq.store.errors import InvalidArgument
 from storyq.store.models import (
+    AttemptUsage,
     BeatReply,
     CancelReason,
     CompletedJob,
@@ -123,6 +127,21 @@ class JobStore:
         ]
         reply = await call(self._db, "write_story_texts", {"p_writes": payload})
         return {UUID(str(row["job_id"])): int(row["chars"]) for row in reply}
+
+    async def record_usage(self, usages: Sequence[AttemptUsage]) -> int:
+        """Set the usage of attempts, in one request (one transaction): each attempt's totals
+        replace what it had (recording twice is harmless), whether it still runs or has ended.
+        Record a completing attempt's usage before `complete`: the job's result then sums it.
+        Returns how many attempts were written; an attempt Postgres does not know (its job
+        cleaned, or never started under that fence) is skipped. Raises InvalidArgument (a
+        negative or fractional count, a negative or non-finite cost; nothing is written)."""
+        if not usages:
+            return 0
+        for usage in usages:
+            if not math.isfinite(usage.cost_usd):
+                raise InvalidArgument(f"cost_usd of {usage.job_id}/{usage.fence} is not finite")
+        payload = [usage.as_param() for usage in usages]
+        return await call_int(self._db, "record_story_job_usage", {"p_usages": payload})
 
     async def complete(
         self,

@@ -297,6 +297,32 @@ class BeatReply:
 
 
 @dataclass(frozen=True)
+class AttemptUsage:
+    """What one attempt (`job_id`, `fence`) used, for `JobStore.record_usage`: the attempt's
+    totals over every model it tried (recording again replaces them), their cost in US dollars,
+    and whether the worker counted the tokens itself (`estimated`: the provider sent none)."""
+
+    job_id: UUID
+    fence: int
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    estimated: bool
+
+    def as_param(self) -> dict[str, object]:
+        return {
+            "job_id": str(self.job_id),
+            "fence": self.fence,
+            "model": self.model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass(frozen=True)
 class TextWrite:
     """What an attempt has written since its story last stored: `text` goes at character
     `text_from` of the story (`JobStore.write_texts`)."""
@@ -320,7 +346,8 @@ class DispatchSnapshot(_Row):
 
 
 class QueueCounts(_Row):
-    """Jobs per status, the oldest pending job and the mean generation time (last 100)."""
+    """Jobs per status, the oldest pending job, the mean generation time (last 100), and the
+    tokens and cost of the attempts started today (UTC)."""
 
     pending: int
     processing: int
@@ -329,3 +356,6 @@ class QueueCounts(_Row):
     cancelled: int
     avg_generation_seconds: float | None
     oldest_pending_at: datetime | None
+    prompt_tokens_today: int = 0
+    completion_tokens_today: int = 0
+    cost_usd_today: float = 0.0
