@@ -39,3 +39,24 @@ def test_cors_origins_read_as_the_template_passes_them(monkeypatch: pytest.Monke
     ]
     monkeypatch.setenv("CORS_ORIGINS", '["https://c.example"]')
     assert Settings(_env_file=None).cors_origins == ["https://c.example"]  # type: ignore[call-arg]
+
+
+def test_model_prices_read_as_pairs_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PRICES", "gpt-4o=2.5/10, *=1/4")
+    assert Settings(_env_file=None).model_prices == {  # type: ignore[call-arg]
+        "gpt-4o": (2.5, 10.0),
+        "*": (1.0, 4.0),
+    }
+    monkeypatch.setenv("MODEL_PRICES", '{"org/model=v2": [0.1, 0.2]}')
+    assert Settings(_env_file=None).model_prices == {  # type: ignore[call-arg]
+        "org/model=v2": (0.1, 0.2)
+    }
+
+
+@pytest.mark.parametrize("text", ["gpt-4o=2.5", "=1/2", "gpt-4o=-1/2", "gpt-4o=a/b"])
+def test_a_malformed_model_price_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("MODEL_PRICES", text)
+    with pytest.raises(ValidationError, match=r"(?i)model_prices"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -82,6 +82,14 @@ class Settings(SecretsLocation):
     openai_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # A model that sends no text this long after the request is taken as stalled.
     openai_first_token_timeout_seconds: float = Field(default=60.0, gt=0)
+    # What a model's tokens cost, in US dollars per million prompt / completion tokens, for the
+    # cost recorded per attempt (storyq.generation.pricing). In the environment
+    # `model=prompt/completion` pairs, comma-separated (`*` prices any model not listed), or a
+    # JSON object {"model": [prompt, completion]}. The default is OpenAI's list price of
+    # gpt-4o-mini (the default model) when this was written: set yours.
+    model_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(
+        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60)}
+    )
 
     # Leases and liveness. An attempt is live while its Postgres heartbeat (sent every
     # min(1 s, lease_seconds / 4)) is younger than lease_seconds: older, it is dead, and a sweep
@@ -116,6 +124,35 @@ class Settings(SecretsLocation):
             if text.startswith("["):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            return json.loads(text)
+        prices: dict[str, tuple[str, str]] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            model, equals, pair = item.rpartition("=")
+            prompt, slash, completion = pair.partition("/")
+            if not (equals and slash and model.strip()):
+                raise ValueError(
+                    f"MODEL_PRICES: {item!r} is not model=prompt/completion (USD per million)"
+                )
+            prices[model.strip()] = (prompt.strip(), completion.strip())
+        return prices
+
+    @field_validator("model_prices")
+    @classmethod
+    def _no_negative_prices(
+        cls, value: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for model, (prompt, completion) in value.items():
+            if prompt < 0 or completion < 0:
+                raise ValueError(f"MODEL_PRICES: the price of {model!r} is negative")
         return value
 
     @model_validator(mode="after")

@@ -13,7 +13,9 @@ from storyq.generation.contract import (
     Generator,
     ProgressCallback,
     Quality,
+    Usage,
     count_words,
+    estimated_tokens,
     quality_label,
     seed_from_job_id,
 )
@@ -34,8 +36,10 @@ __all__ = [
     "Quality",
     "TemplateGenerator",
     "TransientGenerationError",
+    "Usage",
     "build_generator",
     "count_words",
+    "estimated_tokens",
     "quality_label",
     "seed_from_job_id",
 ]

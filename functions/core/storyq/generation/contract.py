@@ -5,13 +5,21 @@ It reports the story's text written so far through ``on_progress``: the whole bo
 title line), which only grows within one attempt (a cheap, synchronous callback: the worker
 keeps the latest text and sends what is new with the next heartbeat, so readers watch the
 story being written). It raises a `GenerationError` subclass when it fails.
+
+It also keeps `request.usage` (a `Usage`) up to date as it goes: which model answered, the
+tokens used so far (the provider's own count when it sends one, else an estimate), and
+`answered` once the provider has accepted the request. The worker reads it whatever the
+attempt came to (completed, failed, cut, cancelled) to record what the attempt cost, and uses
+`answered` to end a provider pause (storyq.queue.dispatch, `pause`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from storyq.results import JobResult
@@ -47,6 +55,35 @@ def quality_label(*, words: int, target_words: int, finish_reason: str) -> Quali
     return "low"
 
 
+def estimated_tokens(text: str) -> int:
+    """A provider-neutral token estimate: one token per 4 characters, rounded up (OpenAI's rule
+    of thumb for English; used only when the provider sends no count of its own)."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(kw_only=True)
+class Usage:
+    """What one attempt used of its provider, filled in by the generator as it streams.
+
+    Tokens are the attempt's totals so far. `estimated` is True while they are this side's
+    count (`estimated_tokens` of the prompt and the text received), False once the provider's
+    own usage report replaced them. `answered` is set when the provider accepted the request
+    (its first chunk arrived): a 429 or 503 never sets it. A generator that calls no provider
+    (template) leaves everything at zero and None.
+    """
+
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def used_a_provider(self) -> bool:
+        """Whether there is anything to record (a model was asked, or tokens were counted)."""
+        return self.model is not None or self.prompt_tokens > 0 or self.completion_tokens > 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
     """One story to write: the job's prompt and wishes."""
@@ -58,6 +95,9 @@ class GenerationRequest:
     genre: str | None = None
     language: str = "en"
     seed: int | None = None
+    # The generator's running report of what this attempt used (see `Usage`); the request is
+    # otherwise immutable.
+    usage: Usage = field(default_factory=Usage, compare=False)
 
     @property
     def effective_seed(self) -> int:

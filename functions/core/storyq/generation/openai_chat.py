@@ -12,6 +12,15 @@ no first token within OPENAI_FIRST_TOKEN_TIMEOUT_SECONDS. Once a model has sent 
 failure ends the attempt: a story is never stitched from two models. The result's `model`
 is the one that wrote it; the error of a failed attempt is the last model's.
 
+Usage: the request asks for the provider's usage report (`stream_options.include_usage`, a last
+chunk with the attempt's prompt and completion tokens). Until it arrives (a cut or cancelled
+stream never gets it), `request.usage` holds an estimate (`estimated_tokens` of the prompt
+and of the text received), so what a stopped attempt used is known too. Tokens of the models
+tried before are kept: the usage is the attempt's, over its whole chain.
+
+Back-pressure: a 429, or an overload of the last model of the chain before any text, is raised
+with `backpressure` set (see storyq.generation.errors): the queue pauses the provider.
+
 How each failure is classified, and why:
 
 - transient `timeout`: the whole generation passed GENERATION_TIMEOUT_SECONDS (a hard limit
@@ -51,7 +60,9 @@ from storyq.generation.contract import (
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
+    Usage,
     count_words,
+    estimated_tokens,
 )
 from storyq.generation.errors import (
     GenerationError,
@@ -133,7 +144,9 @@ def _classify_status(exc: openai.APIStatusError) -> GenerationError:
     status, message = exc.status_code, f"{exc.status_code}: {exc.message}"[:500]
     retry_after = retry_after_seconds(exc.response.headers)
     if status == 429:
-        return TransientGenerationError("rate_limited", message, retry_after=retry_after)
+        return TransientGenerationError(
+            "rate_limited", message, retry_after=retry_after, backpressure=True
+        )
     if status >= 500 or status in _RETRYABLE_STATUSES:
         return TransientGenerationError("upstream_error", message, retry_after=retry_after)
     if _error_code(exc) in _REFUSAL_CODES:
@@ -157,6 +170,15 @@ def another_model_may_answer(exc: BaseException) -> bool:
         )
     if isinstance(exc, openai.APIError):  # an error event inside the stream
         return _error_code(exc) in _OVERLOADED_CODES | _MODEL_ERROR_CODES
+    return False
+
+
+def is_overload(exc: BaseException) -> bool:
+    """An overload of the model (500, 502, 503, 504, 529, or an `overloaded` error event)."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _OVERLOADED_STATUSES
+    if isinstance(exc, openai.APIError):
+        return _error_code(exc) in _OVERLOADED_CODES
     return False
 
 
@@ -208,18 +230,64 @@ def _messages(request: GenerationRequest) -> list[ChatCompletionMessageParam]:
     ]
 
 
+class _Meter:
+    """Keeps `usage` (the attempt's) up to date over the models of the chain: the totals of the
+    models before the current one, plus the current one's, reported or estimated."""
+
+    def __init__(self, usage: Usage, prompt: str) -> None:
+        # This call's usage: a request generated twice (a test's) starts again from nothing.
+        usage.prompt_tokens = usage.completion_tokens = 0
+        usage.estimated = False
+        usage.answered.clear()
+        self.usage = usage
+        self._prompt_tokens = estimated_tokens(prompt)
+        self._before = (0, 0)
+        self._chars = 0
+
+    def asking(self, model: str) -> None:
+        """A request to `model` is about to go out."""
+        self.usage.model = model
+        self._before = (self.usage.prompt_tokens, self.usage.completion_tokens)
+        self._chars = 0
+
+    def answered(self) -> None:
+        """The first chunk of the current model's stream: it took the request (and its prompt)."""
+        if not self.usage.answered.is_set():
+            self.usage.answered.set()
+        self._estimate()
+
+    def received(self, text: str) -> None:
+        self._chars += len(text)
+        self._estimate()
+
+    def reported(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """The provider's own count for the current model's request."""
+        before_prompt, before_completion = self._before
+        self.usage.prompt_tokens = before_prompt + prompt_tokens
+        self.usage.completion_tokens = before_completion + completion_tokens
+        self.usage.estimated = False
+
+    def _estimate(self) -> None:
+        before_prompt, before_completion = self._before
+        self.usage.prompt_tokens = before_prompt + self._prompt_tokens
+        self.usage.completion_tokens = before_completion + math.ceil(self._chars / 4)
+        self.usage.estimated = True
+
+
 class _Transcript:
     """The text received so far, with progress reports (its body so far) at most every
     _PROGRESS_INTERVAL_SECONDS."""
 
-    def __init__(self, on_progress: ProgressCallback) -> None:
+    def __init__(self, on_progress: ProgressCallback, meter: _Meter) -> None:
         self.parts: list[str] = []
         self.finish_reason: str | None = None
+        self.meter = meter
         self._on_progress = on_progress
         self._reported_at = time.monotonic()
 
     def add(self, text: str) -> None:
         self.parts.append(text)
+        self.meter.received(text)
         now = time.monotonic()
         if now - self._reported_at >= _PROGRESS_INTERVAL_SECONDS:
             self._reported_at = now
@@ -269,13 +337,19 @@ class OpenAIGenerator:
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback
     ) -> GenerationResult:
-        transcript = _Transcript(on_progress)
+        messages = _messages(request)
+        meter = _Meter(request.usage, "\n".join(str(m.get("content", "")) for m in messages))
+        transcript = _Transcript(on_progress, meter)
         on_progress("")
         try:
             async with asyncio.timeout(self._timeout):
                 model = await self._write(request, transcript)
         except (TimeoutError, openai.OpenAIError, httpx.HTTPError) as exc:
-            raise classify(exc) from exc
+            error = classify(exc)
+            if not transcript.parts and is_overload(exc):
+                # Every model of the chain was overloaded before any text: back-pressure.
+                error.backpressure = True
+            raise error from exc
         return self._result(request, transcript, model)
 
     async def _write(self, request: GenerationRequest, transcript: _Transcript) -> str:
@@ -327,15 +401,21 @@ class OpenAIGenerator:
         client = AsyncOpenAI(
             api_key=self._api_key, base_url=self._base_url, timeout=timeout, max_retries=0
         )
+        meter = transcript.meter
         async with client:
+            meter.asking(model)
             stream = await client.chat.completions.create(
                 model=model,
                 messages=_messages(request),
                 stream=True,
+                stream_options={"include_usage": True},
                 max_tokens=min(_MAX_OUTPUT_TOKENS, math.ceil(request.target_words * 3) + 200),
             )
             async with stream:
                 async for chunk in stream:
+                    meter.answered()
+                    if chunk.usage is not None:
+                        meter.reported(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     for choice in chunk.choices:
                         if choice.delta.refusal:
                             raise PermanentGenerationError(
