@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from storyq.clients import async_redis
 from storyq.config import Settings
+from storyq.queue import Dispatcher
 from storyq_local.stack.redis_server import RedisProcess
 from tests.api.conftest import GENERATE_BODY, assert_problem, client_for, dead_url
 from tests.support.sql import Db
@@ -61,8 +64,10 @@ async def test_queue_counts_merge_redis_and_postgres(
         "promptTokensToday",
         "completionTokensToday",
         "costUsdToday",
+        "providerPause",
     }
     assert stats["source"] == "redis"
+    assert stats["providerPause"] is None
     # c was completed behind Redis's back (no worker acked it): Redis still lists three waiting
     assert stats["waiting"] == 3
     assert stats["active"] == 0
@@ -86,6 +91,30 @@ async def test_queue_counts_show_the_tokens_and_cost_of_today(
     assert stats["promptTokensToday"] - before["promptTokensToday"] == 400
     assert stats["completionTokensToday"] - before["completionTokensToday"] == 1600
     assert stats["costUsdToday"] - before["costUsdToday"] == pytest.approx(0.25)
+
+
+async def test_queue_counts_show_the_providers_pause(
+    client: httpx.AsyncClient, settings: Settings, admin: ApiUser
+) -> None:
+    # Given a worker paused the provider after a 429 asking for 30 s
+    redis = async_redis(settings)
+    queue = Dispatcher(redis, max_active=settings.max_active_jobs)
+    try:
+        await queue.pause(30.0, reason="rate_limited")
+
+        # When an admin looks at the queue, Then the pause is there: why, until when
+        stats = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+        pause = stats["providerPause"]
+        assert (pause["reason"], pause["strikes"], pause["probing"]) == ("rate_limited", 1, False)
+        left = datetime.fromisoformat(pause["until"]) - datetime.now(UTC)
+        assert 25 < left.total_seconds() <= 30.5
+
+        # And once a probe is answered it is gone
+        await queue.resume()
+        stats = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+        assert stats["providerPause"] is None
+    finally:
+        await redis.close()
 
 
 async def test_queue_counts_fall_back_to_postgres_when_redis_is_down(

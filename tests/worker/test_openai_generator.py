@@ -3,10 +3,12 @@ stories with progress, and every failure classified transient or permanent."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -19,6 +21,7 @@ from storyq.generation import (
     TransientGenerationError,
     build_generator,
     count_words,
+    estimated_tokens,
 )
 from storyq.generation.openai_chat import OpenAIGenerator, retry_after_seconds, split_title
 from storyq.queue import Dispatcher
@@ -26,6 +29,8 @@ from storyq.store import Store
 from storyq_local.emulators.openai import Recorded, create_app
 from storyq_local.stack.builder import LocalStack
 from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_thread
+from storyq_worker.invocation import run_invocation
+from tests.support.polling import eventually
 from tests.worker.helpers import drive, enqueue, job_row
 
 REQUEST = GenerationRequest(job_id="job-1", prompt="a storm collector", target_words=300)
@@ -247,6 +252,87 @@ async def test_a_failure_after_text_has_streamed_does_not_fall_back(
     assert recorded.requests["fallback-after-text"] == 0
 
 
+def fresh_request() -> GenerationRequest:
+    """A request of its own: its `usage` is what this one generation used."""
+    return GenerationRequest(job_id="job-usage", prompt="a storm collector", target_words=300)
+
+
+async def test_the_providers_usage_report_is_the_attempts_usage(
+    openai_server: ThreadedServer,
+) -> None:
+    # Given a story streamed to the end, with the usage chunk the request asks for
+    request = fresh_request()
+    result = await generator(openai_server, "story").generate(request, lambda _: None)
+
+    # Then the usage is the provider's count (the emulator: a token per 4 characters of the
+    # messages and of the whole reply, title line included), not an estimate
+    usage = request.usage
+    assert (usage.model, usage.estimated, usage.answered.is_set()) == ("story", False, True)
+    reply = f"# {result.title}\n\n{result.content}"
+    assert usage.completion_tokens == pytest.approx(estimated_tokens(reply), abs=2)
+    assert 20 < usage.prompt_tokens < 200
+
+
+async def test_a_cut_stream_still_reports_what_it_used_as_an_estimate(
+    openai_server: ThreadedServer,
+) -> None:
+    request = fresh_request()
+    with pytest.raises(TransientGenerationError):
+        await generator(openai_server, "truncated").generate(request, lambda _: None)
+
+    # No usage chunk came: the count is this side's, of the text that did arrive
+    usage = request.usage
+    assert (usage.model, usage.estimated) == ("truncated", True)
+    whole = estimated_tokens(" ".join(["word"] * 300))
+    assert 0 < usage.completion_tokens < whole
+    assert usage.prompt_tokens > 20
+
+
+async def test_a_cancelled_stream_reports_what_it_used_until_the_cancel(
+    openai_server: ThreadedServer,
+) -> None:
+    request = fresh_request()
+    task = asyncio.create_task(
+        generator(openai_server, "endless", timeout=15).generate(request, lambda _: None)
+    )
+    await asyncio.sleep(0.6)  # a word every 50 ms
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert request.usage.estimated
+    assert request.usage.completion_tokens >= 3
+
+
+async def test_a_429_is_back_pressure_and_costs_no_tokens(openai_server: ThreadedServer) -> None:
+    request = fresh_request()
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "rate-limited").generate(request, lambda _: None)
+    assert caught.value.backpressure
+    assert not request.usage.answered.is_set()
+    assert (request.usage.prompt_tokens, request.usage.completion_tokens) == (0, 0)
+
+
+async def test_only_an_overload_of_every_model_before_text_is_back_pressure(
+    openai_server: ThreadedServer,
+) -> None:
+    # Every model of the chain overloaded: back-pressure
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "overloaded:1", "server-error").generate(
+            fresh_request(), lambda _: None
+        )
+    assert caught.value.backpressure
+    # An overload after text, a model that does not exist, a stall: the attempt's own failure
+    for model in ("overloaded-midway", "truncated"):
+        with pytest.raises(TransientGenerationError) as caught:
+            await generator(openai_server, model).generate(fresh_request(), lambda _: None)
+        assert not caught.value.backpressure, model
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "stall:5", first_token_timeout=0.3).generate(
+            fresh_request(), lambda _: None
+        )
+    assert not caught.value.backpressure
+
+
 def test_fallback_models_are_read_as_a_comma_separated_list() -> None:
     settings = Settings(openai_fallback_models=" gpt-4.1-mini, ,gpt-4o ")  # type: ignore[arg-type]
     assert settings.openai_fallback_models == ["gpt-4.1-mini", "gpt-4o"]
@@ -294,11 +380,24 @@ async def test_the_worker_runs_openai_jobs_and_honours_retry_after(
     assert row["result"]["generator"] == "openai"
     assert row["result"]["model"] == "story"
 
-    # And when the model answers 429 with Retry-After: 7, the retry waits at least that long
+    # And when the model answers 429 with Retry-After: 7, the attempt is given back unspent and
+    # every worker's claims pause for those 7 s (test_backpressure.py follows a pause through)
     limited = openai.model_copy(update={"openai_model": "rate-limited"})
     job_id = await enqueue(store, dispatcher, user)
-    await drive(limited, lambda: job_row(worker_stack.database_url, job_id)["attempts"] == 1)
-    row = job_row(worker_stack.database_url, job_id)
-    assert (row["status"], row["error_code"]) == ("pending", "rate_limited")
-    assert (row["next_attempt_at"] - row["updated_at"]).total_seconds() >= 6.9
+    worker = asyncio.create_task(run_invocation(limited))
+    try:
+        await eventually(lambda: dispatcher_paused(dispatcher), timeout=10)
+        row = job_row(worker_stack.database_url, job_id)
+        assert (row["status"], row["attempts"]) == ("pending", 0)
+        pause = await dispatcher.provider_pause()
+        assert pause is not None
+        assert pause.reason == "rate_limited"
+        assert 5.5 < (pause.until - datetime.now(UTC)).total_seconds() <= 7.5
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
     assert build_generator(limited).name == "openai"
+
+
+async def dispatcher_paused(dispatcher: Dispatcher) -> bool:
+    return await dispatcher.provider_pause() is not None

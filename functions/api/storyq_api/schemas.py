@@ -157,6 +157,17 @@ class Me(_Out):
     is_admin: bool
 
 
+class ProviderPause(_Out):
+    """The provider refused work for load (a 429, or every model overloaded): no claims until
+    `until`, then one probe at a time until the provider answers one."""
+
+    until: datetime = Field(description="when claims resume (then one probe at a time)")
+    since: datetime | None = Field(description="when this pause began")
+    strikes: int = Field(description="pauses in a row whose probe was refused too")
+    reason: str = Field(description="the error code that set it: rate_limited, upstream_error")
+    probing: bool = Field(description="a probe is out, waiting for the provider's answer")
+
+
 class QueueStats(_Out):
     """Counts for the admin view. waiting/active/delayed come from Redis, or from Postgres's
     pending/processing counts when Redis cannot be reached (`source` says which)."""
@@ -179,6 +190,11 @@ class QueueStats(_Out):
     )
     cost_usd_today: float = Field(
         description="What those tokens cost in US dollars, at the workers' configured prices"
+    )
+    provider_pause: ProviderPause | None = Field(
+        default=None,
+        description="the provider's pause (back-pressure shared by every worker); null when "
+        "there is none or Redis cannot be reached",
     )
 
 

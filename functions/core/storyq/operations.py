@@ -27,7 +27,7 @@ from uuid import UUID
 
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
-from storyq.queue import DEFAULT_GENERATION_SECONDS, Dispatcher, Position
+from storyq.queue import DEFAULT_GENERATION_SECONDS, Dispatcher, Position, ProviderPause
 from storyq.store import CleanableStatus, EnqueuedJob, EnqueueRequest, Job, Store
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class QueueStats:
     prompt_tokens_today: int
     completion_tokens_today: int
     cost_usd_today: float
+    # The provider's pause (Dispatcher.pause): None when there is none or Redis is unreachable.
+    provider_pause: ProviderPause | None = None
 
 
 def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
@@ -221,8 +223,12 @@ class JobOperations:
         truth = await self.store.admin.counts()
         live = await self._unless_redis_down("counts", self.dispatcher.counts())
         mean = truth.avg_generation_seconds or DEFAULT_GENERATION_SECONDS
+        pause = None
         if live is not None:
             mean = live.avg_generation_seconds  # the rolling mean the ETAs use
+            pause = await self._unless_redis_down(
+                "provider_pause", self.dispatcher.provider_pause()
+            )
         return QueueStats(
             waiting=live.waiting if live else truth.pending,
             active=live.active if live else truth.processing,
@@ -237,6 +243,7 @@ class JobOperations:
             prompt_tokens_today=truth.prompt_tokens_today,
             completion_tokens_today=truth.completion_tokens_today,
             cost_usd_today=truth.cost_usd_today,
+            provider_pause=pause,
         )
 
     async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:

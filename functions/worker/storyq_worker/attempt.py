@@ -5,6 +5,15 @@ is stopped at once), or release it unused when the worker shuts down or can no l
 is alive, or drop it when another attempt owns the job. Every write is fenced by the attempt's token
 (`Claim.fence`, issued by Postgres).
 
+What the attempt used of its provider (`request.usage`: model, tokens, cost at MODEL_PRICES)
+is recorded first, whatever it came to, completed, failed, cut or cancelled.
+
+Back-pressure: a generation refused for load (`GenerationError.backpressure`: a 429, or every
+model overloaded) pauses the provider for every worker (`Dispatcher.pause`, honouring its
+Retry-After) and is released, not failed: the job waits again without having spent an
+attempt. A probe claim (`Claim.probe`, the one claim let through after a pause) ends the pause
+(`Dispatcher.resume`) as soon as the provider answers it.
+
 Order matters: the heartbeats stop before the lease is acked or handed back, and Postgres is
 written before Redis, so a crash in between leaves a lease that lapses and a sweep that
 finishes the bookkeeping from what Postgres says.
@@ -21,9 +30,12 @@ from storyq.generation import (
     GenerationRequest,
     GenerationResult,
     TransientGenerationError,
+    Usage,
 )
+from storyq.generation.pricing import cost_usd
 from storyq.queue import Claim
 from storyq.store import (
+    AttemptUsage,
     Failure,
     JobNotFound,
     StaleAttempt,
@@ -76,14 +88,22 @@ async def run_attempt(ctx: WorkerContext, claim: Claim, *, abandon: asyncio.Even
             live_seconds=ctx.settings.lease_seconds,
         )
     except JobNotFound:
+        await _probe_unused(ctx, claim)
         await ctx.dispatcher.ack(claim.job_id, claim.fence, generation_seconds=None)
         return Outcome.SKIPPED
     if isinstance(started, StartRefused):
+        await _probe_unused(ctx, claim)
         return await _refused(ctx, claim, started)
     logger.info("attempt started", extra={**extra, "attempt": started.attempt})
     began = time.monotonic()
-    run = await _generate(ctx, claim, _request(started), abandon, confirmed_at=sent)
-    return await _end(ctx, claim, started, run, seconds=time.monotonic() - began)
+    request = _request(started)
+    run = await _generate(ctx, claim, request, abandon, confirmed_at=sent)
+    seconds = time.monotonic() - began
+    await _record_usage(ctx, claim, request.usage)
+    refused_for_load = run.error is not None and run.error.backpressure
+    if claim.probe and not request.usage.answered.is_set() and not refused_for_load:
+        await _resume(ctx, claim)  # any answer but a refusal for load ends the pause
+    return await _end(ctx, claim, started, run, seconds=seconds)
 
 
 async def _end(
@@ -98,7 +118,70 @@ async def _end(
         return await _release(ctx, claim, why="no heartbeat confirmed in time")
     if run.stopped is not None or run.error is None:
         return await _drop(ctx, claim, "superseded while generating")
+    if run.error.backpressure:
+        return await _pause(ctx, claim, run.error)
     return await _fail(ctx, claim, started, run.error)
+
+
+async def _record_usage(ctx: WorkerContext, claim: Claim, usage: Usage) -> None:
+    """Record what the attempt used of its provider (nothing for a generator that calls none).
+    Before the attempt's end is written, so a completed job's result sums every attempt. A
+    failure to record is logged, never the attempt's end: the story matters more."""
+    if not usage.used_a_provider:
+        return
+    record = AttemptUsage(
+        job_id=claim.job_id,
+        fence=claim.fence,
+        model=usage.model,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost_usd=cost_usd(usage, ctx.settings.model_prices),
+        estimated=usage.estimated,
+    )
+    try:
+        await ctx.store.jobs.record_usage([record])
+    except StoreError:
+        logger.warning(
+            "usage not recorded",
+            exc_info=True,
+            extra={"job_id": claim.job_id, "fence": claim.fence},
+        )
+
+
+async def _resume(ctx: WorkerContext, claim: Claim) -> None:
+    """The provider answered this probe: the pause is over for every worker."""
+    try:
+        await ctx.dispatcher.resume()
+    except Exception:  # Redis unreachable: the probe's time runs out and another probes
+        logger.warning("could not end the provider pause", exc_info=True)
+        return
+    logger.info("the provider answered the probe: claims resume", extra={"job_id": claim.job_id})
+
+
+async def _probe_unused(ctx: WorkerContext, claim: Claim) -> None:
+    """A probe claim whose attempt never started: let the next claim probe at once."""
+    if not claim.probe:
+        return
+    try:
+        await ctx.dispatcher.end_probe()
+    except Exception:  # its time runs out instead
+        logger.warning("could not hand the probe back", exc_info=True)
+
+
+async def _pause(ctx: WorkerContext, claim: Claim, error: GenerationError) -> Outcome:
+    """Refused for load: pause the provider for every worker, give the attempt back unspent."""
+    extra = {"job_id": claim.job_id, "error_code": error.code, "retry_after": error.retry_after}
+    try:
+        seconds = await ctx.dispatcher.pause(error.retry_after, reason=error.code)
+    except Exception:  # Redis unreachable: the job still goes back; claims fail meanwhile
+        logger.warning("could not pause the provider", exc_info=True, extra=extra)
+    else:
+        logger.warning(
+            "the provider refused work for load: claims paused",
+            extra={**extra, "pause_seconds": round(seconds, 3)},
+        )
+    outcome = await _release(ctx, claim, why=f"provider back-pressure ({error.code})")
+    return Outcome.PAUSED if outcome is Outcome.RELEASED else outcome
 
 
 async def _refused(ctx: WorkerContext, claim: Claim, refused: StartRefused) -> Outcome:
@@ -126,6 +209,7 @@ async def _generate(
     generation = asyncio.create_task(ctx.generator.generate(request, keeper.progress))
     keeper.start(on_stop=generation.cancel)
     abandoned = asyncio.create_task(abandon.wait())
+    answered = asyncio.create_task(_resume_when_answered(ctx, claim, request.usage))
     try:
         await asyncio.wait(
             {generation, abandoned},
@@ -134,6 +218,7 @@ async def _generate(
         )
     finally:
         abandoned.cancel()
+        answered.cancel()
         generation.cancel()
         await asyncio.wait({generation})
         if _finished_first(generation):
@@ -148,6 +233,15 @@ async def _generate(
     if keeper.stopped is not None:
         return _Run(stopped=keeper.stopped)
     return _settle(generation, abandoned=abandon.is_set())
+
+
+async def _resume_when_answered(ctx: WorkerContext, claim: Claim, usage: Usage) -> None:
+    """A probe ends the pause the moment the provider takes its request (its first chunk),
+    not when the story is done: the other workers need not wait minutes for it."""
+    if not claim.probe:
+        return
+    await usage.answered.wait()
+    await _resume(ctx, claim)
 
 
 def _finished_first(generation: asyncio.Task[GenerationResult]) -> bool:

@@ -15,6 +15,11 @@ Two ways to run it:
 - the local runner (`poll_seconds` set): also polls for new jobs every `poll_seconds`, and
   returns once `stop` is set and its attempts are over (`abandon` makes them give back their
   jobs instead of finishing).
+
+While the provider is paused (a claim raised ProviderPaused: see storyq.queue.dispatch) no
+claim is sent until the time Redis named; an idle Lambda invocation waits that out only when
+it is at most MAX_PAUSE_WAIT_SECONDS (the schedule comes back every minute anyway) and returns
+otherwise, so a long pause costs no Lambda time.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyq.queue import Claim, QueueNotReady
+from storyq.queue import Claim, ProviderPaused, QueueNotReady
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.summary import Outcome, Summary
 from storyq_worker.sweep import sweep
 from storyq_worker.telemetry import logger
+
+# The longest an idle Lambda invocation waits for a provider pause to end (one schedule period).
+MAX_PAUSE_WAIT_SECONDS = 60.0
 
 
 def _always() -> bool:
@@ -58,13 +66,20 @@ async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
     summary = Summary()
     running: set[asyncio.Task[Outcome]] = set()
     deferred = options.nothing_waiting
+    loop = asyncio.get_running_loop()
+    claim_at = 0.0  # loop time before which the provider's pause leaves nothing to claim
     try:
         while True:
-            if options.may_claim() and not deferred:
-                await _claim(ctx, options, running, summary)
+            if options.may_claim() and not deferred and loop.time() >= claim_at:
+                paused_for = await _claim(ctx, options, running, summary)
+                if paused_for is not None:
+                    claim_at = loop.time() + paused_for
+            pause_left = max(0.0, claim_at - loop.time())
             if not running and options.done_when_idle():
-                return summary
-            await _wait_for_change(running, options)
+                waits = options.poll_seconds is None and options.may_claim()
+                if not (pause_left and waits and pause_left <= MAX_PAUSE_WAIT_SECONDS):
+                    return summary
+            await _wait_for_change(running, options, pause_left=pause_left)
             ended = _collect(running, summary)
             freed = sum(outcome is not Outcome.DEFERRED for outcome in ended)
             # Postgres refused every start that ended (the cap, though Redis had room until the
@@ -84,15 +99,19 @@ async def _claim(
     options: DrainOptions,
     running: set[asyncio.Task[Outcome]],
     summary: Summary,
-) -> None:
+) -> float | None:
+    """Claim up to the free slots; the seconds to wait before claiming again when the provider
+    is paused, else None."""
     free = options.concurrency - len(running)
     if free <= 0:
-        return
+        return None
     try:
         claims = await _claim_after_rebuild(ctx, free, summary)
+    except ProviderPaused as paused:
+        return paused.retry_in_seconds
     except Exception:  # Redis unreachable: try again after the next change or poll
         logger.exception("claim failed")
-        return
+        return None
     summary.claimed += len(claims)
     for claim in claims:
         running.add(
@@ -100,6 +119,7 @@ async def _claim(
                 run_attempt(ctx, claim, abandon=options.abandon), name=f"attempt-{claim.job_id}"
             )
         )
+    return None
 
 
 async def _claim_after_rebuild(ctx: WorkerContext, free: int, summary: Summary) -> list[Claim]:
@@ -114,19 +134,23 @@ async def _claim_after_rebuild(ctx: WorkerContext, free: int, summary: Summary) 
         return await ctx.dispatcher.claim(free, lease_seconds=lease)
 
 
-async def _wait_for_change(running: set[asyncio.Task[Outcome]], options: DrainOptions) -> None:
-    """Until an attempt ends, or (runner) the poll interval passes or `stop` is set."""
+async def _wait_for_change(
+    running: set[asyncio.Task[Outcome]], options: DrainOptions, *, pause_left: float = 0.0
+) -> None:
+    """Until an attempt ends, or (runner) the poll interval passes or `stop` is set, or the
+    provider's pause (`pause_left` seconds, when > 0) ends."""
     waiters: set[asyncio.Future[Any]] = set(running)
     stop_waiter = None
     if options.poll_seconds is not None and not options.stop.is_set():
         stop_waiter = asyncio.ensure_future(options.stop.wait())
         waiters.add(stop_waiter)
+    timeout = pause_left if pause_left > 0 else options.poll_seconds
     if not waiters:
+        if pause_left > 0:  # an idle Lambda invocation waiting the pause out
+            await asyncio.sleep(pause_left)
         return
     try:
-        await asyncio.wait(
-            waiters, timeout=options.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if stop_waiter is not None:
             stop_waiter.cancel()

@@ -14,6 +14,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # failed for good (refunded)
     CANCELLED = "cancelled"  # its cancel was requested: generation stopped, job refunded
     RELEASED = "released"  # given back unfinished because the worker is shutting down
+    PAUSED = "paused"  # the provider refused it for load: claims pause, the job waits unspent
     DROPPED = "dropped"  # another attempt owns the job now: this one's result was discarded
     SKIPPED = "skipped"  # the job could not start (cancelled, finished, or a stale claim)
     DEFERRED = "deferred"  # Postgres refused the start (the global cap): the claim went back
@@ -33,6 +34,7 @@ class Summary:
     expired: int = 0  # waiting jobs the sweep cancelled after JOB_TTL_SECONDS
     retried: int = 0
     released: int = 0
+    paused: int = 0
     dropped: int = 0
     skipped: int = 0
     deferred: int = 0

@@ -73,6 +73,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         f"today (UTC) {stats.prompt_tokens_today} prompt + {stats.completion_tokens_today}"
         f" completion tokens · ${stats.cost_usd_today:.4f}"
     )
+    pause = stats.provider_pause
+    if pause is None:
+        print("provider   not paused")
+    else:
+        print(
+            f"provider   paused until {pause.until.isoformat()} ({pause.reason},"
+            f" {pause.strikes} strike(s){', a probe out' if pause.probing else ''})"
+        )
     return 0
 
 

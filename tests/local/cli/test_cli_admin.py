@@ -76,6 +76,7 @@ def test_stats(
         assert out.count(name) >= 1
     assert "max active 5" in out
     assert "today (UTC)" in out
+    assert "provider   not paused" in out
     assert main(["stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["failed"] >= 1

@@ -5,7 +5,15 @@ from storyq.queue.backoff import parse_retry_after, retry_delay
 from storyq.queue.dispatch import Dispatcher
 from storyq.queue.eta import DEFAULT_GENERATION_SECONDS, Position, estimated_minutes
 from storyq.queue.keys import QueueKeys
-from storyq.queue.models import Claim, PendingJob, QueueCounts, QueueNotReady, RunningJob
+from storyq.queue.models import (
+    Claim,
+    PendingJob,
+    ProviderPause,
+    ProviderPaused,
+    QueueCounts,
+    QueueNotReady,
+    RunningJob,
+)
 
 __all__ = [
     "DEFAULT_GENERATION_SECONDS",
@@ -13,6 +21,8 @@ __all__ = [
     "Dispatcher",
     "PendingJob",
     "Position",
+    "ProviderPause",
+    "ProviderPaused",
     "QueueCounts",
     "QueueKeys",
     "QueueNotReady",

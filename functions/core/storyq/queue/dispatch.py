@@ -19,7 +19,15 @@ API (`Dispatcher(redis, *, max_active, prefix="storyq", timeout_seconds=None)`, 
 async; each method's docstring gives its contract):
 `enqueue`, `position`, `claim`, `unclaim`, `heartbeat`, `ack`, `retry_later`, `remove`,
 `counts`, `waiting_count`, `empty`, `sweep`, `rebuild`, `mark_not_ready`, `is_ready`,
-`active_job_ids`.
+`active_job_ids`, and the provider's back-pressure: `pause`, `resume`, `end_probe`,
+`provider_pause`.
+
+Back-pressure: a provider that refuses work for load (429, overloaded) refuses it for every
+worker, so the first refusal pauses claims for all of them (`pause`, honouring the
+provider's Retry-After). While the pause lasts `claim` leases nothing (ProviderPaused, with
+when to ask again), so no attempt is spent and no request is sent; when it ends, one claim at
+a time is a probe (`Claim.probe`), and the probe's answer ends the pause (`resume`) or renews
+it. The whole fleet sends at most one probe per pause.
 
 Key layout: `keys.QueueKeys`.
 """
@@ -40,6 +48,8 @@ from storyq.queue.keys import QueueKeys
 from storyq.queue.models import (
     Claim,
     PendingJob,
+    ProviderPause,
+    ProviderPaused,
     QueueCounts,
     QueueNotReady,
     RunningJob,
@@ -55,6 +65,16 @@ REBUILD_BATCH = 1000
 PROMOTE_ON_SWEEP = 100
 # Fields of the jobs hash a sweep looks at for orphans (three per job).
 ORPHAN_SCAN = 300
+# A provider pause without a Retry-After: this long at the first strike, doubled at each pause
+# whose probe was refused too, never longer than PAUSE_MAX_SECONDS.
+PAUSE_BASE_SECONDS = 5.0
+PAUSE_MAX_SECONDS = 300.0
+# A probe that has not been answered (or refused) this long is taken as lost: the next claim
+# may probe. Workers waiting on a probe ask again at least this often.
+PROBE_SECONDS = 30.0
+PROBE_RECHECK_SECONDS = 2.0
+# How long the pause's hash outlives its end when no answer ended it.
+PAUSE_LINGER_SECONDS = 600.0
 
 
 class Dispatcher:
@@ -124,7 +144,9 @@ class Dispatcher:
         claimer must then start the attempt in Postgres with `Claim.fence`.
 
         Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
-        a sweep's `rebuild` must run first.
+        a sweep's `rebuild` must run first. Raises ProviderPaused while the provider is paused
+        (see the module docstring); after the pause, at most one job, a probe
+        (`Claim.probe`), until the probe is answered.
 
         Script: `claim.lua`.
         """
@@ -133,12 +155,24 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.CLAIM,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready],
-            [str(limit), _ms(lease_seconds), str(self.max_active), str(PROMOTE_ON_CLAIM)],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready, k.pause],
+            [
+                str(limit),
+                _ms(lease_seconds),
+                str(self.max_active),
+                str(PROMOTE_ON_CLAIM),
+                _ms(PROBE_SECONDS),
+                _ms(PROBE_RECHECK_SECONDS),
+            ],
         )
         if reply == -1:
             raise QueueNotReady("the queue must be rebuilt from Postgres before claims")
-        return as_claims(reply, width=4)
+        items = as_list(reply)
+        if items and items[0] == -2:
+            raise ProviderPaused(as_int(items[1]) / 1000)
+        if items and items[0] == -3:
+            return as_claims(items[1:], width=4, probe=True)
+        return as_claims(items, width=4)
 
     async def unclaim(self, claim: Claim) -> bool:
         """Give a claim back untouched (Postgres refused the start: the cap is reached): the
@@ -237,6 +271,55 @@ class Dispatcher:
             active=as_int(active),
             delayed=as_int(delayed),
             avg_generation_seconds=as_mean(mean),
+        )
+
+    async def pause(self, retry_after: float | None, *, reason: str) -> float:
+        """The provider refused work for load: no claims for `retry_after` seconds (what it
+        asked for; None: PAUSE_BASE_SECONDS doubled per strike, at most PAUSE_MAX_SECONDS),
+        then one probe at a time. A running pause is only lengthened. Returns the seconds
+        until it ends.
+
+        Script: `pause.lua`.
+        """
+        wait = "-1" if retry_after is None else _ms(max(0.0, retry_after))
+        reply = await self._run(
+            scripts.PAUSE,
+            [self.keys.pause],
+            [
+                wait,
+                _ms(PAUSE_BASE_SECONDS),
+                _ms(PAUSE_MAX_SECONDS),
+                reason,
+                _ms(PAUSE_LINGER_SECONDS),
+            ],
+        )
+        return as_int(reply) / 1000
+
+    async def resume(self) -> None:
+        """The provider answered (a probe got its first chunk): the pause is over for every
+        worker. One DEL, one billed command."""
+        async with asyncio.timeout(self._timeout):
+            await self._redis.delete(self.keys.pause)
+
+    async def end_probe(self) -> None:
+        """A probe claim that never reached the provider (its start was refused): the next
+        claim may probe at once. One HDEL."""
+        async with asyncio.timeout(self._timeout):
+            await self._redis.hdel(self.keys.pause, "probe")
+
+    async def provider_pause(self) -> ProviderPause | None:
+        """The provider's pause, None when there is none (for operators; one HGETALL)."""
+        async with asyncio.timeout(self._timeout):
+            fields = await self._redis.hgetall(self.keys.pause)
+        if not fields or "until" not in fields:
+            return None
+        since = fields.get("since")
+        return ProviderPause(
+            until=datetime.fromtimestamp(int(fields["until"]) / 1000, UTC),
+            since=datetime.fromtimestamp(int(since) / 1000, UTC) if since else None,
+            strikes=int(fields.get("strikes") or 0),
+            reason=fields.get("reason") or "",
+            probing=int(fields.get("probe") or 0) > 0,
         )
 
     async def waiting_count(self) -> int:

@@ -62,3 +62,11 @@ class QueueKeys:
     def stats(self) -> str:
         """HASH `mean_seconds`, `samples`: the rolling mean generation time behind the ETA."""
         return f"{self.prefix}:stats"
+
+    @property
+    def pause(self) -> str:
+        """HASH `until` (Unix ms, Redis clock), `since`, `strikes`, `reason`, `probe`: the
+        provider's pause (see `Dispatcher.pause`). No claim is served before `until`; after
+        it, one claim at a time is a probe, held until `probe` (ms) or until the probe's
+        answer ends the pause (`resume`) or renews it. Absent: no pause."""
+        return f"{self.prefix}:pause"

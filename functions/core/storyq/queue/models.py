@@ -12,6 +12,28 @@ class QueueNotReady(RuntimeError):
     """Redis lost its state (flushed, evicted, new) and has not been rebuilt from Postgres."""
 
 
+class ProviderPaused(RuntimeError):
+    """The provider is paused (`Dispatcher.pause`): nothing is leased; ask again in
+    `retry_in_seconds` (when the pause ends, or to see whether a probe was answered)."""
+
+    def __init__(self, retry_in_seconds: float) -> None:
+        super().__init__(f"the provider is paused; ask again in {retry_in_seconds:.3f} s")
+        self.retry_in_seconds = retry_in_seconds
+
+
+@dataclass(frozen=True)
+class ProviderPause:
+    """The provider's pause as Redis holds it (`Dispatcher.provider_pause`): `until` is when
+    claims resume (then one probe at a time until an answer ends it), `since` when it began,
+    `strikes` pauses in a row whose probe was refused too, `reason` the error that set it."""
+
+    until: datetime
+    since: datetime | None
+    strikes: int
+    reason: str
+    probing: bool
+
+
 @dataclass(frozen=True)
 class Claim:
     """A lease on a job: `fence` is the token of the attempt it is for (0, and `user_id` None,
@@ -22,6 +44,9 @@ class Claim:
     user_id: UUID | None
     fence: int
     score: str = ""
+    # The one claim let through after a provider pause to test it: its attempt must end the
+    # pause (`Dispatcher.resume`) once the provider answers, or renew it (`pause`).
+    probe: bool = False
 
 
 @dataclass(frozen=True)

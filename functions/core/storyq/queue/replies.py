@@ -30,7 +30,7 @@ def as_mean(value: object) -> float:
     return float(value) if isinstance(value, str) and value else DEFAULT_GENERATION_SECONDS
 
 
-def as_claims(reply: object, *, width: int = 3) -> list[Claim]:
+def as_claims(reply: object, *, width: int = 3, probe: bool = False) -> list[Claim]:
     """Claims from a flat reply of `width` items each: job, user, fence (, score)."""
     items = as_list(reply)
     return [
@@ -39,6 +39,7 @@ def as_claims(reply: object, *, width: int = 3) -> list[Claim]:
             user_id=UUID(str(group[1])) if group[1] else None,
             fence=as_int(group[2]),
             score=str(group[3]) if width > 3 else "",
+            probe=probe,
         )
         for group in chunks(items, width)
     ]

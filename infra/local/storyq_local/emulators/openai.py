@@ -90,6 +90,8 @@ class Recorded:
     closed_early: list[float] = field(default_factory=list)
     # time.monotonic() of the first request of each `rate-limited-for:S` name.
     first_seen: dict[str, float] = field(default_factory=dict)
+    # Every chat completion request as (time.monotonic(), model, HTTP status answered).
+    log: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 def tokens(text: str) -> int:
@@ -220,6 +222,9 @@ class OpenAIEmulator:
             return _error(400, "invalid_request", f"Malformed request: {exc}")
         self.recorded.requests[call.model] += 1
         refused = self._refusal(call)
+        self.recorded.log.append(
+            (time.monotonic(), call.model, 200 if refused is None else refused.status_code)
+        )
         if refused is not None:
             return refused
         headers = _ratelimit_headers(remaining=REQUESTS_PER_MINUTE - 1, reset_seconds=0.12)
