@@ -72,7 +72,7 @@ PAUSE_MAX_SECONDS = 300.0
 # A probe that has not been answered (or refused) this long is taken as lost: the next claim
 # may probe. Workers waiting on a probe ask again at least this often.
 PROBE_SECONDS = 30.0
-PROBE_RECHECK_SECONDS = 2.0
+PROBE_RECHECK_SECONDS = 1.0
 # How long the pause's hash outlives its end when no answer ended it.
 PAUSE_LINGER_SECONDS = 600.0
 
