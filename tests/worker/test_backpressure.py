@@ -38,13 +38,23 @@ class Provider:
     recorded: Recorded
 
 
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    """An emulator of its own: `rate-limited-for:S` counts from its first request."""
-    app = create_app(api_key="test-key")
+def serve_provider(*, story_seconds: float = 0.0) -> Iterator[Provider]:
+    app = create_app(api_key="test-key", story_seconds=story_seconds)
     server = serve_in_thread(app)
     yield Provider(server, app.state.recorded)
     server.stop()
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    """An emulator of its own: `rate-limited-for:S` counts from its first request."""
+    yield from serve_provider()
+
+
+@pytest.fixture
+def slow_provider() -> Iterator[Provider]:
+    """The same, writing each story over 4 s."""
+    yield from serve_provider(story_seconds=4.0)
 
 
 def openai_settings(settings: Settings, server: ThreadedServer, model: str) -> Settings:
@@ -55,6 +65,9 @@ def openai_settings(settings: Settings, server: ThreadedServer, model: str) -> S
             "openai_api_key": SecretStr("test-key"),
             "openai_model": model,
             "max_active_jobs": 5,
+            # the production lease: on a busy machine no attempt stops itself for a slow
+            # heartbeat (and goes back to the queue), which would blur what is counted here
+            "lease_seconds": 60.0,
         }
     )
 
@@ -126,3 +139,33 @@ async def test_a_refused_probe_renews_the_pause_until_the_provider_answers(
     seen = provider.recorded
     assert [status for _, name, status in seen.log if name == model] == [429, 200]
     assert await dispatcher.provider_pause() is None
+
+
+async def test_once_the_probe_is_answered_the_other_slots_fill_at_once(
+    worker_stack: LocalStack,
+    worker_settings: Settings,
+    slow_provider: Provider,
+    store: Store,
+    dispatcher: Dispatcher,
+    user: uuid.UUID,
+) -> None:
+    # Given three jobs, a pause that has just ended, and stories that take 4 s to write
+    settings = openai_settings(worker_settings, slow_provider.server, "story")
+    jobs = [await enqueue(store, dispatcher, user, target_words=80) for _ in range(3)]
+    await dispatcher.pause(0.05, reason="rate_limited")
+    await asyncio.sleep(0.1)
+
+    # When one worker invocation runs: its first claim is the probe, answered at once
+    summary = await run_invocation(settings, concurrency=5)
+
+    # Then the other two started while the probe's story was still being written (a second
+    # after the probe, not when it ended), and all three completed on their first attempt
+    rows = sorted(
+        (job_row(worker_stack.database_url, job_id) for job_id in jobs),
+        key=lambda row: row["started_at"],
+    )
+    assert [(row["status"], row["attempts"]) for row in rows] == [("completed", 1)] * 3
+    probe, *others = rows
+    for row in others:
+        assert row["started_at"] < probe["finished_at"]
+    assert summary.completed == 3

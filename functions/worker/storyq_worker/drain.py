@@ -17,9 +17,11 @@ Two ways to run it:
   jobs instead of finishing).
 
 While the provider is paused (a claim raised ProviderPaused: see storyq.queue.dispatch) no
-claim is sent until the time Redis named; an idle Lambda invocation waits that out only when
-it is at most MAX_PAUSE_WAIT_SECONDS (the schedule comes back every minute anyway) and returns
-otherwise, so a long pause costs no Lambda time.
+claim is sent until the time Redis named. An idle Lambda invocation waits pauses out for at most
+MAX_PAUSE_WAIT_SECONDS in all (the schedule comes back every minute anyway) and then returns,
+so a provider that stays limited costs no Lambda time beyond that. After a probe claim (the one
+claim let through after a pause) the loop claims again PROBE_RECHECK_SECONDS later: once the
+probe has been answered, the rest of the free slots fill without waiting for an attempt to end.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storyq.queue import Claim, ProviderPaused, QueueNotReady
+from storyq.queue.dispatch import PROBE_RECHECK_SECONDS
 from storyq_worker.attempt import run_attempt
 from storyq_worker.context import WorkerContext
 from storyq_worker.summary import Outcome, Summary
 from storyq_worker.sweep import sweep
 from storyq_worker.telemetry import logger
 
-# The longest an idle Lambda invocation waits for a provider pause to end (one schedule period).
+# The longest an idle Lambda invocation waits for provider pauses to end, in all (one schedule
+# period).
 MAX_PAUSE_WAIT_SECONDS = 60.0
 
 
@@ -68,17 +72,19 @@ async def drain(ctx: WorkerContext, options: DrainOptions) -> Summary:
     deferred = options.nothing_waiting
     loop = asyncio.get_running_loop()
     claim_at = 0.0  # loop time before which the provider's pause leaves nothing to claim
+    idle_wait = 0.0  # seconds this invocation has waited, idle, for pauses to end
     try:
         while True:
             if options.may_claim() and not deferred and loop.time() >= claim_at:
-                paused_for = await _claim(ctx, options, running, summary)
-                if paused_for is not None:
-                    claim_at = loop.time() + paused_for
+                claim_again_in = await _claim(ctx, options, running, summary)
+                if claim_again_in is not None:
+                    claim_at = loop.time() + claim_again_in
             pause_left = max(0.0, claim_at - loop.time())
             if not running and options.done_when_idle():
                 waits = options.poll_seconds is None and options.may_claim()
-                if not (pause_left and waits and pause_left <= MAX_PAUSE_WAIT_SECONDS):
+                if not (pause_left and waits and idle_wait + pause_left <= MAX_PAUSE_WAIT_SECONDS):
                     return summary
+                idle_wait += pause_left
             await _wait_for_change(running, options, pause_left=pause_left)
             ended = _collect(running, summary)
             freed = sum(outcome is not Outcome.DEFERRED for outcome in ended)
@@ -100,8 +106,8 @@ async def _claim(
     running: set[asyncio.Task[Outcome]],
     summary: Summary,
 ) -> float | None:
-    """Claim up to the free slots; the seconds to wait before claiming again when the provider
-    is paused, else None."""
+    """Claim up to the free slots; the seconds after which to claim again when the provider
+    is paused or this was a probe claim, else None (claim again at the next change or poll)."""
     free = options.concurrency - len(running)
     if free <= 0:
         return None
@@ -119,6 +125,8 @@ async def _claim(
                 run_attempt(ctx, claim, abandon=options.abandon), name=f"attempt-{claim.job_id}"
             )
         )
+    if any(claim.probe for claim in claims):
+        return PROBE_RECHECK_SECONDS
     return None
 
 
