@@ -56,6 +56,11 @@ export function detailOf(job) {
       if (words) parts.push(`${words.toLocaleString()} words`);
       if (typeof seconds === 'number') parts.push(`written in ${formatDuration(seconds)}`);
       parts.push(`finished ${timeOf(job.finishedAt)}`);
+      const usage = job.result?.usage;
+      if (usage) {
+        const tokens = (usage.promptTokens ?? 0) + (usage.completionTokens ?? 0);
+        parts.push(`${tokens.toLocaleString()} tokens ($${(usage.costUsd ?? 0).toFixed(4)})`);
+      }
       return parts.join(' · ');
     }
     case 'failed':

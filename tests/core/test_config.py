@@ -53,7 +53,9 @@ def test_model_prices_read_as_pairs_or_json(monkeypatch: pytest.MonkeyPatch) -> 
     }
 
 
-@pytest.mark.parametrize("text", ["gpt-4o=2.5", "=1/2", "gpt-4o=-1/2", "gpt-4o=a/b"])
+@pytest.mark.parametrize(
+    "text", ["gpt-4o=2.5", "=1/2", "gpt-4o=-1/2", "gpt-4o=a/b", "gpt-4o=nan/1", "gpt-4o=1/inf"]
+)
 def test_a_malformed_model_price_is_refused_at_start(
     monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:

@@ -586,3 +586,22 @@ def test_the_client_runs_without_a_page() -> None:
         "seen": ["processing", "completed"],
         "delay": 15000,
     }
+
+
+def test_a_finished_story_line_shows_what_it_cost_when_known(module_page: Page) -> None:
+    lines = module_page.evaluate(
+        """async (arg) => {
+          const f = await import('/web/format.js');
+          const done = (result) => ({ ...arg, status: 'completed',
+            finishedAt: '2026-01-01T00:05:00Z', result });
+          return {
+            priced: f.detailOf(done({ words: 1200, generationTime: 270,
+              usage: { promptTokens: 120, completionTokens: 1680, costUsd: 0.001026 } })),
+            template: f.detailOf(done({ words: 300, generationTime: 5 })),
+          };
+        }""",
+        JOB,
+    )
+    assert lines["priced"].startswith("1,200 words · written in ")
+    assert lines["priced"].endswith(" · 1,800 tokens ($0.0010)")
+    assert "tokens" not in lines["template"]

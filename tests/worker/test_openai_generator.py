@@ -315,13 +315,22 @@ async def test_a_429_is_back_pressure_and_costs_no_tokens(openai_server: Threade
 async def test_only_an_overload_of_every_model_before_text_is_back_pressure(
     openai_server: ThreadedServer,
 ) -> None:
-    # Every model of the chain overloaded: back-pressure
+    # No model of the chain could answer, the last one too busy (503): back-pressure
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "server-error", "overloaded:1").generate(
+            fresh_request(), lambda _: None
+        )
+    assert caught.value.backpressure
+    # A plain 500 (something broke, not "too busy"), an overload after text, a cut stream, an
+    # account out of credit, a stall: the attempt's own failure
     with pytest.raises(TransientGenerationError) as caught:
         await generator(openai_server, "overloaded:1", "server-error").generate(
             fresh_request(), lambda _: None
         )
-    assert caught.value.backpressure
-    # An overload after text, a model that does not exist, a stall: the attempt's own failure
+    assert not caught.value.backpressure
+    with pytest.raises(TransientGenerationError) as caught:
+        await generator(openai_server, "out-of-quota").generate(fresh_request(), lambda _: None)
+    assert (caught.value.code, caught.value.backpressure) == ("quota_exceeded", False)
     for model in ("overloaded-midway", "truncated"):
         with pytest.raises(TransientGenerationError) as caught:
             await generator(openai_server, model).generate(fresh_request(), lambda _: None)

@@ -7,6 +7,7 @@ pass it down; nothing here connects to anything.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -151,6 +152,8 @@ class Settings(SecretsLocation):
         cls, value: dict[str, tuple[float, float]]
     ) -> dict[str, tuple[float, float]]:
         for model, (prompt, completion) in value.items():
+            if not (math.isfinite(prompt) and math.isfinite(completion)):
+                raise ValueError(f"MODEL_PRICES: the price of {model!r} is not a number")
             if prompt < 0 or completion < 0:
                 raise ValueError(f"MODEL_PRICES: the price of {model!r} is negative")
         return value

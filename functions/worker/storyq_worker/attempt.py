@@ -10,9 +10,13 @@ is recorded first, whatever it came to, completed, failed, cut or cancelled.
 
 Back-pressure: a generation refused for load (`GenerationError.backpressure`: a 429, or every
 model overloaded) pauses the provider for every worker (`Dispatcher.pause`, honouring its
-Retry-After) and is released, not failed: the job waits again without having spent an
-attempt. A probe claim (`Claim.probe`, the one claim let through after a pause) ends the pause
-(`Dispatcher.resume`) as soon as the provider answers it.
+Retry-After). An attempt leased before the pause is released, not failed: the job waits again
+without having spent an attempt. A probe claim (`Claim.probe`, the one claim let through after
+a pause) ends the pause (`Dispatcher.resume`) as soon as the provider answers it; a refused
+probe renews the pause and spends its attempt like any failure, so a provider that never
+recovers fails each job after MAX_ATTEMPTS probes (refunded) instead of holding it forever; a
+probe stopped before any answer (shutdown, cancel, timeout) hands the probe back
+(`Dispatcher.end_probe`) and leaves the pause as it is.
 
 Order matters: the heartbeats stop before the lease is acked or handed back, and Postgres is
 written before Redis, so a crash in between leaves a lease that lapses and a sweep that
@@ -100,9 +104,8 @@ async def run_attempt(ctx: WorkerContext, claim: Claim, *, abandon: asyncio.Even
     run = await _generate(ctx, claim, request, abandon, confirmed_at=sent)
     seconds = time.monotonic() - began
     await _record_usage(ctx, claim, request.usage)
-    refused_for_load = run.error is not None and run.error.backpressure
-    if claim.probe and not request.usage.answered.is_set() and not refused_for_load:
-        await _resume(ctx, claim)  # any answer but a refusal for load ends the pause
+    if claim.probe:
+        await _settle_probe(ctx, claim, request.usage, run)
     return await _end(ctx, claim, started, run, seconds=seconds)
 
 
@@ -119,15 +122,28 @@ async def _end(
     if run.stopped is not None or run.error is None:
         return await _drop(ctx, claim, "superseded while generating")
     if run.error.backpressure:
-        return await _pause(ctx, claim, run.error)
+        return await _pause(ctx, claim, started, run.error)
     return await _fail(ctx, claim, started, run.error)
 
 
+async def _settle_probe(ctx: WorkerContext, claim: Claim, usage: Usage, run: _Run) -> None:
+    """What the probe's attempt says about the provider: answered (its first chunk: the pause
+    already ended, `_resume_when_answered`), or a story from a generator that calls no provider
+    (the pause ends), or refused for load (`_pause` renews it), or nothing at all (stopped
+    before any answer, or an error on this side: the probe is handed back, the pause stays)."""
+    if usage.answered.is_set() or (run.error is not None and run.error.backpressure):
+        return
+    if run.result is not None:
+        await _resume(ctx, claim)
+        return
+    await _probe_unused(ctx, claim)
+
+
 async def _record_usage(ctx: WorkerContext, claim: Claim, usage: Usage) -> None:
-    """Record what the attempt used of its provider (nothing for a generator that calls none).
+    """Record what the attempt used of its provider (nothing when it used no tokens).
     Before the attempt's end is written, so a completed job's result sums every attempt. A
     failure to record is logged, never the attempt's end: the story matters more."""
-    if not usage.used_a_provider:
+    if not usage.used_tokens:
         return
     record = AttemptUsage(
         job_id=claim.job_id,
@@ -159,7 +175,8 @@ async def _resume(ctx: WorkerContext, claim: Claim) -> None:
 
 
 async def _probe_unused(ctx: WorkerContext, claim: Claim) -> None:
-    """A probe claim whose attempt never started: let the next claim probe at once."""
+    """A probe claim that learnt nothing of the provider (its attempt never started, or stopped
+    before any answer): let the next claim probe at once."""
     if not claim.probe:
         return
     try:
@@ -168,8 +185,12 @@ async def _probe_unused(ctx: WorkerContext, claim: Claim) -> None:
         logger.warning("could not hand the probe back", exc_info=True)
 
 
-async def _pause(ctx: WorkerContext, claim: Claim, error: GenerationError) -> Outcome:
-    """Refused for load: pause the provider for every worker, give the attempt back unspent."""
+async def _pause(
+    ctx: WorkerContext, claim: Claim, started: StartedJob, error: GenerationError
+) -> Outcome:
+    """Refused for load: pause the provider for every worker, and give the attempt back
+    unspent, unless it was the probe: a refused probe is a failed attempt (retried after the
+    pause, or failed and refunded once it was the last)."""
     extra = {"job_id": claim.job_id, "error_code": error.code, "retry_after": error.retry_after}
     try:
         seconds = await ctx.dispatcher.pause(error.retry_after, reason=error.code)
@@ -180,6 +201,8 @@ async def _pause(ctx: WorkerContext, claim: Claim, error: GenerationError) -> Ou
             "the provider refused work for load: claims paused",
             extra={**extra, "pause_seconds": round(seconds, 3)},
         )
+    if claim.probe:
+        return await _fail(ctx, claim, started, error)
     outcome = await _release(ctx, claim, why=f"provider back-pressure ({error.code})")
     return Outcome.PAUSED if outcome is Outcome.RELEASED else outcome
 
@@ -218,6 +241,8 @@ async def _generate(
         )
     finally:
         abandoned.cancel()
+        if request.usage.answered.is_set():  # a probe's resume may be on its way: let it land
+            await asyncio.gather(answered, return_exceptions=True)
         answered.cancel()
         generation.cancel()
         await asyncio.wait({generation})

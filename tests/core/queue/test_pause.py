@@ -52,6 +52,12 @@ async def test_while_paused_nothing_is_leased_and_the_wait_is_the_providers(
     assert (state.reason, state.strikes, state.probing) == ("rate_limited", 1, False)
 
 
+async def test_a_wait_longer_than_the_longest_pause_is_cut_to_it(queue: Dispatcher) -> None:
+    # A Retry-After a day ahead pauses for PAUSE_MAX_SECONDS, then a probe asks again
+    waited = await queue.pause(86_400.0, reason="rate_limited")
+    assert waited == pytest.approx(dispatch_module.PAUSE_MAX_SECONDS, abs=0.1)
+
+
 async def test_a_running_pause_is_only_lengthened(queue: Dispatcher) -> None:
     await queue_jobs(queue, 1)
     await queue.pause(20.0, reason="rate_limited")

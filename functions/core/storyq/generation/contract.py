@@ -79,9 +79,10 @@ class Usage:
     answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
-    def used_a_provider(self) -> bool:
-        """Whether there is anything to record (a model was asked, or tokens were counted)."""
-        return self.model is not None or self.prompt_tokens > 0 or self.completion_tokens > 0
+    def used_tokens(self) -> bool:
+        """Whether there is anything to record: a request refused before any answer (a 429)
+        used none."""
+        return self.prompt_tokens > 0 or self.completion_tokens > 0
 
 
 @dataclass(frozen=True, kw_only=True)

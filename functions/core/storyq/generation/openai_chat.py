@@ -18,8 +18,10 @@ stream never gets it), `request.usage` holds an estimate (`estimated_tokens` of 
 and of the text received), so what a stopped attempt used is known too. Tokens of the models
 tried before are kept: the usage is the attempt's, over its whole chain.
 
-Back-pressure: a 429, or an overload of the last model of the chain before any text, is raised
-with `backpressure` set (see storyq.generation.errors): the queue pauses the provider.
+Back-pressure: a 429 (but `insufficient_quota`), or an overload of the last model of the chain
+before any text (503, 529, or an `overloaded` error event: the provider's word for "too busy",
+unlike a plain 500), is raised with `backpressure` set (see storyq.generation.errors): the
+queue pauses the provider.
 
 How each failure is classified, and why:
 
@@ -29,6 +31,9 @@ How each failure is classified, and why:
   provider's passing trouble.
 - transient `rate_limited` (429, with its Retry-After): the provider's back-pressure, shared by
   every model of the account, so never a reason to try another model.
+- transient `quota_exceeded` (429 `insufficient_quota`): the account is out of credit. Not
+  back-pressure (waiting does not help until the operator pays), so each job spends its
+  attempts with backoff and is refunded after the last, rather than waiting for good.
 - transient `upstream_error`: 408, 409, 5xx and errors inside the stream; the server may
   answer differently later (OpenAI's own client retries these statuses).
 - transient `connection_error`: the endpoint could not be reached.
@@ -80,6 +85,8 @@ _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # Worth the next model of the chain: this model is overloaded or not available (see above).
 _OVERLOADED_STATUSES = frozenset({500, 502, 503, 504, 529})
 _OVERLOADED_CODES = frozenset({"overloaded", "server_error"})
+# A provider too busy for the request (back-pressure), as opposed to one that failed.
+_BUSY_STATUSES = frozenset({503, 529})
 _MODEL_ERROR_CODES = frozenset(
     {"model_not_found", "model_not_available", "model_unavailable", "unsupported_model"}
 )
@@ -143,6 +150,8 @@ def classify(exc: BaseException) -> GenerationError:
 def _classify_status(exc: openai.APIStatusError) -> GenerationError:
     status, message = exc.status_code, f"{exc.status_code}: {exc.message}"[:500]
     retry_after = retry_after_seconds(exc.response.headers)
+    if status == 429 and _error_code(exc) == "insufficient_quota":
+        return TransientGenerationError("quota_exceeded", message, retry_after=retry_after)
     if status == 429:
         return TransientGenerationError(
             "rate_limited", message, retry_after=retry_after, backpressure=True
@@ -174,11 +183,13 @@ def another_model_may_answer(exc: BaseException) -> bool:
 
 
 def is_overload(exc: BaseException) -> bool:
-    """An overload of the model (500, 502, 503, 504, 529, or an `overloaded` error event)."""
+    """The provider saying it is too busy (503, 529, or an `overloaded` error event), not that
+    something broke (a plain 500, 502, 504): back-pressure when no model of the chain could
+    answer."""
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _OVERLOADED_STATUSES
+        return exc.status_code in _BUSY_STATUSES
     if isinstance(exc, openai.APIError):
-        return _error_code(exc) in _OVERLOADED_CODES
+        return _error_code(exc) == "overloaded"
     return False
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -275,13 +276,15 @@ class Dispatcher:
 
     async def pause(self, retry_after: float | None, *, reason: str) -> float:
         """The provider refused work for load: no claims for `retry_after` seconds (what it
-        asked for; None: PAUSE_BASE_SECONDS doubled per strike, at most PAUSE_MAX_SECONDS),
-        then one probe at a time. A running pause is only lengthened. Returns the seconds
-        until it ends.
+        asked for, at most PAUSE_MAX_SECONDS; None: PAUSE_BASE_SECONDS doubled per strike, at
+        most PAUSE_MAX_SECONDS), then one probe at a time. A running pause is only lengthened.
+        Returns the seconds until it ends.
 
         Script: `pause.lua`.
         """
-        wait = "-1" if retry_after is None else _ms(max(0.0, retry_after))
+        # A provider asking for longer (a Retry-After a day ahead) gets a probe every
+        # PAUSE_MAX_SECONDS instead: a probe is one request, a day-long pause a stalled queue.
+        wait = "-1" if retry_after is None else _ms(min(max(0.0, retry_after), PAUSE_MAX_SECONDS))
         reply = await self._run(
             scripts.PAUSE,
             [self.keys.pause],
@@ -319,7 +322,8 @@ class Dispatcher:
             since=datetime.fromtimestamp(int(since) / 1000, UTC) if since else None,
             strikes=int(fields.get("strikes") or 0),
             reason=fields.get("reason") or "",
-            probing=int(fields.get("probe") or 0) > 0,
+            # a probe out, its time not run out (this side's clock: for display only)
+            probing=int(fields.get("probe") or 0) > time.time() * 1000,
         )
 
     async def waiting_count(self) -> int:

@@ -26,6 +26,7 @@ after a colon tunes it (`stall:2`). Any other model name writes the story and st
     rate-limited[:S]      429 `rate_limit_exceeded`, Retry-After S (default 7)
     rate-limited-for:S    429 for S s after this name's first request (Retry-After: what is left),
                           then stories
+    out-of-quota          429 `insufficient_quota` (an account out of credit; no Retry-After)
     server-error          500
     overloaded[:S]        503 `overloaded`, Retry-After S (default 2)
     refuse                400 `content_policy_violation`
@@ -73,6 +74,7 @@ TOKENS_PER_MINUTE = 200_000
 # Scenarios answered with one fixed error: status, code, message.
 _ERRORS = {
     "server-error": (500, "server_error", "The server had an error while processing"),
+    "out-of-quota": (429, "insufficient_quota", "You exceeded your current quota"),
     "refuse": (400, "content_policy_violation", "Rejected by the safety system"),
     "invalid": (400, "invalid_value", "max_tokens is too large"),
     "missing": (404, "model_not_found", "The model does not exist or you do not have access"),
