@@ -34,6 +34,15 @@ class Db:
     def grant(self, user_id: uuid.UUID, amount: int) -> None:
         self.run("select public.grant_credits(%s, %s)", (user_id, amount))
 
+    def set_tier(self, user_id: uuid.UUID, tier: str) -> None:
+        """What an operator does in the dashboard: the user's app_metadata.tier."""
+        self.run(
+            "update auth.users set raw_app_meta_data ="
+            " coalesce(raw_app_meta_data, '{}') || jsonb_build_object('tier', %s::text)"
+            " where id = %s",
+            (tier, user_id),
+        )
+
     def balance(self, user_id: uuid.UUID) -> int:
         return int(self.value("select public.credit_balance(%s)", (user_id,)))
 
