@@ -77,6 +77,8 @@ class PendingJob:
     next_attempt_at: datetime | None = None
     # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
     weight: float = 1.0
+    # The user's running cap from their plan (None: only the global cap).
+    max_active_per_user: int | None = None
 
 
 @dataclass(frozen=True)
