@@ -82,6 +82,16 @@ async def user(store: Store, admin_database: str) -> uuid.UUID:
     return user_id
 
 
+async def new_users(store: Store, admin_database: str, count: int) -> list[uuid.UUID]:
+    """Users on the default plan, each with credits: one running job apiece, as several users'
+    jobs fill the global cap (a default-plan user runs one at a time)."""
+    users = [uuid.uuid4() for _ in range(count)]
+    for user_id in users:
+        ensure_user(admin_database, user_id)
+        await store.credits.grant(user_id, 10)
+    return users
+
+
 def request(user: uuid.UUID, *, key: str | None = None) -> EnqueueRequest:
     return EnqueueRequest(
         user_id=user,
@@ -160,7 +170,9 @@ async def test_counts_show_the_queue_at_a_glance(
     store: Store, user: uuid.UUID, admin_database: str
 ) -> None:
     # Given a completed job that took 4 minutes, a failed one, a cancelled, a running, a waiting
-    done, failed, cancelled, running, waiting = [await enqueue(store, user) for _ in range(5)]
+    # (five users': a user on the default plan runs one job at a time)
+    owners = [user, *await new_users(store, admin_database, 4)]
+    done, failed, cancelled, running, waiting = [await enqueue(store, owner) for owner in owners]
     fences = {job_id: await start(store, job_id) for job_id in (done, failed, running)}
     await store.jobs.complete(done, fence=fences[done], content="the end")
     shift(admin_database, done, "started_at", 240)
@@ -295,9 +307,12 @@ async def test_empty_cancels_and_refunds_every_waiting_job(store: Store, user: u
 # The global cap, checked when an attempt starts -------------------------------------------
 
 
-async def test_no_attempt_starts_while_the_cap_is_reached(store: Store, user: uuid.UUID) -> None:
-    # Given five attempts running (MAX_ACTIVE_JOBS) and one more job waiting
-    running = [await enqueue(store, user) for _ in range(MAX_ACTIVE)]
+async def test_no_attempt_starts_while_the_cap_is_reached(
+    store: Store, user: uuid.UUID, admin_database: str
+) -> None:
+    # Given five attempts running (MAX_ACTIVE_JOBS), five users' each, and one more job waiting
+    others = await new_users(store, admin_database, MAX_ACTIVE)
+    running = [await enqueue(store, other) for other in others]
     fences = [await start(store, job_id) for job_id in running]
     waiting = await enqueue(store, user)
     waiting_fence = await fence(store, waiting)
@@ -319,10 +334,9 @@ async def test_no_attempt_starts_while_the_cap_is_reached(store: Store, user: uu
     assert await start(store, waiting) == waiting_fence
 
 
-async def test_concurrent_starts_never_exceed_the_cap(store: Store, user: uuid.UUID) -> None:
-    # Given twenty waiting jobs
-    await store.credits.grant(user, 10)
-    jobs = [await enqueue(store, user) for _ in range(20)]
+async def test_concurrent_starts_never_exceed_the_cap(store: Store, admin_database: str) -> None:
+    # Given twenty waiting jobs of twenty users
+    jobs = [await enqueue(store, user) for user in await new_users(store, admin_database, 20)]
     fences = [await fence(store, job_id) for job_id in jobs]
 
     # When twenty workers start them all at once
