@@ -11,6 +11,31 @@ CREATE SCHEMA private;
 
 
 --
+-- Name: another_user_could_start(uuid); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.another_user_could_start(p_user_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select exists (
+    select from (
+      select user_id from public.story_jobs
+      where status = 'pending' and user_id <> p_user_id
+        and next_attempt_at <= pg_catalog.now()
+      order by queued_at, id
+      limit 200
+    ) due
+    cross join lateral (select (private.plan_of(due.user_id)).max_active_per_user as cap) plan
+    where plan.cap is null or plan.cap > (
+      select pg_catalog.count(*) from public.story_jobs r
+      where r.user_id = due.user_id and r.status = 'processing'
+    )
+  )
+$$;
+
+
+--
 -- Name: cancel_pending_job(uuid, text); Type: FUNCTION; Schema: private
 --
 
@@ -305,7 +330,7 @@ COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on e
 -- Name: COLUMN plans.max_active_per_user; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.max_active_per_user IS 'At most this many of one user''s jobs run at once (checked by start_story_job); null: only the global cap.';
+COMMENT ON COLUMN public.plans.max_active_per_user IS 'At most this many of one user''s jobs run at once while other users'' jobs wait (checked by start_story_job; with nobody else to serve, a user may use free slots beyond it); null: only the global cap.';
 
 
 --
@@ -1503,7 +1528,7 @@ begin
     if v_user_cap is not null and (
       select pg_catalog.count(*) from public.story_jobs
       where user_id = v_job.user_id and status = 'processing'
-    ) >= v_user_cap then
+    ) >= v_user_cap and private.another_user_could_start(v_job.user_id) then
       v_reason := 'user_capacity';
     end if;
   end if;
@@ -2280,6 +2305,13 @@ ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.stories;
 --
 
 ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.story_jobs;
+
+
+--
+-- Name: FUNCTION another_user_could_start(p_user_id uuid); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.another_user_could_start(p_user_id uuid) FROM PUBLIC;
 
 
 --

@@ -9,8 +9,10 @@
 -- - enqueue_story_job stamps the job with its user's tier and priority and answers with the
 --   plan's figures (the API hands the weight to Redis, whose waiting set orders by fair share);
 -- - start_story_job refuses `user_capacity` while the user has max_active_per_user attempts
---   processing, under the start gate that serialises the global cap, so the per-user cap is
---   exact too, whatever Redis does;
+--   processing and another user could use the slot, under the start gate that serialises the
+--   global cap, so the per-user cap is exact too, whatever Redis does; it is work-conserving:
+--   while nobody else can take a free slot, a user at their cap may (a lone user gets every
+--   slot, as before plans);
 -- - dispatch_snapshot and retry_failed_story_job carry the plan's weight and cap, so Redis is
 --   rebuilt (or re-fed) with them;
 -- - queue_by_tier (and queue_counts' `by_tier`) count waiting and running jobs per tier.
@@ -37,7 +39,7 @@ comment on column public.plans.weight is
 comment on column public.plans.priority is
   'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority). Dispatch does not use it yet: the fair-share weight orders the queue.';
 comment on column public.plans.max_active_per_user is
-  'At most this many of one user''s jobs run at once (checked by start_story_job); null: only the global cap.';
+  'At most this many of one user''s jobs run at once while other users'' jobs wait (checked by start_story_job; with nobody else to serve, a user may use free slots beyond it); null: only the global cap.';
 comment on column public.plans.is_default is
   'The plan of users without a tier, or whose tier names no plan. At most one.';
 comment on column public.plans.description is
@@ -267,9 +269,40 @@ begin
 end
 $$;
 
+-- Whether a user other than p_user_id has a job due that their own cap lets start: one of the
+-- first 200 due pending jobs in queue order (the dispatcher's claim looks at a window too) whose
+-- user runs fewer than their plan's max_active_per_user (or has no cap). The per-user cap is
+-- work-conserving: a user at their cap is refused a slot only while someone else could use it.
+create function private.another_user_could_start(p_user_id uuid)
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select exists (
+    select from (
+      select user_id from public.story_jobs
+      where status = 'pending' and user_id <> p_user_id
+        and next_attempt_at <= pg_catalog.now()
+      order by queued_at, id
+      limit 200
+    ) due
+    cross join lateral (select (private.plan_of(due.user_id)).max_active_per_user as cap) plan
+    where plan.cap is null or plan.cap > (
+      select pg_catalog.count(*) from public.story_jobs r
+      where r.user_id = due.user_id and r.status = 'processing'
+    )
+  )
+$$;
+
+revoke all on function private.another_user_could_start(uuid) from public;
+
 -- As in 20261130000400_lock_job_helper.sql, with the per-user cap: once the global cap lets the
 -- attempt start, it is refused `user_capacity` (nothing changes, the claim goes back) while its
--- user's plan has a max_active_per_user and that many of the user's attempts are processing.
+-- user's plan has a max_active_per_user, that many of the user's attempts are processing, and
+-- another user could use the slot (private.another_user_could_start: the cap never idles a
+-- slot while nobody else can take it).
 -- The user's attempts are counted like the global ones: after running_attempts has taken the
 -- dead ones it could (so those hold no slot), under the same start gate, so two starts of one
 -- user cannot both see a free slot either.
@@ -328,7 +361,7 @@ begin
     if v_user_cap is not null and (
       select pg_catalog.count(*) from public.story_jobs
       where user_id = v_job.user_id and status = 'processing'
-    ) >= v_user_cap then
+    ) >= v_user_cap and private.another_user_could_start(v_job.user_id) then
       v_reason := 'user_capacity';
     end if;
   end if;

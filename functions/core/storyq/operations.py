@@ -282,7 +282,13 @@ class JobOperations:
         """A failed job back to pending under a new fence (nothing charged again), then into
         the Redis queue. Raises JobNotRetryable, JobNotFound, StoreUnavailable."""
         job = await self.store.admin.retry_failed(job_id)
-        position = await self._dispatch(job.job_id, user_id=job.user_id, fence=job.fence)
+        position = await self._dispatch(
+            job.job_id,
+            user_id=job.user_id,
+            fence=job.fence,
+            weight=job.weight,
+            max_active_per_user=job.max_active_per_user,
+        )
         return JobStanding(job=job, position=position)
 
     async def grant_credits(self, user_id: UUID, amount: int) -> int:

@@ -2,7 +2,7 @@
 -- answers, the per-user running cap at start, the plan's figures in the dispatch snapshot and an
 -- admin retry, and the counts per tier.
 begin;
-select plan(52);
+select plan(56);
 
 -- Users: on plus, on pro (spelt loosely), on a tier no plan names, without a tier, without
 -- any app_metadata.
@@ -257,6 +257,31 @@ select ok(
   (select 'security_invoker=true' = any (reloptions) from pg_class
    where oid = 'public.queue_by_tier'::regclass),
   'the per-tier view runs with the reader''s rights');
+
+------------------------------------------------------------------------------------------
+-- The per-user cap is work-conserving: a user at their cap is refused a slot only while
+-- another user could take it.
+------------------------------------------------------------------------------------------
+update public.story_jobs set status = 'cancelled', finished_at = now()
+where status in ('pending', 'processing');
+call pg_temp.enqueue('lone 1', '00000000-0000-0000-0000-0000000000d4');
+call pg_temp.enqueue('lone 2', '00000000-0000-0000-0000-0000000000d4');
+select is(pg_temp.start('lone 1') ->> 'started', 'true', 'a lone free user starts one');
+select is(pg_temp.start('lone 2') ->> 'started', 'true',
+  '... and, with nobody else waiting, a second beyond their cap of 1: no slot idles');
+call pg_temp.enqueue('lone 3', '00000000-0000-0000-0000-0000000000d4');
+call pg_temp.enqueue('capped other', '00000000-0000-0000-0000-0000000000c3');
+call pg_temp.enqueue('plus late', '00000000-0000-0000-0000-0000000000a1');
+select is(pg_temp.start('lone 3') ->> 'reason', 'user_capacity',
+  'once another user waits who may start (plus, below its cap), the cap holds again');
+update public.story_jobs set status = 'cancelled', finished_at = now()
+where id = pg_temp.job('plus late');
+update public.story_jobs set status = 'processing', started_at = now(), heartbeat_at = now(),
+  attempts = 1
+where id = pg_temp.job('capped other');
+call pg_temp.enqueue('capped other 2', '00000000-0000-0000-0000-0000000000c3');
+select is(pg_temp.start('lone 3') ->> 'started', 'true',
+  'a waiting user who is at their own cap does not count: the slot is not idled for them');
 
 select * from finish();
 rollback;

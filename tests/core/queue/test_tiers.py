@@ -49,38 +49,47 @@ def owners(claims: list[Claim]) -> Counter[str]:
     return Counter(names[claim.user_id] for claim in claims if claim.user_id is not None)
 
 
-async def test_a_user_at_their_cap_is_passed_over_and_the_slots_go_to_others(
-    queue: Dispatcher,
-) -> None:
+async def test_a_user_at_their_cap_is_passed_over_while_others_wait(queue: Dispatcher) -> None:
     # Given a user capped at one running job who queued first, and another user without a cap
     fence = itertools.count(1)
-    await queue_jobs(queue, "flood", 3, fence=fence, cap=1)
-    await queue_jobs(queue, "other", 3, fence=fence)
+    await queue_jobs(queue, "flood", 4, fence=fence, cap=1)
+    await queue_jobs(queue, "other", 6, fence=fence)
 
     # When a worker claims five slots
     claims = await queue.claim(5, lease_seconds=LEASE)
 
-    # Then the capped user got one, the other user the rest: no slot idles while they wait
-    assert owners(claims) == Counter({"flood": 1, "other": 3})
-    counts = await queue.counts()
-    assert (counts.waiting, counts.active) == (2, 4)
+    # Then the capped user got one, the other user the rest
+    assert owners(claims) == Counter({"flood": 1, "other": 4})
 
-    # And while that job runs, later claims pass the user over again
-    assert await queue.claim(5, lease_seconds=LEASE) == []
+    # And when one of the other user's jobs ends, its slot goes to them again, not to the
+    # capped user although their job is older
+    done = next(claim for claim in claims if claim.user_id == user("other"))
+    assert await queue.ack(done.job_id, done.fence, generation_seconds=None)
+    [next_claim] = await queue.claim(5, lease_seconds=LEASE)
+    assert next_claim.job_id == job("other-4")
 
-    # And once it ends, their next job is claimed, first in their own order
-    [first] = [claim for claim in claims if claim.user_id == user("flood")]
+    # And once the capped user's job ends, their next one is served, in their own order
+    first = next(claim for claim in claims if claim.user_id == user("flood"))
     assert first.job_id == job("flood-0")
     assert await queue.ack(first.job_id, first.fence, generation_seconds=None)
     [following] = await queue.claim(5, lease_seconds=LEASE)
     assert following.job_id == job("flood-1")
 
 
-async def test_a_lone_capped_user_runs_no_more_than_their_cap(queue: Dispatcher) -> None:
+async def test_a_lone_capped_user_gets_every_free_slot(queue: Dispatcher) -> None:
+    # Work-conserving: with nobody else to serve, the cap does not idle a slot
     fence = itertools.count(1)
     await queue_jobs(queue, "solo", 6, fence=fence, cap=2)
-    claims = [c for _ in range(3) for c in await queue.claim(5, lease_seconds=LEASE)]
-    assert [claim.job_id for claim in claims] == [job("solo-0"), job("solo-1")]
+    claims = await queue.claim(5, lease_seconds=LEASE)
+    assert [claim.job_id for claim in claims] == [job(f"solo-{n}") for n in range(5)]
+
+
+async def test_a_capped_user_takes_only_the_slots_others_leave(queue: Dispatcher) -> None:
+    fence = itertools.count(1)
+    await queue_jobs(queue, "flood", 4, fence=fence, cap=1)
+    await queue_jobs(queue, "other", 2, fence=fence)
+    claims = await queue.claim(5, lease_seconds=LEASE)
+    assert owners(claims) == Counter({"flood": 3, "other": 2})
 
 
 async def test_the_cap_holds_through_a_flush(
@@ -89,29 +98,33 @@ async def test_the_cap_holds_through_a_flush(
     # Given a capped user with one job running and two waiting, and Redis then flushed
     fence = itertools.count(1)
     await queue_jobs(queue, "flood", 3, fence=fence, cap=1)
-    [running] = await queue.claim(5, lease_seconds=LEASE)
+    [running] = await queue.claim(1, lease_seconds=LEASE)
     redis_process.client().flushall()
 
-    # When a sweep rebuilds Redis from Postgres (the running attempt and the pending jobs, with
-    # the plan's cap)
+    # When a sweep rebuilds Redis from Postgres: the running attempt, the capped user's pending
+    # jobs (with the plan's cap) and four of another user's
     now = datetime.now(UTC)
+    pending = [
+        PendingJob(
+            job_id=job(f"flood-{n}"),
+            user_id=user("flood"),
+            fence=10 + n,
+            queued_at=now,
+            max_active_per_user=1,
+        )
+        for n in (1, 2)
+    ] + [
+        PendingJob(job_id=job(f"other-{n}"), user_id=user("other"), fence=20 + n, queued_at=now)
+        for n in range(4)
+    ]
     await queue.rebuild(
-        [
-            PendingJob(
-                job_id=job(f"flood-{n}"),
-                user_id=user("flood"),
-                fence=10 + n,
-                queued_at=now,
-                max_active_per_user=1,
-            )
-            for n in (1, 2)
-        ],
+        pending,
         running=[RunningJob(job_id=running.job_id, user_id=user("flood"), fence=running.fence)],
     )
 
-    # Then the restored lease counts against the cap: nothing more of theirs is claimed
-    assert await queue.claim(5, lease_seconds=LEASE) == []
-    assert (await queue.counts()).waiting == 2
+    # Then the restored lease counts against the cap: the four free slots go to the other user
+    claims = await queue.claim(5, lease_seconds=LEASE)
+    assert owners(claims) == Counter({"other": 4})
 
 
 async def test_weights_share_the_slots_while_everyone_waits(queue: Dispatcher) -> None:

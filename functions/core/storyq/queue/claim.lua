@@ -1,5 +1,6 @@
 -- claim: lease up to N waiting jobs, never letting more than max_active leases live at once,
--- nor more leases of one user than their cap (the plan's max_active_per_user, when set).
+-- nor more leases of one user than their cap (the plan's max_active_per_user, when set) while
+-- another user's job could take the slot.
 -- Due retries are promoted first, so a retry does not wait for the next sweep.
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
@@ -52,8 +53,8 @@ for i = 1, #window, 2 do ids[#ids + 1] = window[i] end
 local fields = job_fields(jobs, ids, 'user', 'fence', 'cap')
 local users, fences, caps = fields[1], fields[2], fields[3]
 
--- A user at their running cap (their plan's max_active_per_user) is passed over: their jobs
--- keep their place for a later claim. The leases say how many each user runs; they are only
+-- A user at their running cap (their plan's max_active_per_user) is passed over while others
+-- can be served: their jobs keep their place. The leases say how many each user runs; they are only
 -- read when a candidate has a cap.
 local running, added, taken = nil, {}, {}
 for i = 1, #ids do
@@ -76,6 +77,18 @@ for i = 1, #ids do
     taken[#taken + 1] = i
     if user then added[user] = (added[user] or 0) + 1 end
   end
+end
+-- Work-conserving: slots no one else in the window could take go to the users at their cap,
+-- in queue order (Postgres's start agrees: it refuses a user at their cap only while another
+-- user could start).
+if #taken < n and #taken < #ids then
+  local picked = {}
+  for _, i in ipairs(taken) do picked[i] = true end
+  for i = 1, #ids do
+    if #taken == n then break end
+    if not picked[i] then taken[#taken + 1] = i end
+  end
+  table.sort(taken)
 end
 if #taken == 0 then return {} end
 local chosen = {}
