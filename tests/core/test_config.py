@@ -47,6 +47,10 @@ def test_model_prices_read_as_pairs_or_json(monkeypatch: pytest.MonkeyPatch) -> 
         "gpt-4o": (2.5, 10.0),
         "*": (1.0, 4.0),
     }
+    monkeypatch.setenv("MODEL_PRICES", "")  # the SAM template's empty parameter: the default
+    assert Settings(_env_file=None).model_prices == {  # type: ignore[call-arg]
+        "gpt-4o-mini": (0.15, 0.60)
+    }
     monkeypatch.setenv("MODEL_PRICES", '{"org/model=v2": [0.1, 0.2]}')
     assert Settings(_env_file=None).model_prices == {  # type: ignore[call-arg]
         "org/model=v2": (0.1, 0.2)

@@ -30,6 +30,8 @@ DEV_UPSTASH_URL = "http://127.0.0.1:8079"
 DEV_SUPABASE_URL = "http://127.0.0.1:54321"
 
 _DEV_SECRETS = {DEV_JWT_SECRET, DEV_SERVICE_ROLE_KEY, DEV_UPSTASH_TOKEN}
+# US dollars per million prompt / completion tokens (MODEL_PRICES when it is empty or unset).
+DEFAULT_MODEL_PRICES = {"gpt-4o-mini": (0.15, 0.60)}
 
 
 class SecretsLocation(BaseSettings):
@@ -86,10 +88,10 @@ class Settings(SecretsLocation):
     # What a model's tokens cost, in US dollars per million prompt / completion tokens, for the
     # cost recorded per attempt (storyq.generation.pricing). In the environment
     # `model=prompt/completion` pairs, comma-separated (`*` prices any model not listed), or a
-    # JSON object {"model": [prompt, completion]}. The default is OpenAI's list price of
+    # JSON object {"model": [prompt, completion]}; empty: the default, OpenAI's list price of
     # gpt-4o-mini (the default model) when this was written: set yours.
     model_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(
-        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60)}
+        default_factory=lambda: dict(DEFAULT_MODEL_PRICES)
     )
 
     # Leases and liveness. An attempt is live while its Postgres heartbeat (sent every
@@ -133,6 +135,8 @@ class Settings(SecretsLocation):
         if not isinstance(value, str):
             return value
         text = value.strip()
+        if not text:  # what the SAM template passes when the ModelPrices parameter is empty
+            return dict(DEFAULT_MODEL_PRICES)
         if text.startswith("{"):
             return json.loads(text)
         prices: dict[str, tuple[str, str]] = {}
