@@ -15,6 +15,7 @@ What differs between the callers is a choice here, not another copy of the assem
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -197,7 +198,12 @@ class LocalStack:
 
 
 def _env(value: object) -> str:
-    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    """A setting as its environment variable's text (lists and mappings as JSON)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def start_stack(spec: StackSpec) -> LocalStack:

@@ -378,7 +378,7 @@ def _stop_processes(processes: list[subprocess.Popen[bytes]], run_id: str) -> No
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Every field of `settings` as the environment variable that sets it (names in capitals,
-    secrets in clear, lists as JSON, unset optional fields left out)."""
+    secrets in clear, lists and mappings as JSON, unset optional fields left out)."""
     env: dict[str, str] = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
@@ -386,7 +386,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        elif isinstance(value, list):
+        elif isinstance(value, list | dict):
             value = json.dumps(value)
         env[name.upper()] = str(value)
     return env
