@@ -2,13 +2,10 @@
 over a run against their plan, through the real API and real worker processes.
 
 One private stack; MAX_ACTIVE_JOBS = SLOTS; three users on the seeded plans (free, plus, pro:
-weights 1, 2, 4, caps 1, 2, 3), each with JOBS jobs queued through POST /api/generate at once;
-WORKERS worker processes (`python -m storyq_worker.runner`, GENERATOR=template stretched over
-STORY_SECONDS). A user's share is the fraction of the attempts started while every user still
-had jobs waiting (from story_jobs.started_at), measured twice:
-
-- `caps_lifted`: the plans' caps lifted (max_active_per_user null), so the weights alone decide;
-- `seeded`: the seeded plans as they are, caps and weights together.
+weights 1, 2, 4), each with JOBS jobs queued through POST /api/generate at once; WORKERS worker
+processes (`python -m storyq_worker.runner`, GENERATOR=template stretched over STORY_SECONDS).
+A user's share is the fraction of the attempts started while every user still had jobs waiting
+(from story_jobs.started_at), against the share their weight gives.
 
 Writes bench/results/tiers.json and the `tiers` key of bench/results/bench.json.
 """
@@ -121,29 +118,18 @@ def measure() -> dict[str, Any]:
     side = ServerSide(start_stack(bench_spec(POSTGRES_SERVER_URL, cpus=None, log_dir=log_dir)))
     try:
         db = side.database_url
-        seeded = _plans(db)
-        found: dict[str, Any] = {"seeded_plans": seeded, "log_dir": str(log_dir)}
-        for scenario in ("caps_lifted", "seeded"):
-            if scenario == "caps_lifted":
-                _sql(db, "update public.plans set max_active_per_user = null")
-            else:
-                for tier, plan in seeded.items():
-                    _sql(
-                        db,
-                        "update public.plans set max_active_per_user = %s where tier = %s",
-                        (plan["cap"], tier),
-                    )
-            created = create_users(db, len(TIERS), credits=JOBS, secret=JWT_SECRET)
-            users = dict(zip(TIERS, created, strict=True))
-            for tier, user in users.items():
-                _sql(
-                    db,
-                    "update auth.users set raw_app_meta_data = raw_app_meta_data"
-                    " || jsonb_build_object('tier', %s::text) where id = %s",
-                    (tier, user.id),
-                )
-            _say(f"{scenario}: {JOBS} jobs each for free, plus, pro; {SLOTS} slots")
-            found[scenario] = _run(side, users, log_dir)
+        found: dict[str, Any] = {"seeded_plans": _plans(db), "log_dir": str(log_dir)}
+        created = create_users(db, len(TIERS), credits=JOBS, secret=JWT_SECRET)
+        users = dict(zip(TIERS, created, strict=True))
+        for tier, user in users.items():
+            _sql(
+                db,
+                "update auth.users set raw_app_meta_data = raw_app_meta_data"
+                " || jsonb_build_object('tier', %s::text) where id = %s",
+                (tier, user.id),
+            )
+        _say(f"{JOBS} jobs each for free, plus, pro; {SLOTS} slots")
+        found["run"] = _run(side, users, log_dir)
         return found
     finally:
         side.stop()
@@ -156,15 +142,10 @@ def main() -> None:
     plans = found["seeded_plans"]
     weights = {tier: plans[tier]["weight"] for tier in TIERS}
     by_weight = {tier: round(w / sum(weights.values()), 3) for tier, w in weights.items()}
-    print(
-        f"{'tier':6} {'weight':>6} {'cap':>4} {'by weight':>10} {'caps lifted':>12} {'seeded':>8}"
-    )
+    print("{:6} {:>6} {:>10} {:>8}".format("tier", "weight", "by weight", "share"))
     for tier in TIERS:
-        cap = plans[tier]["cap"] or "-"
-        print(
-            f"{tier:6} {weights[tier]:>6g} {cap:>4} {by_weight[tier]:>10.3f}"
-            f" {found['caps_lifted']['share'][tier]:>12.3f} {found['seeded']['share'][tier]:>8.3f}"
-        )
+        share = found["run"]["share"][tier]
+        print(f"{tier:6} {weights[tier]:>6g} {by_weight[tier]:>10.3f} {share:>8.3f}")
     seconds = round(time.monotonic() - started)
     when = datetime.now(UTC).isoformat(timespec="seconds")
     document = {

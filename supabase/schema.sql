@@ -11,31 +11,6 @@ CREATE SCHEMA private;
 
 
 --
--- Name: another_user_could_start(uuid); Type: FUNCTION; Schema: private
---
-
-CREATE FUNCTION private.another_user_could_start(p_user_id uuid) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-  select exists (
-    select from (
-      select user_id from public.story_jobs
-      where status = 'pending' and user_id <> p_user_id
-        and next_attempt_at <= pg_catalog.now()
-      order by queued_at, id
-      limit 200
-    ) due
-    cross join lateral (select (private.plan_of(due.user_id)).max_active_per_user as cap) plan
-    where plan.cap is null or plan.cap > (
-      select pg_catalog.count(*) from public.story_jobs r
-      where r.user_id = due.user_id and r.status = 'processing'
-    )
-  )
-$$;
-
-
---
 -- Name: cancel_pending_job(uuid, text); Type: FUNCTION; Schema: private
 --
 
@@ -302,7 +277,7 @@ CREATE TABLE public.plans (
 -- Name: TABLE plans; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.plans IS 'What each tier (auth.users app_metadata.tier) gets: fair-share weight, priority, running cap. Edited by the operator; users whose tier names no plan get the default one.';
+COMMENT ON TABLE public.plans IS 'What each tier (auth.users app_metadata.tier) gets: its fair-share weight (and a priority and a running cap, stored, not enforced yet). Edited by the operator; users whose tier names no plan get the default one.';
 
 
 --
@@ -316,7 +291,7 @@ COMMENT ON COLUMN public.plans.tier IS 'The name app_metadata.tier holds: lowerc
 -- Name: COLUMN plans.weight; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.weight IS 'Fair-share weight (0.01 to 1000): while both wait, a user of weight 2 gets twice the slots of a user of weight 1. Read when jobs are dispatched, so an edit applies to waiting jobs.';
+COMMENT ON COLUMN public.plans.weight IS 'Fair-share weight (0.01 to 1000): while both wait, a user of weight 2 gets twice the slots of a user of weight 1. Read when a job is queued (or put back after a flush or a retry).';
 
 
 --
@@ -330,7 +305,7 @@ COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on e
 -- Name: COLUMN plans.max_active_per_user; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.max_active_per_user IS 'At most this many of one user''s jobs run at once while other users'' jobs wait (checked by start_story_job; with nobody else to serve, a user may use free slots beyond it); null: only the global cap.';
+COMMENT ON COLUMN public.plans.max_active_per_user IS 'Reserved for the per-user running cap (issue 21, next step): carried to the dispatcher, not enforced yet. Null: no cap of its own.';
 
 
 --
@@ -1493,7 +1468,6 @@ declare
   v_job public.story_jobs;
   v_story public.stories;
   v_running integer;
-  v_user_cap integer;
   v_reason text;
 begin
   if coalesce(p_max_active, 0) < 1 or coalesce(p_live_seconds, 0) <= 0 then
@@ -1521,15 +1495,6 @@ begin
     v_running := private.running_attempts(p_live_seconds);
     if v_running >= p_max_active then
       v_reason := 'capacity';
-    end if;
-  end if;
-  if v_reason is null then
-    v_user_cap := (private.plan_of(v_job.user_id)).max_active_per_user;
-    if v_user_cap is not null and (
-      select pg_catalog.count(*) from public.story_jobs
-      where user_id = v_job.user_id and status = 'processing'
-    ) >= v_user_cap and private.another_user_could_start(v_job.user_id) then
-      v_reason := 'user_capacity';
     end if;
   end if;
   if v_reason is not null then
@@ -2305,13 +2270,6 @@ ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.stories;
 --
 
 ALTER PUBLICATION supabase_realtime ADD TABLE ONLY public.story_jobs;
-
-
---
--- Name: FUNCTION another_user_could_start(p_user_id uuid); Type: ACL; Schema: private
---
-
-REVOKE ALL ON FUNCTION private.another_user_could_start(p_user_id uuid) FROM PUBLIC;
 
 
 --

@@ -1,5 +1,5 @@
--- Plans and tiers (issue 21), the Postgres side: a user's tier sets its fair-share weight, its
--- priority and its running cap.
+-- Plans and tiers (issue 21), the Postgres side: a user's tier sets its fair-share weight (and
+-- carries a priority and a running cap, stored for the next step: neither is enforced yet).
 --
 -- The tier is `app_metadata.tier` of the user (auth.users.raw_app_meta_data ->> 'tier', which
 -- only the project can write: a user cannot promote themselves). What a tier means is a row of
@@ -8,17 +8,12 @@
 --
 -- - enqueue_story_job stamps the job with its user's tier and priority and answers with the
 --   plan's figures (the API hands the weight to Redis, whose waiting set orders by fair share);
--- - start_story_job refuses `user_capacity` while the user has max_active_per_user attempts
---   processing and another user could use the slot, under the start gate that serialises the
---   global cap, so the per-user cap is exact too, whatever Redis does; it is work-conserving:
---   while nobody else can take a free slot, a user at their cap may (a lone user gets every
---   slot, as before plans);
 -- - dispatch_snapshot and retry_failed_story_job carry the plan's weight and cap, so Redis is
 --   rebuilt (or re-fed) with them;
 -- - queue_by_tier (and queue_counts' `by_tier`) count waiting and running jobs per tier.
 --
--- Weights and caps are read from the plan when they are used, so an operator's edit applies to
--- jobs already waiting from the next sweep on; a job's tier and priority are those of enqueue.
+-- Weights are read from the plan when a job is queued (or put back after a flush or an admin
+-- retry); a job's tier and priority are those of enqueue.
 
 create table public.plans (
   tier text primary key check (tier ~ '^[a-z0-9_-]{1,32}$'),
@@ -31,15 +26,15 @@ create table public.plans (
 );
 
 comment on table public.plans is
-  'What each tier (auth.users app_metadata.tier) gets: fair-share weight, priority, running cap. Edited by the operator; users whose tier names no plan get the default one.';
+  'What each tier (auth.users app_metadata.tier) gets: its fair-share weight (and a priority and a running cap, stored, not enforced yet). Edited by the operator; users whose tier names no plan get the default one.';
 comment on column public.plans.tier is
   'The name app_metadata.tier holds: lowercase letters, digits, _ and -, at most 32.';
 comment on column public.plans.weight is
-  'Fair-share weight (0.01 to 1000): while both wait, a user of weight 2 gets twice the slots of a user of weight 1. Read when jobs are dispatched, so an edit applies to waiting jobs.';
+  'Fair-share weight (0.01 to 1000): while both wait, a user of weight 2 gets twice the slots of a user of weight 1. Read when a job is queued (or put back after a flush or a retry).';
 comment on column public.plans.priority is
   'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority). Dispatch does not use it yet: the fair-share weight orders the queue.';
 comment on column public.plans.max_active_per_user is
-  'At most this many of one user''s jobs run at once while other users'' jobs wait (checked by start_story_job; with nobody else to serve, a user may use free slots beyond it); null: only the global cap.';
+  'Reserved for the per-user running cap (issue 21, next step): carried to the dispatcher, not enforced yet. Null: no cap of its own.';
 comment on column public.plans.is_default is
   'The plan of users without a tier, or whose tier names no plan. At most one.';
 comment on column public.plans.description is
@@ -62,9 +57,9 @@ grant select on public.plans to authenticated;
 
 insert into public.plans (tier, weight, priority, max_active_per_user, is_default, description)
 values
-  ('free', 1, 0, 1, true, 'One story at a time, an equal share of the queue.'),
-  ('plus', 2, 1, 2, false, 'Two stories at a time, twice the share of free.'),
-  ('pro', 4, 2, 3, false, 'Three stories at a time, four times the share of free.');
+  ('free', 1, 0, null, true, 'An equal share of the queue.'),
+  ('plus', 2, 1, null, false, 'Twice the share of free.'),
+  ('pro', 4, 2, null, false, 'Four times the share of free.');
 
 -- The job remembers its tier at enqueue, for reporting (no foreign key: a plan may be renamed
 -- or deleted while its jobs stay).
@@ -265,125 +260,6 @@ begin
     'replayed', false, 'balance', v_balance,
     'tier', v_plan.tier, 'weight', v_plan.weight, 'priority', v_plan.priority,
     'max_active_per_user', v_plan.max_active_per_user
-  );
-end
-$$;
-
--- Whether a user other than p_user_id has a job due that their own cap lets start: one of the
--- first 200 due pending jobs in queue order (the dispatcher's claim looks at a window too) whose
--- user runs fewer than their plan's max_active_per_user (or has no cap). The per-user cap is
--- work-conserving: a user at their cap is refused a slot only while someone else could use it.
-create function private.another_user_could_start(p_user_id uuid)
-returns boolean
-language sql
-stable
-security definer
-set search_path = ''
-as $$
-  select exists (
-    select from (
-      select user_id from public.story_jobs
-      where status = 'pending' and user_id <> p_user_id
-        and next_attempt_at <= pg_catalog.now()
-      order by queued_at, id
-      limit 200
-    ) due
-    cross join lateral (select (private.plan_of(due.user_id)).max_active_per_user as cap) plan
-    where plan.cap is null or plan.cap > (
-      select pg_catalog.count(*) from public.story_jobs r
-      where r.user_id = due.user_id and r.status = 'processing'
-    )
-  )
-$$;
-
-revoke all on function private.another_user_could_start(uuid) from public;
-
--- As in 20261130000400_lock_job_helper.sql, with the per-user cap: once the global cap lets the
--- attempt start, it is refused `user_capacity` (nothing changes, the claim goes back) while its
--- user's plan has a max_active_per_user, that many of the user's attempts are processing, and
--- another user could use the slot (private.another_user_could_start: the cap never idles a
--- slot while nobody else can take it).
--- The user's attempts are counted like the global ones: after running_attempts has taken the
--- dead ones it could (so those hold no slot), under the same start gate, so two starts of one
--- user cannot both see a free slot either.
---
--- Start the attempt that holds p_fence: pending -> processing, one more attempt counted.
--- Returns {started: true, ...what the worker needs} or {started: false, reason, ...job state}
--- with reason `capacity` (p_max_active attempts run; nothing changed, the claim goes back),
--- `user_capacity` (the user's plan's max_active_per_user attempts of theirs run; likewise),
--- `running` (this fence already started: another claim of the same attempt), `stale` (the
--- job has a newer fence) or `finished` (completed, failed or cancelled).
--- Raises job_not_found, invalid_argument.
-create or replace function public.start_story_job(
-  p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision
-)
-returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_job public.story_jobs;
-  v_story public.stories;
-  v_running integer;
-  v_user_cap integer;
-  v_reason text;
-begin
-  if coalesce(p_max_active, 0) < 1 or coalesce(p_live_seconds, 0) <= 0 then
-    raise exception using errcode = 'PT422', message = 'invalid_argument',
-      detail = 'max_active >= 1 and live_seconds > 0 are required';
-  end if;
-  -- The count below must see every start committed before the gate was ours: each statement
-  -- takes a fresh snapshot only under read committed.
-  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
-    raise exception using errcode = 'PT500', message = 'read_committed_required',
-      detail = 'start_story_job counts running attempts under its gate: read committed only';
-  end if;
-
-  v_job := private.lock_job(p_job_id);
-  -- The start gate: one start at a time across the deployment, so two starts cannot both see
-  -- a free slot. Taken after the job's own row (so no start waits on a row while holding it)
-  -- and held until commit; under it only rows no one else holds are locked (skip locked).
-  perform pg_catalog.pg_advisory_xact_lock(1937011313, 1);
-  v_reason := case
-    when v_job.status in ('completed', 'failed', 'cancelled') then 'finished'
-    when v_job.fence is distinct from p_fence then 'stale'
-    when v_job.status <> 'pending' then 'running'
-  end;
-  if v_reason is null then
-    v_running := private.running_attempts(p_live_seconds);
-    if v_running >= p_max_active then
-      v_reason := 'capacity';
-    end if;
-  end if;
-  if v_reason is null then
-    v_user_cap := (private.plan_of(v_job.user_id)).max_active_per_user;
-    if v_user_cap is not null and (
-      select pg_catalog.count(*) from public.story_jobs
-      where user_id = v_job.user_id and status = 'processing'
-    ) >= v_user_cap and private.another_user_could_start(v_job.user_id) then
-      v_reason := 'user_capacity';
-    end if;
-  end if;
-  if v_reason is not null then
-    return private.job_state(v_job)
-      || pg_catalog.jsonb_build_object('started', false, 'reason', v_reason);
-  end if;
-
-  -- The clock, not the transaction's start: the gate may have been waited on.
-  update public.story_jobs
-  set status = 'processing', attempts = attempts + 1,
-      started_at = pg_catalog.clock_timestamp(), heartbeat_at = pg_catalog.clock_timestamp(),
-      progress_words = 0
-  where id = p_job_id
-  returning * into v_job;
-
-  select * into strict v_story from public.stories where id = v_job.story_id;
-  return pg_catalog.jsonb_build_object(
-    'started', true, 'job_id', v_job.id, 'story_id', v_story.id, 'user_id', v_job.user_id,
-    'prompt', v_story.prompt, 'title', v_story.title, 'genre', v_story.genre,
-    'language', v_story.language, 'target_words', v_story.target_words,
-    'fence', v_job.fence, 'attempt', v_job.attempts, 'max_attempts', v_job.max_attempts
   );
 end
 $$;

@@ -16,10 +16,6 @@ START_ANY_CAP = 1_000_000
 START_LIVE_SECONDS = 3600.0
 
 
-# The plan Db.start moves a user to when their own plan's cap refuses a forced start.
-UNCAPPED_TIER = "test-uncapped"
-
-
 class Db:
     """Direct SQL on the scratch database: what a worker or Supabase Auth would do."""
 
@@ -62,19 +58,10 @@ class Db:
     def start(self, job_id: str, *, words: int | None = None) -> None:
         """pending → processing under the job's current fence, optionally with progress."""
         fence = self.fence(job_id)
-        start = "select public.start_story_job(%s, %s, %s, %s)"
-        started = self.value(start, (job_id, fence, START_ANY_CAP, START_LIVE_SECONDS))
-        if started.get("reason") == "user_capacity":
-            # A test that forces starts ignores the caps: the global one (START_ANY_CAP) and,
-            # with other tests' jobs waiting in this database, the user's plan's (the user is
-            # moved to an uncapped plan).
-            self.run(
-                "insert into public.plans (tier, max_active_per_user) values (%s, null)"
-                " on conflict (tier) do nothing",
-                (UNCAPPED_TIER,),
-            )
-            self.set_tier(started["user_id"], UNCAPPED_TIER)
-            started = self.value(start, (job_id, fence, START_ANY_CAP, START_LIVE_SECONDS))
+        started = self.value(
+            "select public.start_story_job(%s, %s, %s, %s)",
+            (job_id, fence, START_ANY_CAP, START_LIVE_SECONDS),
+        )
         assert started["started"], started
         if words is not None:
             self.run("select public.heartbeat_story_job(%s, %s, %s)", (job_id, fence, words))

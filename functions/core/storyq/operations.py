@@ -195,11 +195,7 @@ class JobOperations:
         position = None
         if job.status == "pending" and job.fence is not None:
             position = await self._dispatch(
-                job.job_id,
-                user_id=user_id,
-                fence=job.fence,
-                weight=job.weight,
-                max_active_per_user=job.max_active_per_user,
+                job.job_id, user_id=user_id, fence=job.fence, weight=job.weight
             )
         queued_in = time.perf_counter() - started
         kicked = False
@@ -283,11 +279,7 @@ class JobOperations:
         the Redis queue. Raises JobNotRetryable, JobNotFound, StoreUnavailable."""
         job = await self.store.admin.retry_failed(job_id)
         position = await self._dispatch(
-            job.job_id,
-            user_id=job.user_id,
-            fence=job.fence,
-            weight=job.weight,
-            max_active_per_user=job.max_active_per_user,
+            job.job_id, user_id=job.user_id, fence=job.fence, weight=job.weight
         )
         return JobStanding(job=job, position=position)
 
@@ -300,25 +292,13 @@ class JobOperations:
     # Primitives.
 
     async def _dispatch(
-        self,
-        job_id: UUID,
-        *,
-        user_id: UUID,
-        fence: int,
-        weight: float = 1.0,
-        max_active_per_user: int | None = None,
+        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
     ) -> Position | None:
-        """Into the Redis queue with the user's plan (weight, running cap) (idempotent: a
-        replay re-adds a job Redis lost)."""
+        """Into the Redis queue with the user's plan's weight (idempotent: a replay re-adds a
+        job Redis lost)."""
         return await self._unless_redis_down(
             "enqueue",
-            self.dispatcher.enqueue(
-                job_id,
-                user_id=user_id,
-                fence=fence,
-                weight=weight,
-                max_active_per_user=max_active_per_user,
-            ),
+            self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence, weight=weight),
         )
 
     async def _unless_redis_down[T](self, operation: str, call: Awaitable[T]) -> T | None:

@@ -208,12 +208,10 @@ async def _pause(
 
 
 async def _refused(ctx: WorkerContext, claim: Claim, refused: StartRefused) -> Outcome:
-    """Postgres would not start the claim: give it back (a cap), or make Redis follow."""
+    """Postgres would not start the claim: give it back (the cap), or make Redis follow."""
     extra = {"job_id": claim.job_id, "fence": claim.fence, "reason": refused.reason}
-    if refused.reason in ("capacity", "user_capacity"):
-        # The global cap, or the user's plan's running cap (Redis counted fewer: a lease it
-        # lost and a sweep has not yet restored): the job waits again at its place.
-        logger.info("start refused: a cap is reached; claim given back", extra=extra)
+    if refused.reason == "capacity":
+        logger.info("start refused: the global cap is reached; claim given back", extra=extra)
         await ctx.dispatcher.unclaim(claim)
         return Outcome.DEFERRED
     logger.info("claim not startable", extra=extra)

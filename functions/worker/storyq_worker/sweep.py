@@ -245,7 +245,6 @@ def _pending(job: DispatchableJob) -> PendingJob:
         queued_at=job.queued_at,
         next_attempt_at=job.next_attempt_at,
         weight=job.weight,
-        max_active_per_user=job.max_active_per_user,
     )
 
 

@@ -8,7 +8,6 @@ tier are tested where the queue is private (test_store_admin).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -88,38 +87,13 @@ async def test_enqueue_answers_with_the_users_plan(store: Store, database_url: s
     default = await enqueue(store, tierless)
 
     # Then each answer names the plan: its tier, fair-share weight, priority and running cap
-    assert plan_of(first) == ("plus", 2.0, 1, 2)
+    # (none in the seeded plans)
+    assert plan_of(first) == ("plus", 2.0, 1, None)
     assert (replay.replayed, replay.job_id, plan_of(replay)) == (True, first.job_id, plan_of(first))
-    assert plan_of(default) == ("free", 1.0, 0, 1)
+    assert plan_of(default) == ("free", 1.0, 0, None)
     # and the job keeps its tier and priority
     job = await store.jobs.get(first.job_id)
     assert (job.tier, job.priority) == ("plus", 1)
-
-
-async def test_concurrent_starts_never_exceed_a_users_running_cap(
-    store: Store, database_url: str
-) -> None:
-    # Given a plus user (at most two running) with eight waiting jobs, and another user's job
-    plus = await signed_up(store, database_url, "plus")
-    jobs = [await enqueue(store, plus) for _ in range(8)]
-    other = await enqueue(store, await signed_up(store, database_url))
-
-    # When workers start them all at once
-    answers = await asyncio.gather(*(try_start(store, job) for job in [*jobs, other]))
-
-    # Then exactly two of plus's started, the others were refused for the user's cap, and the
-    # other user's job started regardless
-    *plus_answers, other_answer = answers
-    started = [a for a in plus_answers if isinstance(a, StartedJob)]
-    assert len(started) == 2
-    assert {a.reason for a in plus_answers if isinstance(a, StartRefused)} == {"user_capacity"}
-    assert isinstance(other_answer, StartedJob)
-    # and once one of them completes, a refused job starts under the fence it was refused with
-    await store.jobs.complete(started[0].job_id, fence=started[0].fence, content="the end")
-    refused = next(
-        j for j, a in zip(jobs, plus_answers, strict=True) if isinstance(a, StartRefused)
-    )
-    assert isinstance(await try_start(store, refused), StartedJob)
 
 
 async def test_the_snapshot_and_an_admin_retry_carry_the_users_weight_and_cap(
@@ -142,12 +116,12 @@ async def test_the_snapshot_and_an_admin_retry_carry_the_users_weight_and_cap(
     # back under a new fence with the default plan's
     pending = {p.job_id: p for p in snapshot.pending}
     pro = pending[pro_job.job_id]
-    assert (pro.weight, pro.max_active_per_user, pro.priority) == (4.0, 3, 2)
+    assert (pro.weight, pro.max_active_per_user, pro.priority) == (4.0, None, 2)
     assert (retried.status, retried.tier, retried.weight, retried.max_active_per_user) == (
         "pending",
         "free",
         1.0,
-        1,
+        None,
     )
     assert retried.fence > started.fence
 

@@ -1,11 +1,9 @@
--- claim: lease up to N waiting jobs, never letting more than max_active leases live at once,
--- nor more leases of one user than their cap (the plan's max_active_per_user, when set) while
--- another user's job could take the slot.
+-- claim: lease up to N waiting jobs, never letting more than max_active leases live at once.
 -- Due retries are promoted first, so a retry does not wait for the next sweep.
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
--- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap
+-- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq
 -- KEYS[7] ready    STRING present once the queue mirrors Postgres (see sweep.lua)
@@ -16,7 +14,6 @@
 -- ARGV[4] how many due retries to promote at most
 -- ARGV[5] how long a probe may go unanswered before another claim may probe (ms)
 -- ARGV[6] the longest a caller is told to wait for a probe's answer before asking again (ms)
--- ARGV[7] how many waiting jobs beyond the N wanted to look at, passing over users at their cap
 -- Returns a flat array {job, user, fence, score, job, user, fence, score, ...}: the fence is
 -- the token Postgres issued for the attempt (0 if Redis lost it: the start is then refused),
 -- the score the job's place in the waiting set (for `unclaim`). Returns -1, and leases
@@ -45,55 +42,8 @@ local free = tonumber(ARGV[3]) - redis.call('ZCARD', active)
 local n = math.min(tonumber(ARGV[1]), free)
 if probing then n = math.min(n, 1) end
 if n <= 0 then return {} end
--- The first waiting jobs in fair-share order, with their users, fences and caps.
-local window = redis.call('ZRANGE', waiting, 0, n + tonumber(ARGV[7]) - 1, 'WITHSCORES')
-if #window == 0 then return {} end
-local ids = {}
-for i = 1, #window, 2 do ids[#ids + 1] = window[i] end
-local fields = job_fields(jobs, ids, 'user', 'fence', 'cap')
-local users, fences, caps = fields[1], fields[2], fields[3]
-
--- A user at their running cap (their plan's max_active_per_user) is passed over while others
--- can be served: their jobs keep their place. The leases say how many each user runs; they are only
--- read when a candidate has a cap.
-local running, added, taken = nil, {}, {}
-for i = 1, #ids do
-  if #taken == n then break end
-  local user, cap = users[i], tonumber(caps[i] or '0') or 0
-  local room = true
-  if user and cap > 0 then
-    if not running then
-      running = {}
-      local leased = redis.call('ZRANGE', active, 0, -1)
-      if #leased > 0 then
-        for _, holder in ipairs(job_fields(jobs, leased, 'user')[1]) do
-          if holder then running[holder] = (running[holder] or 0) + 1 end
-        end
-      end
-    end
-    room = (running[user] or 0) + (added[user] or 0) < cap
-  end
-  if room then
-    taken[#taken + 1] = i
-    if user then added[user] = (added[user] or 0) + 1 end
-  end
-end
--- Work-conserving: slots no one else in the window could take go to the users at their cap,
--- in queue order (Postgres's start agrees: it refuses a user at their cap only while another
--- user could start).
-if #taken < n and #taken < #ids then
-  local picked = {}
-  for _, i in ipairs(taken) do picked[i] = true end
-  for i = 1, #ids do
-    if #taken == n then break end
-    if not picked[i] then taken[#taken + 1] = i end
-  end
-  table.sort(taken)
-end
-if #taken == 0 then return {} end
-local chosen = {}
-for _, i in ipairs(taken) do chosen[#chosen + 1] = ids[i] end
-redis.call('ZREM', waiting, unpack(chosen))
+local popped = redis.call('ZPOPMIN', waiting, n)
+if #popped == 0 then return {} end
 if probing then redis.call('HSET', pause, 'probe', fmt_int(now + tonumber(ARGV[5]))) end
 
 local expiry = fmt_int(now + tonumber(ARGV[2]))
@@ -103,19 +53,20 @@ local expiry = fmt_int(now + tonumber(ARGV[2]))
 local drained = redis.call('ZCARD', waiting) == 0
 local claims = {}
 if probing then claims[1] = -3 end
-for _, i in ipairs(taken) do
-  local job, user = ids[i], users[i]
-  if user and not drained then left_waiting(fair, user) end
+for i = 1, #popped, 2 do
+  local job = popped[i]
+  local info = redis.call('HMGET', jobs, job .. ':user', job .. ':fence')
+  if info[1] and not drained then left_waiting(fair, info[1]) end
   redis.call('ZADD', active, expiry, job)
   claims[#claims + 1] = job
-  claims[#claims + 1] = user or ''
-  claims[#claims + 1] = tonumber(fences[i] or '0')
-  claims[#claims + 1] = window[2 * i]
+  claims[#claims + 1] = info[1] or ''
+  claims[#claims + 1] = tonumber(info[2] or '0')
+  claims[#claims + 1] = popped[i + 1]
 end
 if drained then
   redis.call('DEL', fair, finish)
 else
-  local vtime = math.floor(tonumber(window[2 * taken[#taken]]) / SEQ_SPAN)
+  local vtime = math.floor(tonumber(popped[#popped]) / SEQ_SPAN)
   redis.call('HSET', fair, 'vtime', fmt_int(vtime))
   redis.call('ZREMRANGEBYSCORE', finish, '-inf', fmt_int(vtime))
 end

@@ -75,16 +75,7 @@ local function holds_lease(active, jobs, job, fence)
 end
 
 local function forget(jobs, job)
-  redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight', job .. ':cap')
-end
-
--- The bookkeeping of a waiting job: its user, fence, fair-share weight and its user's running
--- cap (`cap`: the plan's max_active_per_user; none when '' or 0).
-local function keep_job(jobs, job, user, fence, weight, cap)
-  redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', fence, job .. ':weight', weight)
-  if cap and tonumber(cap) and tonumber(cap) > 0 then
-    redis.call('HSET', jobs, job .. ':cap', cap)
-  end
+  redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight')
 end
 
 -- Take `job` out of the waiting set and give its user back the virtual time it was charged,
@@ -177,7 +168,7 @@ end
 
 -- Put in the pending jobs Redis lacks (in none of waiting, delayed, active, and no newer
 -- fence known), in the order given; one whose next attempt is still ahead is delayed.
--- `pending`: an array of {job, user, fence, weight, due (Unix ms) or false, cap}, each job once.
+-- `pending`: an array of {job, user, fence, weight, due (Unix ms) or false}, each job once.
 -- Returns how many were added. Costs one ZMSCORE when every job is already waiting.
 local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
   if #pending == 0 then return 0 end
@@ -196,7 +187,7 @@ local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pe
     local p = by_id[job]
     local known = tonumber(fences[i])
     if not (known and known > tonumber(p[3])) then
-      keep_job(jobs, job, p[2], p[3], p[4], p[6])
+      redis.call('HSET', jobs, job .. ':user', p[2], job .. ':fence', p[3], job .. ':weight', p[4])
       if p[5] and p[5] > now then
         redis.call('ZADD', delayed, fmt_int(p[5]), job)
       else

@@ -60,9 +60,6 @@ from storyq.queue.replies import as_claims, as_int, as_list, as_mean, chunks
 
 # Due retries a claim promotes before it leases (the sweep promotes the rest).
 PROMOTE_ON_CLAIM = 100
-# Waiting jobs a claim looks at beyond those it wants, passing over users at their running cap:
-# fair share interleaves users, so a user flooding the queue leaves others' jobs near its head.
-CLAIM_WINDOW = 50
 # Jobs per rebuild script call: bounded script run time and request size.
 REBUILD_BATCH = 1000
 # Due retries a sweep promotes at most.
@@ -113,21 +110,13 @@ class Dispatcher:
             return await script.run(self._redis, keys, args)
 
     async def enqueue(
-        self,
-        job_id: UUID,
-        *,
-        user_id: UUID,
-        fence: int,
-        weight: float = 1.0,
-        max_active_per_user: int | None = None,
+        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
     ) -> Position | None:
         """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
         queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
-        and one user's jobs stay FIFO. `weight` is the user's share (their plan's, meaningful
-        from 0.01 to 1000); `max_active_per_user` their plan's running cap (None: only the
-        global one): `claim` passes over a user running that many. Idempotent: the job's
-        position, also when it was already waiting; None when it is delayed or leased, or Redis
-        knows a newer fence (nothing changes).
+        and one user's jobs stay FIFO. `weight` is the user's share: their plan's (meaningful
+        from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
+        None when it is delayed or leased, or Redis knows a newer fence (nothing changes).
 
         Script: `enqueue.lua`.
         """
@@ -135,13 +124,7 @@ class Dispatcher:
         reply = await self._run(
             scripts.ENQUEUE,
             [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats],
-            [
-                str(job_id),
-                str(user_id),
-                str(_fence(fence)),
-                _weight(weight),
-                _cap(max_active_per_user),
-            ],
+            [str(job_id), str(user_id), str(_fence(fence)), _weight(weight)],
         )
         return self._position(reply)
 
@@ -157,10 +140,8 @@ class Dispatcher:
 
     async def claim(self, limit: int, *, lease_seconds: float) -> list[Claim]:
         """Promote due retries, then lease up to `limit` jobs in score order while fewer than
-        `max_active` leases exist (a lease counts until it is acked, retried or reaped),
-        passing over the jobs of a user who holds as many leases as their cap (their place is
-        kept; CLAIM_WINDOW jobs beyond `limit` are looked at). The claimer must then start the
-        attempt in Postgres with `Claim.fence` (Postgres enforces both caps again).
+        `max_active` leases exist (a lease counts until it is acked, retried or reaped). The
+        claimer must then start the attempt in Postgres with `Claim.fence`.
 
         Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
         a sweep's `rebuild` must run first. Raises ProviderPaused while the provider is paused
@@ -182,7 +163,6 @@ class Dispatcher:
                 str(PROMOTE_ON_CLAIM),
                 _ms(PROBE_SECONDS),
                 _ms(PROBE_RECHECK_SECONDS),
-                str(CLAIM_WINDOW),
             ],
         )
         if reply == -1:
@@ -526,23 +506,7 @@ def _in_queue_order(jobs: Sequence[PendingJob]) -> list[PendingJob]:
 
 def _pending_args(job: PendingJob) -> list[str]:
     due = "" if job.next_attempt_at is None else str(_epoch_ms(job.next_attempt_at))
-    return [
-        str(job.job_id),
-        str(job.user_id),
-        str(_fence(job.fence)),
-        _weight(job.weight),
-        due,
-        _cap(job.max_active_per_user),
-    ]
-
-
-def _cap(max_active_per_user: int | None) -> str:
-    """A user's running cap for the scripts: '0' for none."""
-    if max_active_per_user is None:
-        return "0"
-    if max_active_per_user < 1:
-        raise ValueError(f"max_active_per_user must be at least 1, got {max_active_per_user}")
-    return str(max_active_per_user)
+    return [str(job.job_id), str(job.user_id), str(_fence(job.fence)), _weight(job.weight), due]
 
 
 def _epoch_ms(moment: datetime) -> int:

@@ -2,7 +2,7 @@
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
--- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap
+-- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq
 -- KEYS[7] stats    HASH mean_seconds, samples
@@ -10,7 +10,6 @@
 -- ARGV[2] user id
 -- ARGV[3] fence: the token Postgres issued for the job's next attempt
 -- ARGV[4] weight (> 0; the user's share relative to weight 1)
--- ARGV[5] the user's running cap (max_active_per_user of their plan), or 0 for none
 -- Returns nil when the job is delayed or leased (left as it is), or when Redis already knows a
 -- newer fence for it (this call is stale); otherwise, whether it was just added or already
 -- waiting, {rank (0-based), waiting count, active count, mean seconds or ''}.
@@ -31,6 +30,6 @@ if known then
   end
   if known > fence then return false end
 end
-keep_job(jobs, job, user, ARGV[3], ARGV[4], ARGV[5])
+redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', ARGV[3], job .. ':weight', ARGV[4])
 add_waiting(waiting, finish, fair, job, user, weight)
 return position_reply(waiting, active, stats, redis.call('ZRANK', waiting, job))

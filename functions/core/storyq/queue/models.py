@@ -75,10 +75,8 @@ class PendingJob:
     fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
-    # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
+    # The user's fair share: their plan's weight (see `enqueue`).
     weight: float = 1.0
-    # The user's running cap from their plan (None: only the global cap).
-    max_active_per_user: int | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
--- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap
+-- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq, n:<user>
 -- KEYS[7] ready    STRING: the queue mirrors Postgres (claims are refused without it); its
@@ -16,8 +16,8 @@
 -- ARGV[5] how many jobs-hash fields to look at for orphans (HSCAN COUNT); 0 skips the walk
 -- ARGV[6] R: how many running attempts follow
 -- ARGV    from 7 on: R groups of three, job id, user id, fence (Postgres's running attempts);
---         then groups of six, job id, user id, fence, weight, next attempt time (Unix ms) or
---         '', the user's running cap or 0 (Postgres's pending jobs, in queue order)
+--         then groups of five, job id, user id, fence, weight, next attempt time (Unix ms) or
+--         '' (Postgres's pending jobs, in queue order)
 -- Steps, in this order:
 -- 1. No ready mark (Redis flushed, evicted or new): the running jobs Redis holds nothing of
 --    (and no newer fence) get their leases back, so they count against the cap again. The
@@ -49,9 +49,8 @@ local running, pending = {}, {}
 for i = 7, 6 + 3 * n_running, 3 do
   running[ARGV[i]] = {ARGV[i + 1], ARGV[i + 2]}
 end
-for i = 7 + 3 * n_running, #ARGV, 6 do
-  pending[#pending + 1] =
-    {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5]}
+for i = 7 + 3 * n_running, #ARGV, 5 do
+  pending[#pending + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])}
 end
 
 -- 1. and 2. (a Redis that lost its state gets no pending job here: the caller puts every one

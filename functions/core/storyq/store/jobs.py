@@ -69,11 +69,10 @@ class JobStore:
     ) -> StartedJob | StartRefused:
         """Start the attempt holding `fence`: pending -> processing, one more attempt counted,
         unless `max_active` attempts are processing (those silent for `live_seconds` are counted
-        as lost first), or the job's user already runs their plan's max_active_per_user.
-        Starts are serialised in Postgres, so both caps hold whatever Redis says.
+        as lost first). Starts are serialised in Postgres, so the cap holds whatever Redis says.
 
-        Returns StartRefused (nothing changed) when a cap is reached (`capacity`, checked
-        first, or `user_capacity`) or the fence is not the job's pending one. Raises JobNotFound.
+        Returns StartRefused (nothing changed) when the cap is reached or the fence is not the
+        job's pending one. Raises JobNotFound.
         """
         params = {
             "p_job_id": job_id,

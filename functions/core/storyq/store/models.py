@@ -58,7 +58,8 @@ class EnqueuedJob(_Row):
 
     With it, the user's plan (`plans`, from app_metadata.tier): `tier` and `priority` are the
     job's, stamped at enqueue; `weight` (the user's fair share) and `max_active_per_user` (their
-    running cap, None: only the global one) are the plan's as it is now. The defaults are a
+    running cap, carried but not enforced yet; None: no cap of its own) are the plan's as it is
+    now. The defaults are a
     user with no plan of their own, for answers from before tiers."""
 
     job_id: UUID
@@ -132,14 +133,13 @@ class FailOutcome(JobState):
     time), or failed for good (refunded)."""
 
 
-StartRefusalReason = Literal["capacity", "user_capacity", "running", "stale", "finished"]
+StartRefusalReason = Literal["capacity", "running", "stale", "finished"]
 
 
 class StartRefused(JobState):
     """A start Postgres refused, with the job's state: `capacity` (MAX_ACTIVE_JOBS attempts
-    run; nothing changed), `user_capacity` (the job's user already runs as many attempts as
-    their plan's max_active_per_user; nothing changed either), `running` (this fence already
-    started), `stale` (a newer fence), `finished` (completed, failed or cancelled)."""
+    run; nothing changed), `running` (this fence already started), `stale` (a newer fence),
+    `finished` (completed, failed or cancelled)."""
 
     reason: StartRefusalReason
 
