@@ -17,7 +17,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 
 .PHONY: help dev test check lint typecheck pytest pgtap system-deps services venv bench clean \
 	sam-validate sam-build build lambda-image sam-local reliability-results stress schema bench-runtimes node-deps web \
-	bench-sam-local bench-cost bench-scale bench-stream bench-backpressure
+	bench-sam-local bench-cost bench-scale bench-stream bench-backpressure bench-tiers
 
 help:
 	@echo "make dev    run the whole service locally (API on http://127.0.0.1:8000)"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench-scale      sweep, enqueue, lookups and slot refill at 0 to 100,000 waiting jobs"
 	@echo "make bench-stream     DELETE -> stop and -> next start; Postgres writes per streamed story"
 	@echo "make bench-backpressure  a provider answering 429 for 30 s: attempts and requests spent"
+	@echo "make bench-tiers      each user's share of the slots against their plan"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || bash infra/local/find-python.sh
@@ -166,6 +167,9 @@ bench-stream: venv services
 
 bench-backpressure: venv services
 	$(BIN)/python -m bench.backpressure
+
+bench-tiers: venv services
+	$(BIN)/python -m bench.tiers
 
 # Re-measure the README's Reliability table into bench/results/reliability.json.
 reliability-results: venv services

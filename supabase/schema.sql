@@ -73,6 +73,7 @@ CREATE TABLE public.story_jobs (
     fence bigint DEFAULT nextval('private.story_job_fence_seq'::regclass) NOT NULL,
     cancel_requested_at timestamp with time zone,
     cancel_reason text,
+    tier text,
     CONSTRAINT story_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT story_jobs_attempts_within_max CHECK ((attempts <= max_attempts)),
     CONSTRAINT story_jobs_cancel_reason_check CHECK (((cancel_reason IS NULL) OR (cancel_reason = ANY (ARRAY['user'::text, 'admin'::text, 'expired'::text])))),
@@ -103,7 +104,7 @@ COMMENT ON COLUMN public.story_jobs.attempts IS 'Attempts started (the retry bud
 -- Name: COLUMN story_jobs.priority; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.story_jobs.priority IS 'Reserved for plan tiers: always 0 today; neither enqueue nor dispatch reads it yet.';
+COMMENT ON COLUMN public.story_jobs.priority IS 'The plan''s priority at enqueue (plans.priority). Dispatch does not use it yet.';
 
 
 --
@@ -125,6 +126,13 @@ COMMENT ON COLUMN public.story_jobs.cancel_requested_at IS 'When a user or an ad
 --
 
 COMMENT ON COLUMN public.story_jobs.cancel_reason IS 'Who cancelled (or asked to): user, admin, or expired (still waiting after JOB_TTL_SECONDS).';
+
+
+--
+-- Name: COLUMN story_jobs.tier; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_jobs.tier IS 'The user''s plan tier when the job was enqueued (null: enqueued before tiers).';
 
 
 --
@@ -247,6 +255,109 @@ $$;
 
 
 --
+-- Name: plans; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.plans (
+    tier text NOT NULL,
+    weight double precision DEFAULT 1 NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    max_active_per_user integer,
+    is_default boolean DEFAULT false NOT NULL,
+    description text,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT plans_max_active_per_user_check CHECK ((max_active_per_user >= 1)),
+    CONSTRAINT plans_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
+    CONSTRAINT plans_tier_check CHECK ((tier ~ '^[a-z0-9_-]{1,32}$'::text)),
+    CONSTRAINT plans_weight_check CHECK (((weight >= (0.01)::double precision) AND (weight <= (1000)::double precision)))
+);
+
+
+--
+-- Name: TABLE plans; Type: COMMENT; Schema: public
+--
+
+COMMENT ON TABLE public.plans IS 'What each tier (auth.users app_metadata.tier) gets: its fair-share weight (and a priority and a running cap, stored, not enforced yet). Edited by the operator; users whose tier names no plan get the default one.';
+
+
+--
+-- Name: COLUMN plans.tier; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.tier IS 'The name app_metadata.tier holds: lowercase letters, digits, _ and -, at most 32.';
+
+
+--
+-- Name: COLUMN plans.weight; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.weight IS 'Fair-share weight (0.01 to 1000): while both wait, a user of weight 2 gets twice the slots of a user of weight 1. Read when a job is queued (or put back after a flush or a retry).';
+
+
+--
+-- Name: COLUMN plans.priority; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority). Dispatch does not use it yet: the fair-share weight orders the queue.';
+
+
+--
+-- Name: COLUMN plans.max_active_per_user; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.max_active_per_user IS 'Reserved for the per-user running cap (issue 21, next step): carried to the dispatcher, not enforced yet. Null: no cap of its own.';
+
+
+--
+-- Name: COLUMN plans.is_default; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.is_default IS 'The plan of users without a tier, or whose tier names no plan. At most one.';
+
+
+--
+-- Name: COLUMN plans.description; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.plans.description IS 'What the tier is, for people (pricing page, dashboard).';
+
+
+--
+-- Name: plan_of(uuid); Type: FUNCTION; Schema: private
+--
+
+CREATE FUNCTION private.plan_of(p_user_id uuid) RETURNS public.plans
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_plan public.plans;
+begin
+  select p.* into v_plan
+  from auth.users u
+  join public.plans p
+    on p.tier = pg_catalog.lower(pg_catalog.btrim(u.raw_app_meta_data ->> 'tier'))
+  where u.id = p_user_id;
+  if found then
+    return v_plan;
+  end if;
+  select p.* into v_plan from public.plans p where p.is_default;
+  if found then
+    return v_plan;
+  end if;
+  v_plan.tier := 'free';
+  v_plan.weight := 1;
+  v_plan.priority := 0;
+  v_plan.max_active_per_user := null;
+  v_plan.is_default := true;
+  v_plan.description := 'built in: no default plan is set';
+  v_plan.updated_at := pg_catalog.now();
+  return v_plan;
+end
+$$;
+
+
+--
 -- Name: refund_job(uuid, text); Type: FUNCTION; Schema: private
 --
 
@@ -327,11 +438,15 @@ CREATE FUNCTION private.replay_key(p_key public.idempotency_keys, p_balance inte
       when 'ready' then 'completed' when 'failed' then 'failed' else 'cancelled' end),
     'attempts', coalesce(j.attempts, 0), 'fence', j.fence,
     'created_at', coalesce(j.created_at, p_key.created_at),
-    'replayed', true, 'balance', p_balance
+    'replayed', true, 'balance', p_balance,
+    'tier', case when j.id is null then pl.tier else j.tier end,
+    'weight', pl.weight, 'priority', coalesce(j.priority, pl.priority),
+    'max_active_per_user', pl.max_active_per_user
   )
   from (select 1) as one
   left join public.story_jobs j on j.id = p_key.job_id
   left join public.stories s on s.id = p_key.story_id
+  cross join private.plan_of(p_key.user_id) pl
 $$;
 
 
@@ -716,9 +831,11 @@ CREATE FUNCTION public.dispatch_snapshot(p_limit integer DEFAULT 1000, p_recent_
       select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
           'job_id', p.id, 'user_id', p.user_id, 'fence', p.fence, 'attempts', p.attempts,
           'queued_at', p.queued_at, 'next_attempt_at', p.next_attempt_at,
-          'priority', p.priority
+          'priority', p.priority, 'weight', pl.weight,
+          'max_active_per_user', pl.max_active_per_user
         ) order by p.queued_at, p.id), '[]'::jsonb)
       from public.story_jobs p
+      cross join lateral private.plan_of(p.user_id) pl
       where p.id in (select id from chosen) and p.status = 'pending'
     ),
     'wrapped', coalesce(
@@ -767,6 +884,7 @@ declare
   v_key public.idempotency_keys;
   v_story_id uuid;
   v_balance integer;
+  v_plan public.plans;
 begin
   if p_user_id is null or coalesce(pg_catalog.btrim(p_prompt), '') = ''
      or coalesce(p_target_words, 0) <= 0 or coalesce(p_cost, -1) < 0
@@ -839,11 +957,13 @@ begin
   values (p_user_id, p_title, p_prompt, p_genre, coalesce(p_language, 'en'), p_target_words)
   returning id into v_story_id;
 
+  v_plan := private.plan_of(p_user_id);
   insert into public.story_jobs (
-    story_id, user_id, max_attempts, idempotency_key, request_hash, cost
+    story_id, user_id, max_attempts, idempotency_key, request_hash, cost, tier, priority
   )
   values (
-    v_story_id, p_user_id, p_max_attempts, p_idempotency_key, p_request_hash, p_cost
+    v_story_id, p_user_id, p_max_attempts, p_idempotency_key, p_request_hash, p_cost,
+    v_plan.tier, v_plan.priority
   )
   returning * into v_job;
 
@@ -860,7 +980,9 @@ begin
   return pg_catalog.jsonb_build_object(
     'job_id', v_job.id, 'story_id', v_story_id, 'status', v_job.status,
     'attempts', v_job.attempts, 'fence', v_job.fence, 'created_at', v_job.created_at,
-    'replayed', false, 'balance', v_balance
+    'replayed', false, 'balance', v_balance,
+    'tier', v_plan.tier, 'weight', v_plan.weight, 'priority', v_plan.priority,
+    'max_active_per_user', v_plan.max_active_per_user
   );
 end
 $$;
@@ -1141,7 +1263,15 @@ CREATE FUNCTION public.queue_counts() RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select pg_catalog.to_jsonb(o) from public.queue_overview o
+  select pg_catalog.to_jsonb(o) || pg_catalog.jsonb_build_object(
+    'by_tier', (
+      select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+          'tier', t.tier, 'pending', t.pending, 'processing', t.processing
+        ) order by t.tier collate "C"), '[]'::jsonb)
+      from public.queue_by_tier t
+    )
+  )
+  from public.queue_overview o
 $$;
 
 
@@ -1281,6 +1411,7 @@ CREATE FUNCTION public.retry_failed_story_job(p_job_id uuid) RETURNS jsonb
     AS $$
 declare
   v_job public.story_jobs;
+  v_plan public.plans;
 begin
   v_job := private.lock_job(p_job_id);
   if v_job.status <> 'failed' then
@@ -1295,7 +1426,10 @@ begin
   where id = p_job_id
   returning * into v_job;
   update public.stories set status = 'pending', completed_at = null where id = v_job.story_id;
-  return private.job_json(v_job);
+  v_plan := private.plan_of(v_job.user_id);
+  return private.job_json(v_job) || pg_catalog.jsonb_build_object(
+    'weight', v_plan.weight, 'max_active_per_user', v_plan.max_active_per_user
+  );
 end
 $$;
 
@@ -1539,6 +1673,26 @@ ALTER TABLE public.credit_ledger ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
 
 
 --
+-- Name: queue_by_tier; Type: VIEW; Schema: public
+--
+
+CREATE VIEW public.queue_by_tier WITH (security_invoker='true') AS
+ SELECT COALESCE(story_jobs.tier, '(none)'::text) AS tier,
+    count(*) FILTER (WHERE (story_jobs.status = 'pending'::text)) AS pending,
+    count(*) FILTER (WHERE (story_jobs.status = 'processing'::text)) AS processing
+   FROM public.story_jobs
+  WHERE (story_jobs.status = ANY (ARRAY['pending'::text, 'processing'::text]))
+  GROUP BY COALESCE(story_jobs.tier, '(none)'::text);
+
+
+--
+-- Name: VIEW queue_by_tier; Type: COMMENT; Schema: public
+--
+
+COMMENT ON VIEW public.queue_by_tier IS 'Pending and processing jobs per tier at enqueue ((none): enqueued before tiers); tiers with neither are left out.';
+
+
+--
 -- Name: story_job_attempts; Type: TABLE; Schema: public
 --
 
@@ -1764,6 +1918,14 @@ ALTER TABLE ONLY public.idempotency_keys
 
 
 --
+-- Name: plans plans_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.plans
+    ADD CONSTRAINT plans_pkey PRIMARY KEY (tier);
+
+
+--
 -- Name: stories stories_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -1820,6 +1982,13 @@ CREATE INDEX credit_ledger_user_id_created_at_idx ON public.credit_ledger USING 
 --
 
 CREATE INDEX idempotency_keys_created_at_idx ON public.idempotency_keys USING btree (created_at);
+
+
+--
+-- Name: plans_one_default; Type: INDEX; Schema: public
+--
+
+CREATE UNIQUE INDEX plans_one_default ON public.plans USING btree (is_default) WHERE is_default;
 
 
 --
@@ -1897,6 +2066,13 @@ CREATE TRIGGER credit_balances_touch_updated_at BEFORE UPDATE ON public.credit_b
 --
 
 CREATE TRIGGER credit_ledger_append_only BEFORE UPDATE ON public.credit_ledger FOR EACH ROW EXECUTE FUNCTION private.refuse_ledger_update();
+
+
+--
+-- Name: plans plans_touch_updated_at; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER plans_touch_updated_at BEFORE UPDATE ON public.plans FOR EACH ROW EXECUTE FUNCTION private.touch_updated_at();
 
 
 --
@@ -2020,6 +2196,20 @@ ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
 
 
 --
+-- Name: plans; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.plans ENABLE ROW LEVEL SECURITY;
+
+
+--
+-- Name: plans signed-in users read the plans; Type: POLICY; Schema: public
+--
+
+CREATE POLICY "signed-in users read the plans" ON public.plans FOR SELECT TO authenticated USING (true);
+
+
+--
 -- Name: stories; Type: ROW SECURITY; Schema: public
 --
 
@@ -2130,6 +2320,21 @@ REVOKE ALL ON FUNCTION private.lock_job(p_job_id uuid, p_user_id uuid) FROM PUBL
 --
 
 REVOKE ALL ON FUNCTION private.lock_running_fence(p_job_id uuid, p_fence bigint) FROM PUBLIC;
+
+
+--
+-- Name: TABLE plans; Type: ACL; Schema: public
+--
+
+GRANT ALL ON TABLE public.plans TO service_role;
+GRANT SELECT ON TABLE public.plans TO authenticated;
+
+
+--
+-- Name: FUNCTION plan_of(p_user_id uuid); Type: ACL; Schema: private
+--
+
+REVOKE ALL ON FUNCTION private.plan_of(p_user_id uuid) FROM PUBLIC;
 
 
 --
@@ -2418,6 +2623,13 @@ GRANT SELECT ON TABLE public.credit_ledger TO authenticated;
 --
 
 GRANT ALL ON SEQUENCE public.credit_ledger_id_seq TO service_role;
+
+
+--
+-- Name: TABLE queue_by_tier; Type: ACL; Schema: public
+--
+
+GRANT SELECT ON TABLE public.queue_by_tier TO service_role;
 
 
 --

@@ -65,6 +65,7 @@ async def test_queue_counts_merge_redis_and_postgres(
         "completionTokensToday",
         "costUsdToday",
         "providerPause",
+        "byTier",
     }
     assert stats["source"] == "redis"
     assert stats["providerPause"] is None
@@ -91,6 +92,29 @@ async def test_queue_counts_show_the_tokens_and_cost_of_today(
     assert stats["promptTokensToday"] - before["promptTokensToday"] == 400
     assert stats["completionTokensToday"] - before["completionTokensToday"] == 1600
     assert stats["costUsdToday"] - before["costUsdToday"] == pytest.approx(0.25)
+
+
+async def test_queue_counts_show_waiting_and_running_jobs_per_tier(
+    client: httpx.AsyncClient, make_user: MakeUser, admin: ApiUser, db: Db
+) -> None:
+    # Given a pro user with two jobs queued, one of them started
+    before = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+    pro = make_user(credits=2)
+    db.set_tier(pro.id, "pro")
+    first = await _queue(client, pro)
+    await _queue(client, pro)
+    db.start(first["jobId"])
+
+    # When an admin looks at the queue, Then the pro tier shows one waiting and one running
+    stats = (await client.get("/api/admin/queue", headers=admin.headers)).json()
+
+    def load(document: dict[str, Any]) -> tuple[int, int]:
+        rows = [row for row in document["byTier"] if row["tier"] == "pro"]
+        return (rows[0]["pending"], rows[0]["processing"]) if rows else (0, 0)
+
+    pending, processing = load(stats)
+    pending_before, processing_before = load(before)
+    assert (pending - pending_before, processing - processing_before) == (1, 1)
 
 
 async def test_queue_counts_show_the_providers_pause(

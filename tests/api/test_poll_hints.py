@@ -70,8 +70,11 @@ async def test_a_job_waiting_for_a_whole_round_is_asked_about_rarely(
 async def test_a_running_job_is_asked_about_more_often_as_its_end_nears(
     client: httpx.AsyncClient, make_user: MakeUser, db: Db
 ) -> None:
-    user = make_user(credits=3)
-    just_started, quarter, nearly = [await _queue(client, user, targetWords=1000) for _ in range(3)]
+    # Three users: a user on the default plan runs one story at a time.
+    users = [make_user(credits=1) for _ in range(3)]
+    jobs = [await _queue(client, user, targetWords=1000) for user in users]
+    owners = {job["jobId"]: user for job, user in zip(jobs, users, strict=True)}
+    just_started, quarter, nearly = jobs
     # Given three running stories of 1000 words: no words yet, a quarter and nine tenths
     # written in 100 s
     db.start(just_started["jobId"])
@@ -81,7 +84,8 @@ async def test_a_running_job_is_asked_about_more_often_as_its_end_nears(
     _started_seconds_ago(db, nearly["jobId"], 100)
 
     async def hint(job: dict[str, str]) -> int | None:
-        return _retry_after(await client.get(f"/api/job/{job['jobId']}", headers=user.headers))
+        owner = owners[job["jobId"]]
+        return _retry_after(await client.get(f"/api/job/{job['jobId']}", headers=owner.headers))
 
     # Then: just started, soon (2 s); 300 s left, the ceiling (20 s); 11 s left, half (6 s)
     assert await hint(just_started) == 2

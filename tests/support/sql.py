@@ -34,6 +34,17 @@ class Db:
     def grant(self, user_id: uuid.UUID, amount: int) -> None:
         self.run("select public.grant_credits(%s, %s)", (user_id, amount))
 
+    def set_tier(self, user_id: uuid.UUID, tier: str | None) -> None:
+        """What an operator (or the product's backend) does to put a user on a plan: set
+        `app_metadata.tier` (None removes it: the default plan)."""
+        self.run(
+            "update auth.users set raw_app_meta_data = case when %s::text is null"
+            " then coalesce(raw_app_meta_data, '{}') - 'tier'"
+            " else coalesce(raw_app_meta_data, '{}') || jsonb_build_object('tier', %s::text) end"
+            " where id = %s",
+            (tier, tier, user_id),
+        )
+
     def balance(self, user_id: uuid.UUID) -> int:
         return int(self.value("select public.credit_balance(%s)", (user_id,)))
 

@@ -6,8 +6,11 @@ the jobs other test modules leave behind. Each test starts from an empty queue.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -99,3 +102,42 @@ def worker_env(worker_stack: LocalStack) -> dict[str, str]:
         }
     )
     return env
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "storyq_worker.runner", "--poll", "0.2", *args],
+            env=env,
+            cwd=cwd,  # no .env there: the environment alone configures it
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        out, _ = self.process.communicate(timeout=10)
+        return out.decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+Spawn = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    """Start worker processes (`spawn(*args, delay=seconds)`); killed at the end if alive."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, delay: float) -> WorkerProcess:
+        env = {**worker_env, "GENERATION_DELAY_SECONDS": str(delay)}
+        worker = WorkerProcess(env, tmp_path, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -34,7 +34,8 @@ async def enqueue(
     language: str = "en",
     max_attempts: int = 3,
 ) -> uuid.UUID:
-    """What POST /api/generate does: debit + story + job in Postgres, then queue in Redis."""
+    """What POST /api/generate does: debit + story + job in Postgres, then queue in Redis
+    with the user's plan's weight."""
     job = await store.jobs.enqueue(
         EnqueueRequest(
             user_id=user,
@@ -46,7 +47,7 @@ async def enqueue(
         )
     )
     assert job.fence is not None
-    await dispatcher.enqueue(job.job_id, user_id=user, fence=job.fence)
+    await dispatcher.enqueue(job.job_id, user_id=user, fence=job.fence, weight=job.weight)
     return job.job_id
 
 

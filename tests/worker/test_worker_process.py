@@ -4,11 +4,7 @@ killed mid-generation its job still completes, and SIGTERM stops it cleanly losi
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,48 +13,10 @@ from storyq.queue import Dispatcher
 from storyq.store import Store
 from storyq_local.stack.builder import LocalStack
 from tests.support.polling import eventually
+from tests.worker.conftest import Spawn
 from tests.worker.helpers import all_terminal, drive, enqueue, job_row, ledger
 
 pytestmark = pytest.mark.reliability
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "storyq_worker.runner", "--poll", "0.2", *args],
-            env=env,
-            cwd=cwd,  # no .env there: the environment alone configures it
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        out, _ = self.process.communicate(timeout=10)
-        return out.decode(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-Spawn = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
-    """Start worker processes (`spawn(*args, delay=seconds)`); killed at the end if alive."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, delay: float) -> WorkerProcess:
-        env = {**worker_env, "GENERATION_DELAY_SECONDS": str(delay)}
-        worker = WorkerProcess(env, tmp_path, *args)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def processing_with_progress(database_url: str, job_id: uuid.UUID) -> bool:

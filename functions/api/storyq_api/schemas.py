@@ -168,6 +168,14 @@ class ProviderPause(_Out):
     probing: bool = Field(description="a probe is out, waiting for the provider's answer")
 
 
+class TierLoad(_Out):
+    """Jobs of one plan tier (the tier at enqueue)."""
+
+    tier: str
+    pending: int = Field(description="waiting, retries included")
+    processing: int
+
+
 class QueueStats(_Out):
     """Counts for the admin view. waiting/active/delayed come from Redis, or from Postgres's
     pending/processing counts when Redis cannot be reached (`source` says which)."""
@@ -190,6 +198,10 @@ class QueueStats(_Out):
     )
     cost_usd_today: float = Field(
         description="What those tokens cost in US dollars, at the workers' configured prices"
+    )
+    by_tier: list[TierLoad] = Field(
+        default_factory=list,
+        description="waiting and running jobs per plan tier, from Postgres",
     )
     provider_pause: ProviderPause | None = Field(
         default=None,

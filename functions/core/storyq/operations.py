@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -95,6 +95,15 @@ class JobStanding:
     position: Position | None
 
 
+@dataclass(frozen=True)
+class TierLoad:
+    """Jobs of one plan tier: `pending` (waiting, retries included) and `processing`."""
+
+    tier: str
+    pending: int
+    processing: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class QueueStats:
     """The queue at a glance. waiting/active/delayed are Redis's live counts, or Postgres's
@@ -118,6 +127,8 @@ class QueueStats:
     cost_usd_today: float
     # The provider's pause (Dispatcher.pause): None when there is none or Redis is unreachable.
     provider_pause: ProviderPause | None = None
+    # Waiting and running jobs per plan tier (the tier at enqueue), from Postgres.
+    by_tier: list[TierLoad] = field(default_factory=list)
 
 
 def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
@@ -183,7 +194,9 @@ class JobOperations:
         )
         position = None
         if job.status == "pending" and job.fence is not None:
-            position = await self._dispatch(job.job_id, user_id=user_id, fence=job.fence)
+            position = await self._dispatch(
+                job.job_id, user_id=user_id, fence=job.fence, weight=job.weight
+            )
         queued_in = time.perf_counter() - started
         kicked = False
         if not job.replayed and worth_a_kick(position, max_active=self.dispatcher.max_active):
@@ -244,6 +257,10 @@ class JobOperations:
             completion_tokens_today=truth.completion_tokens_today,
             cost_usd_today=truth.cost_usd_today,
             provider_pause=pause,
+            by_tier=[
+                TierLoad(tier=row.tier, pending=row.pending, processing=row.processing)
+                for row in truth.by_tier
+            ],
         )
 
     async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:
@@ -261,7 +278,9 @@ class JobOperations:
         """A failed job back to pending under a new fence (nothing charged again), then into
         the Redis queue. Raises JobNotRetryable, JobNotFound, StoreUnavailable."""
         job = await self.store.admin.retry_failed(job_id)
-        position = await self._dispatch(job.job_id, user_id=job.user_id, fence=job.fence)
+        position = await self._dispatch(
+            job.job_id, user_id=job.user_id, fence=job.fence, weight=job.weight
+        )
         return JobStanding(job=job, position=position)
 
     async def grant_credits(self, user_id: UUID, amount: int) -> int:
@@ -272,10 +291,14 @@ class JobOperations:
 
     # Primitives.
 
-    async def _dispatch(self, job_id: UUID, *, user_id: UUID, fence: int) -> Position | None:
-        """Into the Redis queue (idempotent: a replay re-adds a job Redis lost)."""
+    async def _dispatch(
+        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
+    ) -> Position | None:
+        """Into the Redis queue with the user's plan's weight (idempotent: a replay re-adds a
+        job Redis lost)."""
         return await self._unless_redis_down(
-            "enqueue", self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence)
+            "enqueue",
+            self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence, weight=weight),
         )
 
     async def _unless_redis_down[T](self, operation: str, call: Awaitable[T]) -> T | None:

@@ -244,6 +244,7 @@ def _pending(job: DispatchableJob) -> PendingJob:
         fence=job.fence,
         queued_at=job.queued_at,
         next_attempt_at=job.next_attempt_at,
+        weight=job.weight,
     )
 
 

@@ -73,6 +73,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         f"today (UTC) {stats.prompt_tokens_today} prompt + {stats.completion_tokens_today}"
         f" completion tokens · ${stats.cost_usd_today:.4f}"
     )
+    for load in stats.by_tier:
+        print(f"tier {load.tier:<16} {load.pending} waiting · {load.processing} running")
     pause = stats.provider_pause
     if pause is None:
         print("provider   not paused")

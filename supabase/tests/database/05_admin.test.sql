@@ -6,6 +6,10 @@ insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
   ('00000000-0000-0000-0000-0000000000b2');
 
+-- These cases run several jobs of one user at once: the per-user cap of the default plan
+-- (12_plans_and_tiers) is lifted for them.
+update public.plans set max_active_per_user = null where is_default;
+
 -- Accounts: the API's check that a token's subject still exists.
 select ok(public.user_exists('00000000-0000-0000-0000-0000000000a1'), 'a signed-up user exists');
 select ok(not public.user_exists('00000000-0000-0000-0000-0000000000c3'),
@@ -59,10 +63,13 @@ select is(public.queue_counts(),
   jsonb_build_object('pending', 2, 'processing', 1, 'completed', 2, 'failed', 1,
     'cancelled', 1, 'avg_generation_seconds', 270,
     'oldest_pending_at', (select min(queued_at) from public.story_jobs where status = 'pending'),
-    'prompt_tokens_today', 0, 'completion_tokens_today', 0, 'cost_usd_today', 0),
-  'queue_counts: per status, oldest pending, mean generation time, today''s usage (none recorded)');
-select is((select pg_catalog.to_jsonb(o) from public.queue_overview o), public.queue_counts(),
-  'the dashboard view shows the same numbers');
+    'prompt_tokens_today', 0, 'completion_tokens_today', 0, 'cost_usd_today', 0,
+    'by_tier', jsonb_build_array(
+      jsonb_build_object('tier', 'free', 'pending', 2, 'processing', 1))),
+  'queue_counts: per status, oldest pending, mean generation time, today''s usage (none '
+  'recorded), waiting and running per tier');
+select is((select pg_catalog.to_jsonb(o) from public.queue_overview o),
+  public.queue_counts() - 'by_tier', 'the dashboard view shows the same numbers');
 
 -- clean: finished rows older than the age go, stories stay.
 select throws_ok($$ select public.clean_story_jobs('pending', 0) $$,

@@ -10,6 +10,10 @@ insert into auth.users (id) values
   ('00000000-0000-0000-0000-0000000000a1'),
   ('00000000-0000-0000-0000-0000000000b2'),
   ('00000000-0000-0000-0000-0000000000e5');
+-- These cases run several jobs of one user at once: the per-user cap of the default plan
+-- (12_plans_and_tiers) is lifted for them.
+update public.plans set max_active_per_user = null where is_default;
+
 create temp table granted as
 select public.grant_credits('00000000-0000-0000-0000-0000000000a1', 100) as a,
        public.grant_credits('00000000-0000-0000-0000-0000000000b2', 100) as b,

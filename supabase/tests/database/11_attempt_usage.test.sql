@@ -4,6 +4,10 @@
 begin;
 select plan(64);
 
+-- These cases run several jobs of one user at once: the per-user cap of the default plan
+-- (12_plans_and_tiers) is lifted for them.
+update public.plans set max_active_per_user = null where is_default;
+
 insert into auth.users (id) values ('00000000-0000-0000-0000-0000000000e1');
 select lives_ok($$ select public.grant_credits('00000000-0000-0000-0000-0000000000e1', 20) $$,
   'a user with credits');
@@ -238,7 +242,7 @@ select results_eq(
   $$ values (550::bigint, 3000::bigint, 0.00259) $$,
   'an attempt started before midnight UTC is yesterday''s');
 select is(public.queue_counts() - array['pending', 'processing', 'completed', 'failed',
-    'cancelled', 'oldest_pending_at', 'avg_generation_seconds'],
+    'cancelled', 'oldest_pending_at', 'avg_generation_seconds', 'by_tier'],
   jsonb_build_object('prompt_tokens_today', 550, 'completion_tokens_today', 3000,
     'cost_usd_today', 0.00259),
   'queue_counts carries them');

@@ -1,5 +1,5 @@
-"""storyq.store's calls on the whole queue: credits, queue counts, clean, retry, empty, the
-global cap when an attempt starts, and the idempotency-key purge.
+"""storyq.store's calls on the whole queue: credits, queue counts (per tier too), clean, retry,
+empty, the global cap when an attempt starts, and the idempotency-key purge.
 
 These act on the whole queue (empty cancels every pending job, the cap counts every processing
 attempt), so this module runs against a private migrated database and its own Supabase
@@ -30,12 +30,14 @@ from storyq.store import (
     StartedJob,
     StartRefused,
     Store,
+    TierCounts,
     UserNotFound,
 )
 from storyq_local.emulators.supabase import create_app
 from storyq_local.stack.postgres import create_scratch_database, drop_database
 from storyq_local.stack.servers import serve_in_thread
 from storyq_local.stack.users import ensure_user
+from tests.support.sql import Db
 
 FINAL = Failure(code="content_policy", message="refused", retryable=False)
 MAX_ACTIVE = 5
@@ -80,6 +82,16 @@ async def user(store: Store, admin_database: str) -> uuid.UUID:
     ensure_user(admin_database, user_id)
     await store.credits.grant(user_id, 10, reason="welcome")
     return user_id
+
+
+async def new_users(store: Store, admin_database: str, count: int) -> list[uuid.UUID]:
+    """Users on the default plan, each with credits: one running job apiece, as several users'
+    jobs fill the global cap (a default-plan user runs one at a time)."""
+    users = [uuid.uuid4() for _ in range(count)]
+    for user_id in users:
+        ensure_user(admin_database, user_id)
+        await store.credits.grant(user_id, 10)
+    return users
 
 
 def request(user: uuid.UUID, *, key: str | None = None) -> EnqueueRequest:
@@ -160,20 +172,33 @@ async def test_counts_show_the_queue_at_a_glance(
     store: Store, user: uuid.UUID, admin_database: str
 ) -> None:
     # Given a completed job that took 4 minutes, a failed one, a cancelled, a running, a waiting
-    done, failed, cancelled, running, waiting = [await enqueue(store, user) for _ in range(5)]
-    fences = {job_id: await start(store, job_id) for job_id in (done, failed, running)}
+    # one of a plus user, and a running one enqueued before tiers (six users': a user on the
+    # default plan runs one job at a time)
+    owners = [user, *await new_users(store, admin_database, 5)]
+    Db(admin_database).set_tier(owners[4], "plus")
+    done, failed, cancelled, running, waiting, untiered = [
+        await enqueue(store, owner) for owner in owners
+    ]
+    fences = {job_id: await start(store, job_id) for job_id in (done, failed, running, untiered)}
     await store.jobs.complete(done, fence=fences[done], content="the end")
     shift(admin_database, done, "started_at", 240)
     await store.jobs.fail(failed, fence=fences[failed], failure=FINAL)
     await store.jobs.cancel(cancelled)
+    Db(admin_database).run("update public.story_jobs set tier = null where id = %s", (untiered,))
 
     counts = await store.admin.counts()
 
     waiting_job = await store.jobs.get(waiting)
-    assert (counts.pending, counts.processing, counts.completed) == (1, 1, 1)
+    assert (counts.pending, counts.processing, counts.completed) == (1, 2, 1)
     assert (counts.failed, counts.cancelled) == (1, 1)
     assert counts.avg_generation_seconds == pytest.approx(240, abs=1)
     assert counts.oldest_pending_at == waiting_job.queued_at
+    # and waiting and running per tier, by name
+    assert counts.by_tier == [
+        TierCounts(tier="(none)", pending=0, processing=1),
+        TierCounts(tier="free", pending=0, processing=1),
+        TierCounts(tier="plus", pending=1, processing=0),
+    ]
 
 
 async def test_clean_removes_old_finished_jobs_but_keeps_stories(
@@ -295,9 +320,12 @@ async def test_empty_cancels_and_refunds_every_waiting_job(store: Store, user: u
 # The global cap, checked when an attempt starts -------------------------------------------
 
 
-async def test_no_attempt_starts_while_the_cap_is_reached(store: Store, user: uuid.UUID) -> None:
-    # Given five attempts running (MAX_ACTIVE_JOBS) and one more job waiting
-    running = [await enqueue(store, user) for _ in range(MAX_ACTIVE)]
+async def test_no_attempt_starts_while_the_cap_is_reached(
+    store: Store, user: uuid.UUID, admin_database: str
+) -> None:
+    # Given five attempts running (MAX_ACTIVE_JOBS), five users' each, and one more job waiting
+    others = await new_users(store, admin_database, MAX_ACTIVE)
+    running = [await enqueue(store, other) for other in others]
     fences = [await start(store, job_id) for job_id in running]
     waiting = await enqueue(store, user)
     waiting_fence = await fence(store, waiting)
@@ -319,10 +347,9 @@ async def test_no_attempt_starts_while_the_cap_is_reached(store: Store, user: uu
     assert await start(store, waiting) == waiting_fence
 
 
-async def test_concurrent_starts_never_exceed_the_cap(store: Store, user: uuid.UUID) -> None:
-    # Given twenty waiting jobs
-    await store.credits.grant(user, 10)
-    jobs = [await enqueue(store, user) for _ in range(20)]
+async def test_concurrent_starts_never_exceed_the_cap(store: Store, admin_database: str) -> None:
+    # Given twenty waiting jobs of twenty users
+    jobs = [await enqueue(store, user) for user in await new_users(store, admin_database, 20)]
     fences = [await fence(store, job_id) for job_id in jobs]
 
     # When twenty workers start them all at once

@@ -162,13 +162,16 @@ async def test_nothing_to_record_sends_no_request(settings: Settings) -> None:
 
 
 async def test_the_queue_counts_show_the_usage_of_attempts_started_today(
-    store: Store, user: uuid.UUID
+    store: Store, user: uuid.UUID, database_url: str
 ) -> None:
-    # Given the counts as they are
+    # Given the counts as they are, and a second user (one runs one story at a time)
     before = await store.admin.counts()
+    second = uuid.uuid4()
+    ensure_user(database_url, second)
+    await store.credits.grant(second, 10)
 
     # When two attempts record their usage, one of them before it is cancelled
-    one, two = await started(store, user), await started(store, user)
+    one, two = await started(store, user), await started(store, second)
     await store.jobs.record_usage([usage(one, 300, 1200, 0.25), usage(two, 50, 0, 0.5)])
     await store.jobs.cancel(two.job_id)
     await store.jobs.cancel_running(two.job_id, fence=two.fence)

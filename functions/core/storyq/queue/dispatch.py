@@ -114,10 +114,9 @@ class Dispatcher:
     ) -> Position | None:
         """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
         queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
-        and one user's jobs stay FIFO. `weight` is the user's share (meaningful from 0.01 to
-        1000); every caller passes the default 1 until plan tiers set it. Idempotent: the
-        job's position, also when it was already waiting; None when it is delayed or leased, or
-        Redis knows a newer fence (nothing changes).
+        and one user's jobs stay FIFO. `weight` is the user's share: their plan's (meaningful
+        from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
+        None when it is delayed or leased, or Redis knows a newer fence (nothing changes).
 
         Script: `enqueue.lua`.
         """

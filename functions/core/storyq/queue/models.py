@@ -75,7 +75,7 @@ class PendingJob:
     fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
-    # The user's fair share; 1 for everyone until plan tiers set it (see `enqueue`).
+    # The user's fair share: their plan's weight (see `enqueue`).
     weight: float = 1.0
 
 

@@ -12,7 +12,7 @@ from postgrest import AsyncPostgrestClient
 from pydantic import TypeAdapter
 
 from storyq.store._rpc import call, call_int, call_model
-from storyq.store.models import CleanableStatus, Job, QueueCounts
+from storyq.store.models import CleanableStatus, QueueCounts, RetriedJob
 
 _JOB_IDS = TypeAdapter(list[UUID])
 
@@ -24,7 +24,8 @@ class AdminStore:
         self._db = db
 
     async def counts(self) -> QueueCounts:
-        """Jobs per status, the oldest pending job, the mean generation time of the last 100."""
+        """Jobs per status, the oldest pending job, the mean generation time of the last 100,
+        today's usage, and waiting and running per tier."""
         return await call_model(self._db, "queue_counts", {}, QueueCounts)
 
     async def clean(self, status: CleanableStatus, *, older_than_seconds: float) -> int:
@@ -33,12 +34,15 @@ class AdminStore:
         params = {"p_status": status, "p_older_than_seconds": older_than_seconds}
         return await call_int(self._db, "clean_story_jobs", params)
 
-    async def retry_failed(self, job_id: UUID) -> Job:
-        """Put a failed job back in the queue with fresh attempts; nothing is charged again.
+    async def retry_failed(self, job_id: UUID) -> RetriedJob:
+        """Put a failed job back in the queue with fresh attempts and a new fence; nothing is
+        charged again. The answer carries the user's plan's weight and running cap, for its
+        re-dispatch.
 
         Raises JobNotRetryable (not failed), JobNotFound.
         """
-        return await call_model(self._db, "retry_failed_story_job", {"p_job_id": job_id}, Job)
+        params = {"p_job_id": job_id}
+        return await call_model(self._db, "retry_failed_story_job", params, RetriedJob)
 
     async def empty(self) -> list[UUID]:
         """Cancel and refund every pending job; their ids."""

@@ -54,7 +54,13 @@ class EnqueueRequest(_Row):
 class EnqueuedJob(_Row):
     """The answer to an enqueue: the job (new, or the first one for a replayed key, with its
     status as it is now). `fence` is the token of the job's next attempt (None when the replayed
-    job's row was cleaned)."""
+    job's row was cleaned).
+
+    With it, the user's plan (`plans`, from app_metadata.tier): `tier` and `priority` are the
+    job's, stamped at enqueue; `weight` (the user's fair share) and `max_active_per_user` (their
+    running cap, carried but not enforced yet; None: no cap of its own) are the plan's as it is
+    now. The defaults are a
+    user with no plan of their own, for answers from before tiers."""
 
     job_id: UUID
     story_id: UUID
@@ -64,6 +70,10 @@ class EnqueuedJob(_Row):
     created_at: datetime
     replayed: bool
     balance: int
+    tier: str | None = None
+    weight: float = 1.0
+    priority: int = 0
+    max_active_per_user: int | None = None
 
 
 class StartedJob(_Row):
@@ -158,6 +168,8 @@ class Job(_Row):
     attempts: int
     max_attempts: int
     fence: int
+    # The user's plan tier and its priority when the job was enqueued (tier None: before tiers).
+    tier: str | None = None
     priority: int = 0
     idempotency_key: str | None = None
     request_hash: str | None = None
@@ -184,6 +196,15 @@ class Job(_Row):
     def cursor(self) -> JobCursor:
         """The cursor that continues a listing after this job."""
         return JobCursor(created_at=self.created_at, job_id=self.job_id)
+
+
+class RetriedJob(Job):
+    """A failed job an admin put back in the queue, with what its re-dispatch needs of the
+    user's plan now: `weight` (fair share) and `max_active_per_user` (None: only the global
+    cap)."""
+
+    weight: float = 1.0
+    max_active_per_user: int | None = None
 
 
 class JobCursor(_Row):
@@ -237,7 +258,8 @@ class Story(_Row):
 
 class DispatchableJob(_Row):
     """A pending job to put (back) into the Redis queue under `fence`; next_attempt_at may be in
-    the future."""
+    the future. `weight` and `max_active_per_user` are those of the user's plan now (None: only
+    the global cap); `priority` is the job's, from its enqueue."""
 
     job_id: UUID
     user_id: UUID
@@ -246,6 +268,8 @@ class DispatchableJob(_Row):
     queued_at: datetime
     next_attempt_at: datetime
     priority: int
+    weight: float = 1.0
+    max_active_per_user: int | None = None
 
 
 class StalledJob(_Row):
@@ -345,9 +369,18 @@ class DispatchSnapshot(_Row):
     last: WalkPlace | None = None
 
 
+class TierCounts(_Row):
+    """Jobs waiting and running of one tier (the tier at enqueue; `(none)`: before tiers)."""
+
+    tier: str
+    pending: int
+    processing: int
+
+
 class QueueCounts(_Row):
-    """Jobs per status, the oldest pending job, the mean generation time (last 100), and the
-    tokens and cost of the attempts started today (UTC)."""
+    """Jobs per status, the oldest pending job, the mean generation time (last 100), the
+    tokens and cost of the attempts started today (UTC), and waiting and running per tier
+    (tiers with neither left out)."""
 
     pending: int
     processing: int
@@ -359,3 +392,4 @@ class QueueCounts(_Row):
     prompt_tokens_today: int = 0
     completion_tokens_today: int = 0
     cost_usd_today: float = 0.0
+    by_tier: list[TierCounts] = Field(default_factory=list)
