@@ -305,7 +305,7 @@ COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on e
 -- Name: COLUMN plans.max_active_per_user; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.max_active_per_user IS 'Reserved for the per-user running cap (issue 21, next step): carried to the dispatcher, not enforced yet. Null: no cap of its own.';
+COMMENT ON COLUMN public.plans.max_active_per_user IS 'Reserved for the per-user running cap (issue 21, next step): returned with the plan, not enforced yet. Null: no cap of its own.';
 
 
 --

@@ -8,8 +8,8 @@
 --
 -- - enqueue_story_job stamps the job with its user's tier and priority and answers with the
 --   plan's figures (the API hands the weight to Redis, whose waiting set orders by fair share);
--- - dispatch_snapshot and retry_failed_story_job carry the plan's weight and cap, so Redis is
---   rebuilt (or re-fed) with them;
+-- - dispatch_snapshot and retry_failed_story_job carry the plan's weight (and its cap, unused
+--   yet), so Redis is rebuilt (or re-fed) with the weight;
 -- - queue_by_tier (and queue_counts' `by_tier`) count waiting and running jobs per tier.
 --
 -- Weights are read from the plan when a job is queued (or put back after a flush or an admin
@@ -34,7 +34,7 @@ comment on column public.plans.weight is
 comment on column public.plans.priority is
   'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority). Dispatch does not use it yet: the fair-share weight orders the queue.';
 comment on column public.plans.max_active_per_user is
-  'Reserved for the per-user running cap (issue 21, next step): carried to the dispatcher, not enforced yet. Null: no cap of its own.';
+  'Reserved for the per-user running cap (issue 21, next step): returned with the plan, not enforced yet. Null: no cap of its own.';
 comment on column public.plans.is_default is
   'The plan of users without a tier, or whose tier names no plan. At most one.';
 comment on column public.plans.description is
