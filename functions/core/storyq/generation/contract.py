@@ -55,10 +55,12 @@ def quality_label(*, words: int, target_words: int, finish_reason: str) -> Quali
     return "low"
 
 
-def estimated_tokens(text: str) -> int:
-    """A provider-neutral token estimate: one token per 4 characters, rounded up (OpenAI's rule
-    of thumb for English; used only when the provider sends no count of its own)."""
-    return math.ceil(len(text) / 4)
+def estimated_tokens(text: str | int) -> int:
+    """A provider-neutral token estimate of `text` (or of that many characters): one token per
+    4 characters, rounded up (OpenAI's rule of thumb for English; used only when the provider
+    sends no count of its own)."""
+    chars = text if isinstance(text, int) else len(text)
+    return math.ceil(chars / 4)
 
 
 @dataclass(kw_only=True)

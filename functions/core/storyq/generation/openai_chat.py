@@ -263,8 +263,7 @@ class _Meter:
 
     def answered(self) -> None:
         """The first chunk of the current model's stream: it took the request (and its prompt)."""
-        if not self.usage.answered.is_set():
-            self.usage.answered.set()
+        self.usage.answered.set()
         self._estimate()
 
     def received(self, text: str) -> None:
@@ -281,15 +280,21 @@ class _Meter:
     def _estimate(self) -> None:
         before_prompt, before_completion = self._before
         self.usage.prompt_tokens = before_prompt + self._prompt_tokens
-        self.usage.completion_tokens = before_completion + math.ceil(self._chars / 4)
+        self.usage.completion_tokens = before_completion + estimated_tokens(self._chars)
         self.usage.estimated = True
 
 
 class _Transcript:
-    """The text received so far, with progress reports (its body so far) at most every
-    _PROGRESS_INTERVAL_SECONDS."""
+    """The exchange of one attempt: the messages every model is asked, and the text received
+    so far, with progress reports (its body so far) at most every _PROGRESS_INTERVAL_SECONDS."""
 
-    def __init__(self, on_progress: ProgressCallback, meter: _Meter) -> None:
+    def __init__(
+        self,
+        on_progress: ProgressCallback,
+        meter: _Meter,
+        messages: list[ChatCompletionMessageParam],
+    ) -> None:
+        self.messages = messages  # what every model of the chain is asked
         self.parts: list[str] = []
         self.finish_reason: str | None = None
         self.meter = meter
@@ -350,7 +355,7 @@ class OpenAIGenerator:
     ) -> GenerationResult:
         messages = _messages(request)
         meter = _Meter(request.usage, "\n".join(str(m.get("content", "")) for m in messages))
-        transcript = _Transcript(on_progress, meter)
+        transcript = _Transcript(on_progress, meter, messages)
         on_progress("")
         try:
             async with asyncio.timeout(self._timeout):
@@ -417,7 +422,7 @@ class OpenAIGenerator:
             meter.asking(model)
             stream = await client.chat.completions.create(
                 model=model,
-                messages=_messages(request),
+                messages=transcript.messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_tokens=min(_MAX_OUTPUT_TOKENS, math.ceil(request.target_words * 3) + 200),
