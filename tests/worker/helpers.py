@@ -35,7 +35,7 @@ async def enqueue(
     max_attempts: int = 3,
 ) -> uuid.UUID:
     """What POST /api/generate does: debit + story + job in Postgres, then queue in Redis
-    with the user's plan's weight."""
+    with the user's plan's weight, running cap and priority."""
     job = await store.jobs.enqueue(
         EnqueueRequest(
             user_id=user,
@@ -47,7 +47,14 @@ async def enqueue(
         )
     )
     assert job.fence is not None
-    await dispatcher.enqueue(job.job_id, user_id=user, fence=job.fence, weight=job.weight)
+    await dispatcher.enqueue(
+        job.job_id,
+        user_id=user,
+        fence=job.fence,
+        weight=job.weight,
+        max_active_per_user=job.max_active_per_user,
+        priority=job.priority,
+    )
     return job.job_id
 
 

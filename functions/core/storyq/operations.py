@@ -129,6 +129,9 @@ class QueueStats:
     provider_pause: ProviderPause | None = None
     # Waiting and running jobs per plan tier (the tier at enqueue), from Postgres.
     by_tier: list[TierLoad] = field(default_factory=list)
+    # Of the waiting jobs, those set aside because their user is at their running cap (Redis;
+    # 0 when Redis is unreachable).
+    held_by_user_cap: int = 0
 
 
 def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
@@ -195,7 +198,12 @@ class JobOperations:
         position = None
         if job.status == "pending" and job.fence is not None:
             position = await self._dispatch(
-                job.job_id, user_id=user_id, fence=job.fence, weight=job.weight
+                job.job_id,
+                user_id=user_id,
+                fence=job.fence,
+                weight=job.weight,
+                max_active_per_user=job.max_active_per_user,
+                priority=job.priority,
             )
         queued_in = time.perf_counter() - started
         kicked = False
@@ -257,6 +265,7 @@ class JobOperations:
             completion_tokens_today=truth.completion_tokens_today,
             cost_usd_today=truth.cost_usd_today,
             provider_pause=pause,
+            held_by_user_cap=live.held if live else 0,
             by_tier=[
                 TierLoad(tier=row.tier, pending=row.pending, processing=row.processing)
                 for row in truth.by_tier
@@ -279,7 +288,12 @@ class JobOperations:
         the Redis queue. Raises JobNotRetryable, JobNotFound, StoreUnavailable."""
         job = await self.store.admin.retry_failed(job_id)
         position = await self._dispatch(
-            job.job_id, user_id=job.user_id, fence=job.fence, weight=job.weight
+            job.job_id,
+            user_id=job.user_id,
+            fence=job.fence,
+            weight=job.weight,
+            max_active_per_user=job.max_active_per_user,
+            priority=job.priority,
         )
         return JobStanding(job=job, position=position)
 
@@ -292,13 +306,27 @@ class JobOperations:
     # Primitives.
 
     async def _dispatch(
-        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
+        self,
+        job_id: UUID,
+        *,
+        user_id: UUID,
+        fence: int,
+        weight: float = 1.0,
+        max_active_per_user: int | None = None,
+        priority: int = 0,
     ) -> Position | None:
-        """Into the Redis queue with the user's plan's weight (idempotent: a replay re-adds a
-        job Redis lost)."""
+        """Into the Redis queue with the user's plan's weight, running cap and priority
+        (idempotent: a replay re-adds a job Redis lost)."""
         return await self._unless_redis_down(
             "enqueue",
-            self.dispatcher.enqueue(job_id, user_id=user_id, fence=fence, weight=weight),
+            self.dispatcher.enqueue(
+                job_id,
+                user_id=user_id,
+                fence=fence,
+                weight=weight,
+                max_active_per_user=max_active_per_user,
+                priority=priority,
+            ),
         )
 
     async def _unless_redis_down[T](self, operation: str, call: Awaitable[T]) -> T | None:

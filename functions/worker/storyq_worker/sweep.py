@@ -32,7 +32,7 @@ given another attempt, `failed` jobs whose last attempt was lost (failed and ref
 
 Each step stands alone: one failing is logged and the others still run. The sweep reports how
 many jobs wait once it is done, so an invocation with nothing to do claims nothing: idle, a
-scheduled invocation costs seven billed Redis commands.
+scheduled invocation costs eight billed Redis commands.
 """
 
 from __future__ import annotations
@@ -245,6 +245,8 @@ def _pending(job: DispatchableJob) -> PendingJob:
         queued_at=job.queued_at,
         next_attempt_at=job.next_attempt_at,
         weight=job.weight,
+        max_active_per_user=job.max_active_per_user,
+        priority=job.priority,
     )
 
 

@@ -442,6 +442,8 @@ async def test_sweep_orphans_walks_the_whole_hash_and_spares_queued_jobs(
         "user": str(user("here")),
         "fence": "1002",
         "weight": "1.0",
+        "cap": "",
+        "prio": "0",
     }
     assert bookkeeping(direct, queue, job("leased"))["fence"] == "1001"
     assert bookkeeping(direct, queue, job("delayed"))["fence"] == "1010"

@@ -79,12 +79,22 @@ def fill_waiting(client: redis.Redis, queue: Dispatcher, count: int, user_id: UU
     is `job(f"job-{n:06}")`, held as its UUID's text, as the dispatcher would."""
     assert client.script_load(scripts.ENQUEUE.source) == scripts.ENQUEUE.sha
     k = queue.keys
-    keys = [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats]
+    keys = [
+        k.waiting,
+        k.delayed,
+        k.active,
+        k.jobs,
+        k.finish,
+        k.fair,
+        k.stats,
+        k.held,
+        k.held_by_user,
+    ]
     for start in range(0, count, 10_000):
         pipe = client.pipeline(transaction=False)
         for n in range(start, min(start + 10_000, count)):
             fence = n + 1  # the token Postgres would have issued
-            args = (str(job(f"job-{n:06}")), str(user_id), fence, 1.0)
+            args = (str(job(f"job-{n:06}")), str(user_id), fence, 1.0, "", 0)
             pipe.evalsha(scripts.ENQUEUE.sha, len(keys), *keys, *args)
         pipe.execute()
 
@@ -209,6 +219,12 @@ async def test_position_and_eta_are_exact(
         assert position.queue_length == depth
         assert position.active_jobs == 0
         assert position.estimated_minutes == expected_minutes(rank)
-    # and each lookup ran the same four commands whatever the depth: no scan
+    # and each lookup ran the same six commands whatever the depth: no scan
     lookups = len(ranks)
-    assert commands == {"evalsha": lookups, "zrank": lookups, "zcard": 2 * lookups, "hget": lookups}
+    assert commands == {
+        "evalsha": lookups,
+        "zrank": lookups,
+        "hmget": lookups,
+        "zcard": 3 * lookups,
+        "hget": lookups,
+    }

@@ -1,29 +1,34 @@
 -- ack: the attempt is over with the job (completed, failed for good, refused at start, or
 -- found stale): unless Redis knows a newer fence, drop every entry of the job (lease,
 -- waiting, delayed) and its bookkeeping; and feed the generation time into the rolling mean
--- behind the ETA.
+-- behind the ETA. The lease's user may then be under their running cap again: their held
+-- jobs go back to the waiting set (release_held).
 -- KEYS[1] active   ZSET job -> lease expiry (ms)
--- KEYS[2] jobs     HASH <job>:user, <job>:fence, <job>:weight
+-- KEYS[2] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap, <job>:prio
 -- KEYS[3] stats    HASH mean_seconds, samples
 -- KEYS[4] waiting  ZSET job -> fair-share score
 -- KEYS[5] delayed  ZSET job -> due time (ms)
 -- KEYS[6] finish   ZSET user -> last finish tag
--- KEYS[7] fair     HASH vtime, seq
+-- KEYS[7] fair     HASH vtime, seq, head, n:<user>
+-- KEYS[8] held     ZSET job -> fair-share score
+-- KEYS[9] held_by_user ZSET (lex) <user>:<score>:<job>
 -- ARGV[1] job id
 -- ARGV[2] fence of the caller's attempt
 -- ARGV[3] generation time in seconds, or '' to leave the mean alone
 -- Returns 1 when the caller's lease was removed, 0 when it was not held (reaped, or a newer
 -- fence owns the job; a newer fence's entries are left alone).
-local active, jobs, stats, waiting, delayed, finish, fair =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local active, jobs, stats, waiting, delayed, finish, fair, held, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local job, fence, seconds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local known = fence_of(jobs, job)
 if known and known ~= fence then return 0 end
-local held = redis.call('ZREM', active, job)
-unwait(waiting, finish, fair, jobs, job)
+local user = redis.call('HGET', jobs, job .. ':user')
+local leased = redis.call('ZREM', active, job)
+unwait(waiting, finish, fair, jobs, held, by_user, job)
 redis.call('ZREM', delayed, job)
 forget(jobs, job)
-if held == 0 then return 0 end
+if leased == 0 then return 0 end
+release_held(held, by_user, waiting, active, jobs, user)
 if seconds then
   local current = redis.call('HMGET', stats, 'mean_seconds', 'samples')
   local samples = tonumber(current[2] or '0')

@@ -22,33 +22,60 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The position reply shared by enqueue and position: rank, queue length, active count and
--- the rolling mean generation time ('' while there is no sample yet).
-local function position_reply(waiting, active, stats, rank)
-  local mean = redis.call('HGET', stats, 'mean_seconds') or ''
-  return {rank, redis.call('ZCARD', waiting), redis.call('ZCARD', active), mean}
+-- Priority is a head start in virtual time: a user who starts waiting again is tagged from
+-- `vtime - priority * TAG_UNITS` (never below 0) instead of `vtime`, so their first job goes
+-- ahead of jobs tagged up to `priority` weight-1 jobs later (a negative priority starts them
+-- that much later instead). Once they are backlogged their own last tag rules, so the head
+-- start is bounded: priority never starves anyone. Priorities count up to +-PRIORITY_MAX.
+local PRIORITY_MAX = 10
+
+-- The head start (virtual-time units) of a job of this priority.
+local function head_start(priority)
+  local level = math.floor(tonumber(priority) or 0)
+  return math.min(math.max(level, -PRIORITY_MAX), PRIORITY_MAX) * TAG_UNITS
 end
 
 -- Add `job` to the waiting set with a start-time-fair-queuing score:
--- tag = max(virtual time, the user's last tag) + TAG_UNITS / weight. The fair hash also counts
--- each user's waiting jobs (`n:<user>`), so a user whose last waiting job goes is given their
--- virtual time back (see unwait). Five commands: the fair hash is read and written once.
-local function add_waiting(waiting, finish, fair, job, user, weight)
-  local state = redis.call('HMGET', fair, 'vtime', 'seq', 'n:' .. user)
+-- tag = max(virtual time - head start, the user's last tag, 0) + TAG_UNITS / weight. The fair
+-- hash also counts each user's queued jobs (`n:<user>`: waiting and held), so a user whose
+-- last queued job goes is given their virtual time back (see unwait), and keeps the largest
+-- head start handed out since the clock last started (`head`), which bounds how far below
+-- virtual time a tag can go. Five commands: the fair hash is read and written once.
+local function add_waiting(waiting, finish, fair, job, user, weight, priority)
+  local state = redis.call('HMGET', fair, 'vtime', 'seq', 'n:' .. user, 'head')
   local vtime, seq = tonumber(state[1] or '0'), (tonumber(state[2] or '0') + 1) % SEQ_SPAN
   local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
   local cost = math.max(1, math.floor(TAG_UNITS / weight + 0.5))
-  local tag = math.max(vtime, last) + cost
+  local head = head_start(priority)
+  local tag = math.max(vtime - head, last, 0) + cost
   redis.call('ZADD', waiting, fmt_int(tag * SEQ_SPAN + seq), job)
   redis.call('ZADD', finish, fmt_int(tag), user)
-  redis.call('HSET', fair, 'seq', seq, 'n:' .. user, tonumber(state[3] or '0') + 1)
+  if head > tonumber(state[4] or '0') then
+    redis.call('HSET', fair, 'seq', seq, 'n:' .. user, tonumber(state[3] or '0') + 1, 'head', head)
+  else
+    redis.call('HSET', fair, 'seq', seq, 'n:' .. user, tonumber(state[3] or '0') + 1)
+  end
 end
 
--- One of `user`'s jobs left the waiting set (served or withdrawn); how many still wait.
+-- The users whose last tag no longer matters: at or below vtime minus the largest head start
+-- in use (max(vtime - head, last) = vtime - head for them).
+local function forget_finished(finish, fair, vtime)
+  local head = tonumber(redis.call('HGET', fair, 'head') or '0')
+  redis.call('ZREMRANGEBYSCORE', finish, '-inf', fmt_int(vtime - head))
+end
+
+-- One of `user`'s jobs left the queue (served or withdrawn); how many are still queued.
 local function left_waiting(fair, user)
   local left = redis.call('HINCRBY', fair, 'n:' .. user, -1)
   if left <= 0 then redis.call('HDEL', fair, 'n:' .. user) end
   return left
+end
+
+-- The job's user, fence, weight, running cap ('' or absent: none) and priority, as the jobs
+-- hash holds them (false where absent).
+local function job_info(jobs, job)
+  return redis.call('HMGET', jobs, job .. ':user', job .. ':fence', job .. ':weight',
+    job .. ':cap', job .. ':prio')
 end
 
 -- Move up to `limit` delayed jobs whose due time has come into the waiting set.
@@ -56,11 +83,112 @@ local function promote(delayed, waiting, jobs, finish, fair, now, limit)
   if limit <= 0 then return 0 end
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
   for _, job in ipairs(due) do
-    local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
+    local info = job_info(jobs, job)
     redis.call('ZREM', delayed, job)
-    add_waiting(waiting, finish, fair, job, info[1] or '', tonumber(info[2] or '1'))
+    add_waiting(waiting, finish, fair, job, info[1] or '', tonumber(info[3] or '1'), info[5])
   end
   return #due
+end
+
+-- Held jobs: a user at their running cap (`<job>:cap`) does not take a slot while someone
+-- under theirs waits. Their jobs reached by a claim leave the waiting set for two sorted
+-- sets: `held` (job -> its waiting score, for the oldest held job and for membership) and
+-- `held_by_user` (all scores 0, members `<user>:<score, 16 digits>:<job>`: one user's held
+-- jobs, oldest first, by ZRANGEBYLEX). They go back to the waiting set at their old score,
+-- oldest first, when a lease of their user ends and leaves the user under the cap
+-- (release_held), or are leased directly when nothing else waits (borrowing, in claim).
+local function held_member(user, score, job)
+  return user .. ':' .. string.format('%016.0f', tonumber(score)) .. ':' .. job
+end
+
+local function hold(held, by_user, job, user, score)
+  redis.call('ZADD', held, score, job)
+  redis.call('ZADD', by_user, 0, held_member(user, score, job))
+end
+
+-- Take `job` out of the held sets; its score if it was held, else nil.
+local function unhold(held, by_user, jobs, job)
+  local score = redis.call('ZSCORE', held, job)
+  if not score then return nil end
+  redis.call('ZREM', held, job)
+  local user = redis.call('HGET', jobs, job .. ':user') or ''
+  redis.call('ZREM', by_user, held_member(user, score, job))
+  return score
+end
+
+-- How many leases each user holds (live or lapsed, not yet reaped): user -> count. O(leases),
+-- and leases are never many more than max_active.
+local function lease_counts(active, jobs)
+  local leased = redis.call('ZRANGE', active, 0, -1)
+  local counts = {}
+  if #leased == 0 then return counts end
+  local reply = redis.call('HMGET', jobs, unpack((function()
+    local fields = {}
+    for i, job in ipairs(leased) do fields[i] = job .. ':user' end
+    return fields
+  end)()))
+  for _, user in ipairs(reply) do
+    if user then counts[user] = (counts[user] or 0) + 1 end
+  end
+  return counts
+end
+
+-- The position reply shared by enqueue and position, for a job waiting or held; false when
+-- it is neither. {rank, queued (waiting + held), leases, mean seconds or '', own, cap or '',
+-- held (1/0), at cap (1/0)}: rank is how many waiting jobs are ahead of it (for a held job,
+-- those scored before it: it goes back at its score), own how many of its user's held jobs
+-- are ahead of it (all of them for a waiting job), cap the job's running cap, and at cap
+-- whether its user holds that many leases now. A job without a cap costs three commands more
+-- than its rank: its user is read only when there is a cap to compare with.
+local function position_reply(waiting, active, stats, jobs, held, by_user, job)
+  local rank = redis.call('ZRANK', waiting, job)
+  local is_held, own, cap, at_cap, user = 0, 0, nil, 0, ''
+  local score = nil
+  if not rank then
+    score = redis.call('ZSCORE', held, job)
+    if not score then return false end
+    is_held = 1
+    rank = redis.call('ZCOUNT', waiting, '-inf', '(' .. score)
+  end
+  local info = redis.call('HMGET', jobs, job .. ':user', job .. ':cap')
+  user, cap = info[1] or '', tonumber(info[2] or '')
+  if is_held == 1 then
+    own = redis.call('ZLEXCOUNT', by_user, '[' .. user .. ':', '(' .. held_member(user, score, job))
+  elseif cap then
+    own = redis.call('ZLEXCOUNT', by_user, '[' .. user .. ':', '(' .. user .. ';')
+  end
+  if cap and (lease_counts(active, jobs)[user] or 0) >= cap then at_cap = 1 end
+  return {rank, redis.call('ZCARD', waiting) + redis.call('ZCARD', held),
+    redis.call('ZCARD', active), redis.call('HGET', stats, 'mean_seconds') or '', own,
+    cap and fmt_int(cap) or '', is_held, at_cap}
+end
+
+-- Up to this many of a user's held jobs go back per lease that ends (a cap raised meanwhile
+-- frees more at the next one).
+local RELEASE_MAX = 50
+
+-- A lease of `user` ended: their held jobs go back to the waiting set at their old scores,
+-- oldest first, while the user stays under the cap each job carries (a job sent back counts
+-- as the lease it is about to take). Returns how many went back. One ZCARD when nothing is
+-- held.
+local function release_held(held, by_user, waiting, active, jobs, user)
+  if not user or user == '' or redis.call('ZCARD', held) == 0 then return 0 end
+  local members = redis.call('ZRANGEBYLEX', by_user, '[' .. user .. ':', '(' .. user .. ';',
+    'LIMIT', 0, RELEASE_MAX)
+  if #members == 0 then return 0 end
+  local running = lease_counts(active, jobs)[user] or 0
+  local released = 0
+  for _, member in ipairs(members) do
+    local score, job = string.match(member, ':(%d+):(.*)$')
+    local cap = tonumber(redis.call('HGET', jobs, job .. ':cap') or '')
+    if cap and running >= cap then break end
+    redis.call('ZREM', held, job)
+    redis.call('ZREM', by_user, member)
+    redis.call('ZADD', waiting, score, job)
+    running = running + 1
+    released = released + 1
+  end
+  return released
 end
 
 -- The fencing token Redis knows for `job` (issued by Postgres, only ever grows), or nil.
@@ -75,18 +203,24 @@ local function holds_lease(active, jobs, job, fence)
 end
 
 local function forget(jobs, job)
-  redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight')
+  redis.call('HDEL', jobs, job .. ':user', job .. ':fence', job .. ':weight', job .. ':cap',
+    job .. ':prio')
 end
 
--- Take `job` out of the waiting set and give its user back the virtual time it was charged,
--- so a user who withdraws jobs is not served later for them: once none of theirs waits, their
--- next job is tagged from the queue's virtual time again; while others wait, only withdrawing
--- the newest takes its cost back (the older ones keep their order: one user's jobs stay FIFO).
--- Returns 1 if it was waiting. Once nothing waits, the fair-share clock starts again at 0.
-local function unwait(waiting, finish, fair, jobs, job)
+-- Take `job` out of the waiting set (or the held sets) and give its user back the virtual
+-- time it was charged, so a user who withdraws jobs is not served later for them: once none of
+-- theirs is queued, their next job is tagged from the queue's virtual time again; while others
+-- wait, only withdrawing the newest takes its cost back (the older ones keep their order: one
+-- user's jobs stay FIFO). Returns 1 if it was waiting or held. Once nothing is queued, the
+-- fair-share clock starts again at 0.
+local function unwait(waiting, finish, fair, jobs, held, by_user, job)
   local score = redis.call('ZSCORE', waiting, job)
-  if not score then return 0 end
-  redis.call('ZREM', waiting, job)
+  if score then
+    redis.call('ZREM', waiting, job)
+  else
+    score = unhold(held, by_user, jobs, job)
+    if not score then return 0 end
+  end
   local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
   local user, weight = info[1], tonumber(info[2] or '1')
   if user then
@@ -100,13 +234,10 @@ local function unwait(waiting, finish, fair, jobs, job)
       redis.call('ZADD', finish, fmt_int(back), user)
     end
   end
-  if redis.call('ZCARD', waiting) == 0 then redis.call('DEL', fair, finish) end
+  if redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', held) == 0 then
+    redis.call('DEL', fair, finish)
+  end
   return 1
-end
-
-local function is_queued(waiting, delayed, active, job)
-  return redis.call('ZSCORE', waiting, job) or redis.call('ZSCORE', delayed, job)
-    or redis.call('ZSCORE', active, job)
 end
 
 -- Redis knows a newer fence for `job` than `fence` (a number): whoever holds `fence` is stale.
@@ -115,21 +246,16 @@ local function newer_fence_known(jobs, job, fence)
   return known ~= nil and known > fence
 end
 
--- Redis holds nothing of `job` and no newer fence: Postgres's view of it (`fence`) may go in.
-local function missing(waiting, delayed, active, jobs, job, fence)
-  return not is_queued(waiting, delayed, active, job)
-    and not newer_fence_known(jobs, job, tonumber(fence))
-end
-
 -- Redis's limit on the arguments unpack() may spread into one call, with room to spare.
 local UNPACK_MAX = 1000
 
--- Of `ids` (an array of job ids, order kept), those in none of waiting, delayed and active:
+-- Of `ids` (an array of job ids, order kept), those in none of waiting, delayed, active and
+-- held:
 -- one ZMSCORE per set and per thousand ids, each asking only about the ids still unaccounted
 -- for, so checking a page of jobs that are all waiting costs one command.
-local function not_queued(waiting, delayed, active, ids)
+local function not_queued(waiting, delayed, active, held, ids)
   local rest = ids
-  for _, set in ipairs({waiting, delayed, active}) do
+  for _, set in ipairs({waiting, delayed, active, held}) do
     if #rest == 0 then break end
     local left = {}
     for first = 1, #rest, UNPACK_MAX do
@@ -166,11 +292,16 @@ local function job_fields(jobs, ids, ...)
   return values
 end
 
--- Put in the pending jobs Redis lacks (in none of waiting, delayed, active, and no newer
--- fence known), in the order given; one whose next attempt is still ahead is delayed.
--- `pending`: an array of {job, user, fence, weight, due (Unix ms) or false}, each job once.
--- Returns how many were added. Costs one ZMSCORE when every job is already waiting.
-local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
+-- Make Redis follow the pending jobs of a snapshot, in the order given:
+-- `pending` is an array of {job, user, fence, weight, cap ('' for none), priority, due (Unix
+-- ms) or false}, each job once.
+-- The jobs Redis lacks (in none of waiting, delayed, active, held, and no newer fence known)
+-- go in; one whose next attempt is still ahead is delayed.
+-- The jobs Redis holds under the same fence get the weight, cap and priority the snapshot
+-- gives (the user's plan now for weight and cap), so an operator's plan change reaches the
+-- jobs already queued (a cap at once, a weight from the job's next tag on).
+-- Returns how many were added. Costs one ZMSCORE and one HSET when every job is waiting.
+local function add_missing(waiting, delayed, active, held, jobs, finish, fair, now, pending)
   if #pending == 0 then return 0 end
   local by_id, ids = {}, {}
   for _, p in ipairs(pending) do
@@ -179,7 +310,30 @@ local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pe
       ids[#ids + 1] = p[1]
     end
   end
-  local rest = not_queued(waiting, delayed, active, ids)
+  local rest = not_queued(waiting, delayed, active, held, ids)
+  local absent = {}
+  for _, job in ipairs(rest) do absent[job] = true end
+  local present = {}
+  for _, job in ipairs(ids) do
+    if not absent[job] then present[#present + 1] = job end
+  end
+  if #present > 0 then
+    local fences = job_fields(jobs, present, 'fence')[1]
+    local fields = {}
+    for i, job in ipairs(present) do
+      local p = by_id[job]
+      if tonumber(fences[i]) == tonumber(p[3]) then
+        for _, item in ipairs({{'weight', p[4]}, {'cap', p[5]}, {'prio', p[6]}}) do
+          fields[#fields + 1] = job .. ':' .. item[1]
+          fields[#fields + 1] = item[2]
+        end
+      end
+      if #fields >= UNPACK_MAX - 6 or (i == #present and #fields > 0) then
+        redis.call('HSET', jobs, unpack(fields))
+        fields = {}
+      end
+    end
+  end
   if #rest == 0 then return 0 end
   local fences = job_fields(jobs, rest, 'fence')[1]
   local added = 0
@@ -187,11 +341,12 @@ local function add_missing(waiting, delayed, active, jobs, finish, fair, now, pe
     local p = by_id[job]
     local known = tonumber(fences[i])
     if not (known and known > tonumber(p[3])) then
-      redis.call('HSET', jobs, job .. ':user', p[2], job .. ':fence', p[3], job .. ':weight', p[4])
-      if p[5] and p[5] > now then
-        redis.call('ZADD', delayed, fmt_int(p[5]), job)
+      redis.call('HSET', jobs, job .. ':user', p[2], job .. ':fence', p[3], job .. ':weight', p[4],
+        job .. ':cap', p[5], job .. ':prio', p[6])
+      if p[7] and p[7] > now then
+        redis.call('ZADD', delayed, fmt_int(p[7]), job)
       else
-        add_waiting(waiting, finish, fair, job, p[2], tonumber(p[4]))
+        add_waiting(waiting, finish, fair, job, p[2], tonumber(p[4]), p[6])
       end
       added = added + 1
     end
@@ -201,10 +356,10 @@ end
 
 -- Give the running jobs (`running`: job -> {user, fence}) their leases back, for a Redis that
 -- lost its state: each job in none of the sets and without a newer fence. Returns how many.
-local function restore_leases(waiting, delayed, active, jobs, running, expiry)
+local function restore_leases(waiting, delayed, active, held, jobs, running, expiry)
   local ids = {}
   for job in pairs(running) do ids[#ids + 1] = job end
-  local rest = not_queued(waiting, delayed, active, ids)
+  local rest = not_queued(waiting, delayed, active, held, ids)
   if #rest == 0 then return 0 end
   local fences = job_fields(jobs, rest, 'fence')[1]
   local restored = 0

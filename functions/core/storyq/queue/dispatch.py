@@ -3,9 +3,9 @@ delayed retries, and a job's position and ETA in O(log n).
 
 Postgres is the truth; everything here can be rebuilt from its pending jobs (`sweep`,
 `rebuild`). Each operation is one Lua script, so one EVALSHA: one Upstash request (see
-`scripts`); `waiting_count`, `mark_not_ready`, `is_ready` and `active_job_ids` are one plain
-command each. Upstash bills the EVALSHA and every command a script runs (`make bench-cost` counts
-them per story and per idle hour).
+`scripts`); `mark_not_ready`, `is_ready` and `active_job_ids` are one plain command each,
+`waiting_count` two. Upstash bills the EVALSHA and every command a script runs
+(`make bench-cost` counts them per story and per idle hour).
 Time is Redis's own clock (TIME inside the scripts), never the caller's.
 
 Fencing: every job entry carries the fencing token Postgres issued for the job's next (pending)
@@ -64,8 +64,13 @@ PROMOTE_ON_CLAIM = 100
 REBUILD_BATCH = 1000
 # Due retries a sweep promotes at most.
 PROMOTE_ON_SWEEP = 100
-# Fields of the jobs hash a sweep looks at for orphans (three per job).
-ORPHAN_SCAN = 300
+# Fields of the jobs hash a sweep looks at for orphans (five per job).
+ORPHAN_SCAN = 500
+# Jobs one claim may hold (their users at their running cap) before it gives up for this call:
+# bounds the script's run time when one capped user's backlog fills the head of the queue.
+HOLD_MAX = 5000
+# Priorities beyond +-PRIORITY_MAX give no more head start, or delay (common.lua).
+PRIORITY_MAX = 10
 # A provider pause without a Retry-After: this long at the first strike, doubled at each pause
 # whose probe was refused too, never longer than PAUSE_MAX_SECONDS.
 PAUSE_BASE_SECONDS = 5.0
@@ -110,38 +115,80 @@ class Dispatcher:
             return await script.run(self._redis, keys, args)
 
     async def enqueue(
-        self, job_id: UUID, *, user_id: UUID, fence: int, weight: float = 1.0
+        self,
+        job_id: UUID,
+        *,
+        user_id: UUID,
+        fence: int,
+        weight: float = 1.0,
+        max_active_per_user: int | None = None,
+        priority: int = 0,
     ) -> Position | None:
         """Queue a pending job under `fence` (its next attempt's token) with a start-time fair
-        queuing score: max(virtual time, the user's last tag) + 1/weight, so users interleave
-        and one user's jobs stay FIFO. `weight` is the user's share: their plan's (meaningful
-        from 0.01 to 1000). Idempotent: the job's position, also when it was already waiting;
-        None when it is delayed or leased, or Redis knows a newer fence (nothing changes).
+        queuing score: max(virtual time - priority head start, the user's last tag) + 1/weight,
+        so users interleave and one user's jobs stay FIFO. The user's plan gives `weight`
+        (their share, meaningful from 0.01 to 1000), `max_active_per_user` (their running cap,
+        None for none; see `claim`) and `priority` (a head start: a new arrival goes ahead of
+        jobs tagged up to `priority` weight-1 jobs later, or starts that much behind for a
+        negative one; counted up to +-PRIORITY_MAX).
+        Idempotent: the job's position, also when it was already waiting or held; None when
+        it is delayed or leased, or Redis knows a newer fence (nothing changes). Raises
+        ValueError for a weight that is not a positive number or a cap below 1.
 
         Script: `enqueue.lua`.
         """
         k = self.keys
         reply = await self._run(
             scripts.ENQUEUE,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.stats],
-            [str(job_id), str(user_id), str(_fence(fence)), _weight(weight)],
+            [
+                k.waiting,
+                k.delayed,
+                k.active,
+                k.jobs,
+                k.finish,
+                k.fair,
+                k.stats,
+                k.held,
+                k.held_by_user,
+            ],
+            [
+                str(job_id),
+                str(user_id),
+                str(_fence(fence)),
+                _weight(weight),
+                _cap(max_active_per_user),
+                _priority(priority),
+            ],
         )
         return self._position(reply)
 
     async def position(self, job_id: UUID) -> Position | None:
-        """Rank (0-based), queue length, active leases and ETA minutes, in O(log n); None when
-        the job is not waiting (delayed, leased or unknown).
+        """Rank (0-based), queue length, active leases and ETA minutes, in O(log n), also for
+        a held job (see `Position`); None when the job is neither waiting nor held (delayed,
+        leased or unknown).
 
         Script: `position.lua`.
         """
         k = self.keys
-        reply = await self._run(scripts.POSITION, [k.waiting, k.active, k.stats], [str(job_id)])
+        reply = await self._run(
+            scripts.POSITION,
+            [k.waiting, k.active, k.stats, k.jobs, k.held, k.held_by_user],
+            [str(job_id)],
+        )
         return self._position(reply)
 
     async def claim(self, limit: int, *, lease_seconds: float) -> list[Claim]:
         """Promote due retries, then lease up to `limit` jobs in score order while fewer than
         `max_active` leases exist (a lease counts until it is acked, retried or reaped). The
         claimer must then start the attempt in Postgres with `Claim.fence`.
+
+        Per-user running cap (the job's `max_active_per_user`): a job whose user already holds
+        that many leases is held, not leased, and the next job is looked at, so a capped user
+        never blocks anyone. Held jobs go back to the waiting set at their old place, oldest
+        first, as their user's leases end (`ack`, `retry_later`, a lease the sweep removes).
+        Work-conserving: when nothing else waits, held jobs take the free slots, oldest first
+        (borrowing); a borrowed slot is not taken back from a running job, it goes to whoever
+        waits once that job ends. One claim holds at most HOLD_MAX jobs.
 
         Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
         a sweep's `rebuild` must run first. Raises ProviderPaused while the provider is paused
@@ -155,7 +202,18 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.CLAIM,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready, k.pause],
+            [
+                k.waiting,
+                k.delayed,
+                k.active,
+                k.jobs,
+                k.finish,
+                k.fair,
+                k.ready,
+                k.pause,
+                k.held,
+                k.held_by_user,
+            ],
             [
                 str(limit),
                 _ms(lease_seconds),
@@ -163,6 +221,7 @@ class Dispatcher:
                 str(PROMOTE_ON_CLAIM),
                 _ms(PROBE_SECONDS),
                 _ms(PROBE_RECHECK_SECONDS),
+                str(HOLD_MAX),
             ],
         )
         if reply == -1:
@@ -201,7 +260,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.HEARTBEAT,
-            [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair],
+            [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair, k.held, k.held_by_user],
             [str(job_id), str(fence), _ms(lease_seconds), "" if user_id is None else str(user_id)],
         )
         return reply == 1
@@ -209,8 +268,9 @@ class Dispatcher:
     async def ack(self, job_id: UUID, fence: int, *, generation_seconds: float | None) -> bool:
         """The attempt `fence` is over with the job (completed, failed for good, refused or
         found stale): unless Redis knows a newer fence, every entry of the job and its
-        bookkeeping go, and `generation_seconds` (when given) feeds the rolling mean. True when
-        the attempt's lease was still held.
+        bookkeeping go, and `generation_seconds` (when given) feeds the rolling mean; the
+        user's held jobs go back to waiting as far as their cap now allows. True when the
+        attempt's lease was still held.
 
         Script: `ack.lua`.
         """
@@ -218,7 +278,17 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.ACK,
-            [k.active, k.jobs, k.stats, k.waiting, k.delayed, k.finish, k.fair],
+            [
+                k.active,
+                k.jobs,
+                k.stats,
+                k.waiting,
+                k.delayed,
+                k.finish,
+                k.fair,
+                k.held,
+                k.held_by_user,
+            ],
             [str(job_id), str(fence), seconds],
         )
         return reply == 1
@@ -229,48 +299,51 @@ class Dispatcher:
         """Move the job to the delayed set for `delay_seconds` (see `backoff.retry_delay`)
         under `fence`, the token Postgres issued for its next attempt; older entries of the
         job (the failed attempt's lease) go. `claim`/`sweep` put it back in the waiting
-        set when due, scored as a new arrival of its user. False when Redis knows a newer
-        fence (nothing changes).
+        set when due, scored as a new arrival of its user; the user's held jobs go back to
+        waiting as far as their cap now allows. False when Redis knows a newer fence (nothing
+        changes).
 
         Script: `retry_later.lua`.
         """
         k = self.keys
         reply = await self._run(
             scripts.RETRY_LATER,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
             [str(job_id), str(user_id), str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
         return reply == 1
 
     async def remove(self, job_id: UUID) -> bool:
-        """Cancel: drop a waiting or delayed job (True), forget its bookkeeping and give its
-        user back the fair-share time it was charged; a leased job is left alone (False).
+        """Cancel: drop a waiting, held or delayed job (True), forget its bookkeeping and give
+        its user back the fair-share time it was charged; a leased job is left alone (False).
 
         Script: `remove.lua`.
         """
         k = self.keys
         reply = await self._run(
             scripts.REMOVE,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
             [str(job_id)],
         )
         return as_int(reply) > 0
 
     async def counts(self) -> QueueCounts:
-        """Waiting, active (leases), delayed, and the rolling mean generation time.
+        """Waiting (held jobs included, and counted apart), active (leases), delayed, and the
+        rolling mean generation time.
 
         Script: `counts.lua`.
         """
         k = self.keys
         reply = as_list(
-            await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats], [])
+            await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats, k.held], [])
         )
-        waiting, active, delayed, mean = reply
+        waiting, active, delayed, mean, held = reply
         return QueueCounts(
             waiting=as_int(waiting),
             active=as_int(active),
             delayed=as_int(delayed),
             avg_generation_seconds=as_mean(mean),
+            held=as_int(held),
         )
 
     async def pause(self, retry_after: float | None, *, reason: str) -> float:
@@ -326,18 +399,24 @@ class Dispatcher:
         )
 
     async def waiting_count(self) -> int:
-        """How many jobs wait: one ZCARD, one billed command (`counts` costs five)."""
+        """How many jobs wait, held ones included (a free slot can take them: borrowing): two
+        ZCARDs, two billed commands (`counts` costs six)."""
         async with asyncio.timeout(self._timeout):
-            return as_int(await self._redis.zcard(self.keys.waiting))
+            waiting = as_int(await self._redis.zcard(self.keys.waiting))
+            return waiting + as_int(await self._redis.zcard(self.keys.held))
 
     async def empty(self) -> list[UUID]:
-        """Remove every waiting and delayed job (leases stay) and reset the fair-share clock;
-        their ids, waiting ones first.
+        """Remove every waiting, held and delayed job (leases stay) and reset the fair-share
+        clock; their ids, waiting ones first.
 
         Script: `empty.lua`.
         """
         k = self.keys
-        reply = await self._run(scripts.EMPTY, [k.waiting, k.delayed, k.jobs, k.finish, k.fair], [])
+        reply = await self._run(
+            scripts.EMPTY,
+            [k.waiting, k.delayed, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
+            [],
+        )
         return [UUID(str(job_id)) for job_id in as_list(reply)]
 
     async def sweep(
@@ -358,7 +437,9 @@ class Dispatcher:
            `was_ready` is False: the caller must then put back every pending job from the head
            of the queue (`rebuild`), which this call does not do (they would go in out of
            order);
-        2. otherwise the pending jobs Redis lacks go in (a future `next_attempt_at`: delayed);
+        2. otherwise the pending jobs Redis lacks go in (a future `next_attempt_at`: delayed),
+           and those it holds under the same fence take their plan's weight, cap and priority
+           (an operator's plan change reaches jobs already queued);
         3. unless `judge_after_seconds` is None, the leases follow the running attempts: a
            lease not backed by one, held at least `judge_after_seconds` (assuming leases taken
            for `lease_seconds`) or expired, is removed and reported in `unbacked`; an expired
@@ -368,7 +449,7 @@ class Dispatcher:
         5. about `orphan_scan` fields of the jobs hash are walked for orphaned bookkeeping
            (resuming where the last sweep stopped);
 
-        and the ready mark is set. Costs seven billed commands idle, plus about one per step
+        and the ready mark is set. Costs eight billed commands idle, plus about one per step
         with work to do and per job put back, whatever the backlog.
 
         Script: `sweep.lua`.
@@ -386,7 +467,17 @@ class Dispatcher:
         reply = as_list(
             await self._run(
                 scripts.SWEEP,
-                [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.ready],
+                [
+                    k.waiting,
+                    k.delayed,
+                    k.active,
+                    k.jobs,
+                    k.finish,
+                    k.fair,
+                    k.ready,
+                    k.held,
+                    k.held_by_user,
+                ],
                 args,
             )
         )
@@ -463,15 +554,25 @@ class Dispatcher:
     def _position(self, reply: object) -> Position | None:
         if reply is None:
             return None
-        rank, waiting, active, mean = as_list(reply)
+        rank, waiting, active, mean, own, cap, held, at_cap = as_list(reply)
         position = as_int(rank)
+        user_cap = None if cap in ("", None) else as_int(cap)
+        own_ahead = as_int(own)
         return Position(
             position=position,
             queue_length=as_int(waiting),
             active_jobs=as_int(active),
             estimated_minutes=estimated_minutes(
-                position, max_active=self.max_active, mean_seconds=as_mean(mean)
+                position,
+                max_active=self.max_active,
+                mean_seconds=as_mean(mean),
+                own_ahead=own_ahead,
+                user_cap=user_cap,
             ),
+            may_be_overtaken=position >= max(0, self.max_active - as_int(active)),
+            held=as_int(held) == 1,
+            at_user_cap=as_int(at_cap) == 1,
+            own_ahead=own_ahead,
         )
 
 
@@ -485,6 +586,18 @@ def _weight(weight: float) -> str:
     if not (math.isfinite(weight) and weight > 0):
         raise ValueError("weight must be a positive number")
     return repr(float(weight))
+
+
+def _cap(cap: int | None) -> str:
+    if cap is None:
+        return ""
+    if cap < 1:
+        raise ValueError("a running cap is at least 1 (None: no cap)")
+    return str(int(cap))
+
+
+def _priority(priority: int) -> str:
+    return str(min(max(int(priority), -PRIORITY_MAX), PRIORITY_MAX))
 
 
 def _ms(seconds: float) -> str:
@@ -506,7 +619,15 @@ def _in_queue_order(jobs: Sequence[PendingJob]) -> list[PendingJob]:
 
 def _pending_args(job: PendingJob) -> list[str]:
     due = "" if job.next_attempt_at is None else str(_epoch_ms(job.next_attempt_at))
-    return [str(job.job_id), str(job.user_id), str(_fence(job.fence)), _weight(job.weight), due]
+    return [
+        str(job.job_id),
+        str(job.user_id),
+        str(_fence(job.fence)),
+        _weight(job.weight),
+        _cap(job.max_active_per_user),
+        _priority(job.priority),
+        due,
+    ]
 
 
 def _epoch_ms(moment: datetime) -> int:

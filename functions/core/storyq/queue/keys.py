@@ -32,9 +32,11 @@ class QueueKeys:
 
     @property
     def jobs(self) -> str:
-        """HASH `<job id>:user`, `<job id>:fence`, `<job id>:weight` → the job's bookkeeping.
+        """HASH `<job id>:user`, `<job id>:fence`, `<job id>:weight`, `<job id>:cap`,
+        `<job id>:prio` → the job's bookkeeping.
 
-        The fence is the token Postgres issued for the job's next or running attempt."""
+        The fence is the token Postgres issued for the job's next or running attempt; weight,
+        cap (running cap, '' for none) and prio (priority) are the user's plan's figures."""
         return f"{self.prefix}:jobs"
 
     @property
@@ -44,9 +46,22 @@ class QueueKeys:
 
     @property
     def fair(self) -> str:
-        """HASH `vtime` (the queue's virtual time), `seq` (arrival counter) and `n:<user id>`
-        (how many of that user's jobs wait)."""
+        """HASH `vtime` (the queue's virtual time), `seq` (arrival counter), `head` (the
+        largest priority head start handed out since the clock started) and `n:<user id>` (how
+        many of that user's jobs wait or are held)."""
         return f"{self.prefix}:fair"
+
+    @property
+    def held(self) -> str:
+        """ZSET job id → the fair-share score it had while waiting: jobs a claim reached while
+        their user held as many leases as their running cap allows (see `Dispatcher.claim`)."""
+        return f"{self.prefix}:held"
+
+    @property
+    def held_by_user(self) -> str:
+        """ZSET, every score 0, members `<user id>:<score, 16 digits>:<job id>`: the held jobs
+        of each user, oldest first, in lexicographic order (ZRANGEBYLEX on `<user id>:`)."""
+        return f"{self.prefix}:held_by_user"
 
     @property
     def ready(self) -> str:

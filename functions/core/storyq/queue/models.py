@@ -51,10 +51,13 @@ class Claim:
 
 @dataclass(frozen=True)
 class QueueCounts:
+    """`waiting` includes `held`: jobs whose user is at their running cap."""
+
     waiting: int
     active: int
     delayed: int
     avg_generation_seconds: float
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ class PendingJob:
     fence: int
     queued_at: datetime
     next_attempt_at: datetime | None = None
-    # The user's fair share: their plan's weight (see `enqueue`).
+    # The user's plan: their fair share, running cap (None: none) and priority (see `enqueue`).
     weight: float = 1.0
+    max_active_per_user: int | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 -- sweep: make Redis follow one Postgres snapshot and tidy up, in one call. Why each step
 -- exists: storyq_worker/sweep.py. Idle (nothing queued, leased or running) it runs TIME, GET,
--- ZRANGE, ZRANGEBYSCORE, HSCAN and ZCARD: seven billed commands with the EVALSHA.
+-- ZRANGE, ZRANGEBYSCORE, HSCAN and two ZCARDs: eight billed commands with the EVALSHA.
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
--- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight
+-- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap, <job>:prio
 -- KEYS[5] finish   ZSET user -> last finish tag
--- KEYS[6] fair     HASH vtime, seq, n:<user>
+-- KEYS[6] fair     HASH vtime, seq, head, n:<user>
 -- KEYS[7] ready    STRING: the queue mirrors Postgres (claims are refused without it); its
 --                  value is where the walk of the jobs hash for orphans goes on ('0': start)
+-- KEYS[8] held     ZSET job -> fair-share score
+-- KEYS[9] held_by_user ZSET (lex) <user>:<score>:<job>
 -- ARGV[1] lease length from now (ms) for a lease restored or extended
 -- ARGV[2] how long a lease must have been held before it is judged (ms); '' skips the audit
 -- ARGV[3] the length a lease is taken for (ms): held since = expiry - this
@@ -16,8 +18,9 @@
 -- ARGV[5] how many jobs-hash fields to look at for orphans (HSCAN COUNT); 0 skips the walk
 -- ARGV[6] R: how many running attempts follow
 -- ARGV    from 7 on: R groups of three, job id, user id, fence (Postgres's running attempts);
---         then groups of five, job id, user id, fence, weight, next attempt time (Unix ms) or
---         '' (Postgres's pending jobs, in queue order)
+--         then groups of seven, job id, user id, fence, weight, running cap ('' for none),
+--         priority, next attempt time (Unix ms) or '' (Postgres's pending jobs, in queue
+--         order)
 -- Steps, in this order:
 -- 1. No ready mark (Redis flushed, evicted or new): the running jobs Redis holds nothing of
 --    (and no newer fence) get their leases back, so they count against the cap again. The
@@ -25,7 +28,7 @@
 --    The reply says so (ready before: 0): the caller then puts back every pending job, from
 --    the head of the queue, with calls that only do steps 1 and 2.
 -- 2. With the ready mark there: the pending jobs Redis lacks (in none of waiting, delayed,
---    active; no newer fence) go in.
+--    active, held; no newer fence) go in, and those it holds get their plan's figures now.
 -- 3. The audit (unless ARGV[2] is ''): a lease whose job Postgres does not list as running,
 --    taken at least ARGV[2] ago or expired, is removed and returned (the caller asks Postgres
 --    what became of that attempt: a start that never came, a lost ack, a dead worker). An
@@ -39,8 +42,8 @@
 -- Returns {ready before (1 or 0), added, restored, promoted, forgotten, waiting,
 --          job, user, fence, job, user, fence, ...}: the counts, then the leases removed by
 -- the audit (each to exactly one caller).
-local waiting, delayed, active, jobs, finish, fair, ready =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local waiting, delayed, active, jobs, finish, fair, ready, held, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local now = now_ms()
 local expiry = fmt_int(now + tonumber(ARGV[1]))
 local judge_after = tonumber(ARGV[2])
@@ -49,8 +52,9 @@ local running, pending = {}, {}
 for i = 7, 6 + 3 * n_running, 3 do
   running[ARGV[i]] = {ARGV[i + 1], ARGV[i + 2]}
 end
-for i = 7 + 3 * n_running, #ARGV, 5 do
-  pending[#pending + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])}
+for i = 7 + 3 * n_running, #ARGV, 7 do
+  pending[#pending + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+    ARGV[i + 5], tonumber(ARGV[i + 6])}
 end
 
 -- 1. and 2. (a Redis that lost its state gets no pending job here: the caller puts every one
@@ -58,9 +62,9 @@ end
 local mark = redis.call('GET', ready)
 local restored, added = 0, 0
 if not mark then
-  restored = restore_leases(waiting, delayed, active, jobs, running, expiry)
+  restored = restore_leases(waiting, delayed, active, held, jobs, running, expiry)
 else
-  added = add_missing(waiting, delayed, active, jobs, finish, fair, now, pending)
+  added = add_missing(waiting, delayed, active, held, jobs, finish, fair, now, pending)
 end
 
 -- 3.
@@ -84,6 +88,7 @@ if judge_after then
     local attempt = running[job]
     if not attempt then
       redis.call('ZREM', active, job)
+      release_held(held, by_user, waiting, active, jobs, users[i])
       settled[job] = true
       removed[#removed + 1] = job
       removed[#removed + 1] = users[i] or ''
@@ -106,7 +111,7 @@ if judge_after then
     for i, job in ipairs(unleased) do
       local known, attempt = tonumber(known_fences[i]), running[job]
       if known and known <= tonumber(attempt[2]) then
-        unwait(waiting, finish, fair, jobs, job)
+        unwait(waiting, finish, fair, jobs, held, by_user, job)
         redis.call('ZREM', delayed, job)
         redis.call('ZADD', active, expiry, job)
         if known ~= tonumber(attempt[2]) then
@@ -134,7 +139,7 @@ if tonumber(ARGV[5]) > 0 then
       ids[#ids + 1] = job
     end
   end
-  for _, job in ipairs(not_queued(waiting, delayed, active, ids)) do
+  for _, job in ipairs(not_queued(waiting, delayed, active, held, ids)) do
     forget(jobs, job)
     forgotten = forgotten + 1
   end
@@ -142,6 +147,6 @@ end
 if cursor ~= mark then redis.call('SET', ready, cursor) end
 
 local reply = {mark and 1 or 0, added, restored, promoted, forgotten,
-  redis.call('ZCARD', waiting)}
+  redis.call('ZCARD', waiting) + redis.call('ZCARD', held)}
 for _, item in ipairs(removed) do reply[#reply + 1] = item end
 return reply

@@ -7,7 +7,7 @@
 -- KEYS[2] active   ZSET job -> lease expiry (ms)
 -- KEYS[3] jobs     HASH <job>:fence, <job>:user
 -- KEYS[4] finish   ZSET user -> last finish tag
--- KEYS[5] fair     HASH vtime, seq, n:<user>
+-- KEYS[5] fair     HASH vtime, seq, head, n:<user>
 -- ARGV[1] job id
 -- ARGV[2] fence of the claim
 -- ARGV[3] the score `claim` returned for it
