@@ -38,9 +38,11 @@ export function detailOf(job) {
       const wait = job.waitTime;
       const retry = job.attempts > 0 ? 'Waiting to retry' : 'Waiting in the queue';
       if (!wait) return `${retry}${attempt}`;
-      const where = wait.position <= 0
-        ? 'Next in line'
-        : `Position ${wait.position + 1}${wait.queueLength ? ` of ${wait.queueLength}` : ''} in the queue`;
+      const where = wait.atUserCap
+        ? 'Waiting for one of your running stories to finish (your plan\'s limit)'
+        : wait.position <= 0
+          ? 'Next in line'
+          : `Position ${wait.position + 1}${wait.queueLength ? ` of ${wait.queueLength}` : ''} in the queue`;
       return `${where} · ${eta(wait.estimatedMinutes)}${attempt}`;
     }
     case 'processing': {

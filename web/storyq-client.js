@@ -33,6 +33,12 @@
  * @property {number} [queueLength]
  * @property {number} [activeJobs]
  * @property {number} estimatedMinutes
+ * @property {boolean} [mayBeOvertaken] a job queued later can still be placed ahead (the queue
+ *   is fair-share: users with fewer jobs waiting or of a higher tier); false once next in line
+ * @property {boolean} [atUserCap] the user already runs as many stories as their plan allows:
+ *   this one also waits for one of them to end
+ * @property {boolean} [heldByUserCap] set aside by a claim for that reason
+ * @property {number} [ownJobsAhead] the user's own held jobs ahead of this one
  */
 
 /**

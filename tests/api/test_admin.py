@@ -66,9 +66,11 @@ async def test_queue_counts_merge_redis_and_postgres(
         "costUsdToday",
         "providerPause",
         "byTier",
+        "heldByUserCap",
     }
     assert stats["source"] == "redis"
     assert stats["providerPause"] is None
+    assert stats["heldByUserCap"] == 0
     # c was completed behind Redis's back (no worker acked it): Redis still lists three waiting
     assert stats["waiting"] == 3
     assert stats["active"] == 0

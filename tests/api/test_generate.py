@@ -40,6 +40,10 @@ async def test_generate_debits_saves_the_story_and_answers_202(
         "queueLength": 1,
         "activeJobs": 0,
         "estimatedMinutes": 5,  # ceil(1/5) rounds x 4.5 min, rounded up
+        "mayBeOvertaken": False,  # next in line for a free slot
+        "atUserCap": False,
+        "heldByUserCap": False,
+        "ownJobsAhead": 0,
     }
     assert body["creditsRemaining"] == 1
     assert response.headers["Location"] == f"/api/job/{body['jobId']}"

@@ -53,6 +53,10 @@ async def test_a_pending_job_shows_its_place_in_the_queue(
         "queueLength": 2,
         "activeJobs": 0,
         "estimatedMinutes": 5,
+        "mayBeOvertaken": False,  # four slots are free: the next claim takes it
+        "atUserCap": False,
+        "heldByUserCap": False,
+        "ownJobsAhead": 0,
     }
     assert {"progress", "result", "error", "refunded"}.isdisjoint(job)
 

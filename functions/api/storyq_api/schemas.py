@@ -49,12 +49,24 @@ class GenerateRequest(_In):
 
 
 class WaitTime(_Out):
-    """Where a waiting job stands: 0-based position, and the ETA in whole minutes."""
+    """Where a waiting job stands: 0-based position, and the ETA in whole minutes.
+
+    The queue is fair-share, not first come first served: a job queued later by a user with
+    fewer jobs waiting, or of a higher tier (weight, priority), can be placed ahead, so
+    `position` and `estimatedMinutes` can grow; `mayBeOvertaken` is false only once the job is
+    next in line for a free slot. `atUserCap`: the user already runs as many jobs as their
+    plan's running cap allows, so this job also waits for one of them to end
+    (`heldByUserCap`: a claim has reached it and set it aside for that); `ownJobsAhead` counts
+    the user's own held jobs ahead of it, and the ETA counts the rounds the cap imposes."""
 
     position: int
     queue_length: int
     active_jobs: int
     estimated_minutes: int
+    may_be_overtaken: bool = True
+    at_user_cap: bool = False
+    held_by_user_cap: bool = False
+    own_jobs_ahead: int = 0
 
 
 AcceptedStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
@@ -207,6 +219,11 @@ class QueueStats(_Out):
         default=None,
         description="the provider's pause (back-pressure shared by every worker); null when "
         "there is none or Redis cannot be reached",
+    )
+    held_by_user_cap: int = Field(
+        default=0,
+        description="of the waiting jobs, those set aside because their user runs as many "
+        "jobs as their plan's max_active_per_user allows (Redis; 0 when unreachable)",
     )
 
 

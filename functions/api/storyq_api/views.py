@@ -31,6 +31,10 @@ def wait_time(position: Position | None) -> WaitTime | None:
         queue_length=position.queue_length,
         active_jobs=position.active_jobs,
         estimated_minutes=position.estimated_minutes,
+        may_be_overtaken=position.may_be_overtaken,
+        at_user_cap=position.at_user_cap,
+        held_by_user_cap=position.held,
+        own_jobs_ahead=position.own_ahead,
     )
 
 

@@ -64,6 +64,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         return 0
     for name in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
         print(f"{name:<10} {getattr(stats, name)}")
+    if stats.held_by_user_cap:
+        print(f"held       {stats.held_by_user_cap} of the waiting, their users at their cap")
     oldest = stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else "-"
     print(
         f"max active {stats.max_active} · mean generation {stats.avg_generation_seconds:.1f} s"
