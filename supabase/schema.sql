@@ -104,7 +104,7 @@ COMMENT ON COLUMN public.story_jobs.attempts IS 'Attempts started (the retry bud
 -- Name: COLUMN story_jobs.priority; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.story_jobs.priority IS 'The plan''s priority at enqueue (plans.priority). Dispatch does not use it yet.';
+COMMENT ON COLUMN public.story_jobs.priority IS 'The plan''s priority at enqueue (plans.priority): the job''s head start in the fair-share order.';
 
 
 --
@@ -277,7 +277,7 @@ CREATE TABLE public.plans (
 -- Name: TABLE plans; Type: COMMENT; Schema: public
 --
 
-COMMENT ON TABLE public.plans IS 'What each tier (auth.users app_metadata.tier) gets: its fair-share weight (and a priority and a running cap, stored, not enforced yet). Edited by the operator; users whose tier names no plan get the default one.';
+COMMENT ON TABLE public.plans IS 'What each tier (auth.users app_metadata.tier) gets: its fair-share weight, a priority and a running cap. Edited by the operator; users whose tier names no plan get the default one. Edits reach jobs already queued at the next sweeps.';
 
 
 --
@@ -298,14 +298,14 @@ COMMENT ON COLUMN public.plans.weight IS 'Fair-share weight (0.01 to 1000): whil
 -- Name: COLUMN plans.priority; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority). Dispatch does not use it yet: the fair-share weight orders the queue.';
+COMMENT ON COLUMN public.plans.priority IS 'Priority (-100 to 100), stamped on each job at enqueue (story_jobs.priority): a head start in the fair-share order of about that many weight-1 jobs (counted up to 10 either way) for a user who starts waiting again. It never starves anyone: once backlogged, the weight rules.';
 
 
 --
 -- Name: COLUMN plans.max_active_per_user; Type: COMMENT; Schema: public
 --
 
-COMMENT ON COLUMN public.plans.max_active_per_user IS 'Reserved for the per-user running cap (issue 21, next step): returned with the plan, not enforced yet. Null: no cap of its own.';
+COMMENT ON COLUMN public.plans.max_active_per_user IS 'Running cap per user: while anyone under their own cap waits, at most this many of the user''s jobs run (counted in Redis at each claim; held jobs go back as the user''s jobs end). When nobody else waits, the user''s jobs may use the free slots (work-conserving). Null: no cap of its own.';
 
 
 --
