@@ -272,7 +272,7 @@ async def test_an_idle_scheduled_invocation_sends_redis_only_its_sweep(
     # When the schedule invokes the worker
     summary = await run_invocation(worker_settings)
 
-    # Then it sent one script call and no claim: eight billed commands (Upstash counts the
+    # Then it sent one script call and no claim: seven billed commands (Upstash counts the
     # EVALSHA and each command the script runs), the idle hour's whole bill per minute
     stats = client.info("commandstats")
     calls = {
@@ -283,7 +283,7 @@ async def test_an_idle_scheduled_invocation_sends_redis_only_its_sweep(
     assert summary.claimed == 0
     assert calls.get("evalsha") == 1
     assert "zpopmin" not in calls
-    assert sum(calls.values()) == 8
+    assert sum(calls.values()) == 7
 
 
 async def test_a_flush_with_the_walk_in_the_middle_of_the_backlog_puts_back_every_job_in_order(

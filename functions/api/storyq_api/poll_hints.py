@@ -66,7 +66,7 @@ def pending_retry_after(
         if retry_in_seconds is not None and retry_in_seconds > 0:
             return _bounded(retry_in_seconds, MIN_SECONDS, PENDING_MAX_SECONDS)
         return UNKNOWN_POSITION_SECONDS
-    if position.position < max_active - position.active_jobs:
+    if not position.may_be_overtaken:  # next in line for a free slot
         return MIN_SECONDS
     return _bounded(position.estimated_minutes * 60 / 20, 3, PENDING_MAX_SECONDS)
 

@@ -141,6 +141,8 @@ def worth_a_kick(position: Position | None, *, max_active: int) -> bool:
     on-failure queue. Without a position (Redis unreachable) the kick lets a sweep try."""
     if position is None:
         return True
+    if position.held or position.at_user_cap:  # it waits for its user's own jobs to end
+        return False
     return position.active_jobs + position.position < max_active
 
 

@@ -32,7 +32,7 @@ given another attempt, `failed` jobs whose last attempt was lost (failed and ref
 
 Each step stands alone: one failing is logged and the others still run. The sweep reports how
 many jobs wait once it is done, so an invocation with nothing to do claims nothing: idle, a
-scheduled invocation costs eight billed Redis commands.
+scheduled invocation costs seven billed Redis commands.
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ async def test_a_held_job_says_it_waits_for_its_users_own_jobs(queue: Dispatcher
     assert third is not None
     assert (second.held, second.at_user_cap, second.own_ahead) == (True, True, 0)
     assert (third.held, third.own_ahead) == (True, 1)
-    # and the ETA counts the rounds the cap imposes (one job at a time: 2 rounds of 4.5 min)
-    assert third.estimated_minutes == 9
+    # and the ETA counts the rounds the cap imposes: the running job, then the one ahead, then
+    # itself (one at a time: 3 rounds of 4.5 min)
+    assert third.estimated_minutes == 14
     # and the admin counts include them as waiting
     counts = await queue.counts()
     assert counts.held == 2

@@ -10,25 +10,24 @@
 -- KEYS[5] delayed  ZSET job -> due time (ms)
 -- KEYS[6] finish   ZSET user -> last finish tag
 -- KEYS[7] fair     HASH vtime, seq, head, n:<user>
--- KEYS[8] held     ZSET job -> fair-share score
--- KEYS[9] held_by_user ZSET (lex) <user>:<score>:<job>
+-- KEYS[8] held_by_user ZSET (lex) <user>:<score>:<job>, the held jobs (common.lua)
 -- ARGV[1] job id
 -- ARGV[2] fence of the caller's attempt
 -- ARGV[3] generation time in seconds, or '' to leave the mean alone
 -- Returns 1 when the caller's lease was removed, 0 when it was not held (reaped, or a newer
 -- fence owns the job; a newer fence's entries are left alone).
-local active, jobs, stats, waiting, delayed, finish, fair, held, by_user =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local active, jobs, stats, waiting, delayed, finish, fair, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local job, fence, seconds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local known = fence_of(jobs, job)
+local info = redis.call('HMGET', jobs, job .. ':fence', job .. ':user')
+local known, user = tonumber(info[1]), info[2]
 if known and known ~= fence then return 0 end
-local user = redis.call('HGET', jobs, job .. ':user')
 local leased = redis.call('ZREM', active, job)
-unwait(waiting, finish, fair, jobs, held, by_user, job)
+unwait(waiting, finish, fair, jobs, by_user, active, job)
 redis.call('ZREM', delayed, job)
 forget(jobs, job)
 if leased == 0 then return 0 end
-release_held(held, by_user, waiting, active, jobs, user)
+release_held(waiting, by_user, fair, active, jobs, user)
 if seconds then
   local current = redis.call('HMGET', stats, 'mean_seconds', 'samples')
   local samples = tonumber(current[2] or '0')

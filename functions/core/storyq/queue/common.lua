@@ -3,9 +3,12 @@
 -- pass in (every one of which the caller received in KEYS).
 
 -- Scores in the waiting set are tag * SEQ_SPAN + arrival number, so equal fair-share tags are
--- served first come, first served; the product stays below 2^53 (exact in a double) while
--- tags stay below 2^33 units, and the tags restart at 0 each time the queue drains.
+-- served first come, first served; the product stays below HELD_OFFSET = 2^52 while tags stay
+-- below 2^32 units (four million weight-1 jobs), and the tags restart at 0 each time the queue
+-- drains. A held job (see hold) waits at its score + HELD_OFFSET, behind every other job, and
+-- still below 2^53 (exact in a double).
 local SEQ_SPAN = 1048576
+local HELD_OFFSET = 4503599627370496
 -- Virtual-time units one job of weight 1 costs its user.
 local TAG_UNITS = 1000
 -- The rolling mean follows every sample exactly at first, then weighs each new one by 1/10.
@@ -37,7 +40,7 @@ end
 
 -- Add `job` to the waiting set with a start-time-fair-queuing score:
 -- tag = max(virtual time - head start, the user's last tag, 0) + TAG_UNITS / weight. The fair
--- hash also counts each user's queued jobs (`n:<user>`: waiting and held), so a user whose
+-- hash also counts each user's waiting jobs (`n:<user>`, held ones included), so a user whose
 -- last queued job goes is given their virtual time back (see unwait), and keeps the largest
 -- head start handed out since the clock last started (`head`), which bounds how far below
 -- virtual time a tag can go. Five commands: the fair hash is read and written once.
@@ -55,13 +58,6 @@ local function add_waiting(waiting, finish, fair, job, user, weight, priority)
   else
     redis.call('HSET', fair, 'seq', seq, 'n:' .. user, tonumber(state[3] or '0') + 1)
   end
-end
-
--- The users whose last tag no longer matters: at or below vtime minus the largest head start
--- in use (max(vtime - head, last) = vtime - head for them).
-local function forget_finished(finish, fair, vtime)
-  local head = tonumber(redis.call('HGET', fair, 'head') or '0')
-  redis.call('ZREMRANGEBYSCORE', finish, '-inf', fmt_int(vtime - head))
 end
 
 -- One of `user`'s jobs left the queue (served or withdrawn); how many are still queued.
@@ -90,30 +86,36 @@ local function promote(delayed, waiting, jobs, finish, fair, now, limit)
   return #due
 end
 
--- Held jobs: a user at their running cap (`<job>:cap`) does not take a slot while someone
--- under theirs waits. Their jobs reached by a claim leave the waiting set for two sorted
--- sets: `held` (job -> its waiting score, for the oldest held job and for membership) and
--- `held_by_user` (all scores 0, members `<user>:<score, 16 digits>:<job>`: one user's held
--- jobs, oldest first, by ZRANGEBYLEX). They go back to the waiting set at their old score,
--- oldest first, when a lease of their user ends and leaves the user under the cap
--- (release_held), or are leased directly when nothing else waits (borrowing, in claim).
+-- Held jobs: a user at their running cap (`<job>:cap`) does not take a slot while anyone
+-- else's job waits. A claim that reaches a job of a user holding that many leases holds it:
+-- puts it back in the waiting set at its score + HELD_OFFSET, behind every job not held (so a
+-- claim reaches held jobs only when nothing else waits: then it leases them, oldest first,
+-- which is borrowing), and lists it in `held_by_user` (all scores 0, members
+-- `<user>:<score, 16 digits>:<job>`: one user's held jobs, oldest first, by ZRANGEBYLEX). A
+-- held job goes back to its own score when its user is under their cap again (release_held).
 local function held_member(user, score, job)
   return user .. ':' .. string.format('%016.0f', tonumber(score)) .. ':' .. job
 end
 
-local function hold(held, by_user, job, user, score)
-  redis.call('ZADD', held, score, job)
-  redis.call('ZADD', by_user, 0, held_member(user, score, job))
+local function is_held(score)
+  return tonumber(score) >= HELD_OFFSET
 end
 
--- Take `job` out of the held sets; its score if it was held, else nil.
-local function unhold(held, by_user, jobs, job)
-  local score = redis.call('ZSCORE', held, job)
-  if not score then return nil end
-  redis.call('ZREM', held, job)
-  local user = redis.call('HGET', jobs, job .. ':user') or ''
-  redis.call('ZREM', by_user, held_member(user, score, job))
-  return score
+-- The score a job waits at when it is not held.
+local function own_score(score)
+  local n = tonumber(score)
+  if n >= HELD_OFFSET then return n - HELD_OFFSET end
+  return n
+end
+
+local function user_range(user)
+  return '[' .. user .. ':', '(' .. user .. ';'
+end
+
+-- `job` (just popped from the waiting set at `score`, its own) waits again, held.
+local function hold(waiting, by_user, job, user, score)
+  redis.call('ZADD', waiting, fmt_int(tonumber(score) + HELD_OFFSET), job)
+  redis.call('ZADD', by_user, 0, held_member(user, score, job))
 end
 
 -- How many leases each user holds (live or lapsed, not yet reaped): user -> count. O(leases),
@@ -122,73 +124,73 @@ local function lease_counts(active, jobs)
   local leased = redis.call('ZRANGE', active, 0, -1)
   local counts = {}
   if #leased == 0 then return counts end
-  local reply = redis.call('HMGET', jobs, unpack((function()
-    local fields = {}
-    for i, job in ipairs(leased) do fields[i] = job .. ':user' end
-    return fields
-  end)()))
-  for _, user in ipairs(reply) do
+  local fields = {}
+  for i, job in ipairs(leased) do fields[i] = job .. ':user' end
+  for _, user in ipairs(redis.call('HMGET', jobs, unpack(fields))) do
     if user then counts[user] = (counts[user] or 0) + 1 end
   end
   return counts
 end
 
--- The position reply shared by enqueue and position, for a job waiting or held; false when
--- it is neither. {rank, queued (waiting + held), leases, mean seconds or '', own, cap or '',
--- held (1/0), at cap (1/0)}: rank is how many waiting jobs are ahead of it (for a held job,
--- those scored before it: it goes back at its score), own how many of its user's held jobs
--- are ahead of it (all of them for a waiting job), cap the job's running cap, and at cap
--- whether its user holds that many leases now. A job without a cap costs three commands more
--- than its rank: its user is read only when there is a cap to compare with.
-local function position_reply(waiting, active, stats, jobs, held, by_user, job)
-  local rank = redis.call('ZRANK', waiting, job)
-  local is_held, own, cap, at_cap, user = 0, 0, nil, 0, ''
-  local score = nil
-  if not rank then
-    score = redis.call('ZSCORE', held, job)
-    if not score then return false end
-    is_held = 1
-    rank = redis.call('ZCOUNT', waiting, '-inf', '(' .. score)
-  end
-  local info = redis.call('HMGET', jobs, job .. ':user', job .. ':cap')
-  user, cap = info[1] or '', tonumber(info[2] or '')
-  if is_held == 1 then
-    own = redis.call('ZLEXCOUNT', by_user, '[' .. user .. ':', '(' .. held_member(user, score, job))
-  elseif cap then
-    own = redis.call('ZLEXCOUNT', by_user, '[' .. user .. ':', '(' .. user .. ';')
-  end
-  if cap and (lease_counts(active, jobs)[user] or 0) >= cap then at_cap = 1 end
-  return {rank, redis.call('ZCARD', waiting) + redis.call('ZCARD', held),
-    redis.call('ZCARD', active), redis.call('HGET', stats, 'mean_seconds') or '', own,
-    cap and fmt_int(cap) or '', is_held, at_cap}
-end
-
--- Up to this many of a user's held jobs go back per lease that ends (a cap raised meanwhile
--- frees more at the next one).
+-- Up to this many of a user's held jobs go back per call of release_held (a cap raised
+-- meanwhile frees more at the next one).
 local RELEASE_MAX = 50
 
--- A lease of `user` ended: their held jobs go back to the waiting set at their old scores,
--- oldest first, while the user stays under the cap each job carries (a job sent back counts
--- as the lease it is about to take). Returns how many went back. One ZCARD when nothing is
--- held.
-local function release_held(held, by_user, waiting, active, jobs, user)
-  if not user or user == '' or redis.call('ZCARD', held) == 0 then return 0 end
-  local members = redis.call('ZRANGEBYLEX', by_user, '[' .. user .. ':', '(' .. user .. ';',
-    'LIMIT', 0, RELEASE_MAX)
+-- `user` may be under their cap again (a lease of theirs ended, a job of theirs left the
+-- queue, their cap changed): their held jobs go back to their own scores, oldest first, while
+-- the user's leases plus their waiting jobs not held stay under the cap each job carries.
+-- Returns how many went back. One command when the user has nothing held.
+local function release_held(waiting, by_user, fair, active, jobs, user)
+  if not user or user == '' then return 0 end
+  local low, high = user_range(user)
+  local members = redis.call('ZRANGEBYLEX', by_user, low, high, 'LIMIT', 0, RELEASE_MAX)
   if #members == 0 then return 0 end
-  local running = lease_counts(active, jobs)[user] or 0
+  local held = #members
+  if held == RELEASE_MAX then held = redis.call('ZLEXCOUNT', by_user, low, high) end
+  local queued = tonumber(redis.call('HGET', fair, 'n:' .. user) or '0')
+  local busy = (lease_counts(active, jobs)[user] or 0) + math.max(0, queued - held)
   local released = 0
   for _, member in ipairs(members) do
     local score, job = string.match(member, ':(%d+):(.*)$')
     local cap = tonumber(redis.call('HGET', jobs, job .. ':cap') or '')
-    if cap and running >= cap then break end
-    redis.call('ZREM', held, job)
+    if cap and busy >= cap then break end
+    redis.call('ZADD', waiting, 'XX', score, job)
     redis.call('ZREM', by_user, member)
-    redis.call('ZADD', waiting, score, job)
-    running = running + 1
+    busy = busy + 1
     released = released + 1
   end
   return released
+end
+
+-- The position reply shared by enqueue and position, for a waiting job; false when it is not
+-- waiting. {rank, waiting (held ones included), leases, mean seconds or '', own, cap or '',
+-- held (1/0), at cap (1/0)}: rank is its place in the waiting set (a held job's is behind
+-- every job not held), own how many of its user's held jobs are ahead of it (all of them for
+-- a job not held), cap the job's running cap, at cap whether its user holds that many leases
+-- now. `user` and `cap` are read from the jobs hash unless given. Without a cap: five
+-- commands (four when they are given), as many as before caps existed plus one.
+local function position_reply(waiting, active, stats, jobs, by_user, job, user, cap)
+  local rank = redis.call('ZRANK', waiting, job)
+  if not rank then return false end
+  if user == nil then
+    local info = redis.call('HMGET', jobs, job .. ':user', job .. ':cap')
+    user, cap = info[1] or '', info[2]
+  end
+  cap = tonumber(cap or '')
+  local held, own, at_cap = 0, 0, 0
+  if cap then
+    local low, high = user_range(user)
+    local score = redis.call('ZSCORE', waiting, job)
+    if is_held(score) then
+      held = 1
+      high = '(' .. held_member(user, own_score(score), job)
+    end
+    own = redis.call('ZLEXCOUNT', by_user, low, high)
+    if (lease_counts(active, jobs)[user] or 0) >= cap then at_cap = 1 end
+  end
+  return {rank, redis.call('ZCARD', waiting), redis.call('ZCARD', active),
+    redis.call('HGET', stats, 'mean_seconds') or '', own, cap and fmt_int(cap) or '', held,
+    at_cap}
 end
 
 -- The fencing token Redis knows for `job` (issued by Postgres, only ever grows), or nil.
@@ -207,35 +209,36 @@ local function forget(jobs, job)
     job .. ':prio')
 end
 
--- Take `job` out of the waiting set (or the held sets) and give its user back the virtual
--- time it was charged, so a user who withdraws jobs is not served later for them: once none of
--- theirs is queued, their next job is tagged from the queue's virtual time again; while others
--- wait, only withdrawing the newest takes its cost back (the older ones keep their order: one
--- user's jobs stay FIFO). Returns 1 if it was waiting or held. Once nothing is queued, the
--- fair-share clock starts again at 0.
-local function unwait(waiting, finish, fair, jobs, held, by_user, job)
+-- Take `job` out of the waiting set (held or not) and give its user back the virtual time it
+-- was charged, so a user who withdraws jobs is not served later for them: once none of theirs
+-- waits, their next job is tagged from the queue's virtual time again (but never before their
+-- last tag: a priority's head start is not renewed by withdrawing); while others wait, only
+-- withdrawing the newest takes its cost back (the older ones keep their order: one user's
+-- jobs stay FIFO). The user's held jobs may then go back (release_held). Returns 1 if it was
+-- waiting. Once nothing waits, the fair-share clock starts again at 0.
+local function unwait(waiting, finish, fair, jobs, by_user, active, job)
   local score = redis.call('ZSCORE', waiting, job)
-  if score then
-    redis.call('ZREM', waiting, job)
-  else
-    score = unhold(held, by_user, jobs, job)
-    if not score then return 0 end
-  end
+  if not score then return 0 end
+  redis.call('ZREM', waiting, job)
   local info = redis.call('HMGET', jobs, job .. ':user', job .. ':weight')
   local user, weight = info[1], tonumber(info[2] or '1')
   if user then
-    local tag = math.floor(tonumber(score) / SEQ_SPAN)
+    local own = own_score(score)
+    if is_held(score) then redis.call('ZREM', by_user, held_member(user, own, job)) end
+    local tag = math.floor(own / SEQ_SPAN)
     local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
     local vtime = tonumber(redis.call('HGET', fair, 'vtime') or '0')
-    local back = last - math.max(1, math.floor(TAG_UNITS / weight + 0.5))
-    if left_waiting(fair, user) <= 0 or (tag >= last and back <= vtime) then
-      redis.call('ZREM', finish, user)
+    if left_waiting(fair, user) <= 0 then
+      if last > vtime then redis.call('ZADD', finish, fmt_int(vtime), user) end
     elseif tag >= last then
-      redis.call('ZADD', finish, fmt_int(back), user)
+      redis.call('ZADD', finish, fmt_int(last - math.max(1, math.floor(TAG_UNITS / weight + 0.5))),
+        user)
     end
   end
-  if redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', held) == 0 then
+  if redis.call('ZCARD', waiting) == 0 then
     redis.call('DEL', fair, finish)
+  elseif user then
+    release_held(waiting, by_user, fair, active, jobs, user)
   end
   return 1
 end
@@ -249,13 +252,12 @@ end
 -- Redis's limit on the arguments unpack() may spread into one call, with room to spare.
 local UNPACK_MAX = 1000
 
--- Of `ids` (an array of job ids, order kept), those in none of waiting, delayed, active and
--- held:
+-- Of `ids` (an array of job ids, order kept), those in none of waiting, delayed and active:
 -- one ZMSCORE per set and per thousand ids, each asking only about the ids still unaccounted
 -- for, so checking a page of jobs that are all waiting costs one command.
-local function not_queued(waiting, delayed, active, held, ids)
+local function not_queued(waiting, delayed, active, ids)
   local rest = ids
-  for _, set in ipairs({waiting, delayed, active, held}) do
+  for _, set in ipairs({waiting, delayed, active}) do
     if #rest == 0 then break end
     local left = {}
     for first = 1, #rest, UNPACK_MAX do
@@ -295,13 +297,14 @@ end
 -- Make Redis follow the pending jobs of a snapshot, in the order given:
 -- `pending` is an array of {job, user, fence, weight, cap ('' for none), priority, due (Unix
 -- ms) or false}, each job once.
--- The jobs Redis lacks (in none of waiting, delayed, active, held, and no newer fence known)
--- go in; one whose next attempt is still ahead is delayed.
--- The jobs Redis holds under the same fence get the weight, cap and priority the snapshot
+-- The jobs Redis lacks (in none of waiting, delayed, active, and no newer fence known) go in;
+-- one whose next attempt is still ahead is delayed.
+-- The jobs Redis holds under the same fence take the weight, cap and priority the snapshot
 -- gives (the user's plan now for weight and cap), so an operator's plan change reaches the
--- jobs already queued (a cap at once, a weight from the job's next tag on).
--- Returns how many were added. Costs one ZMSCORE and one HSET when every job is waiting.
-local function add_missing(waiting, delayed, active, held, jobs, finish, fair, now, pending)
+-- jobs already queued: a cap at once (the held jobs of a user whose cap changed go back as far
+-- as it allows), a weight from the job's next tag on.
+-- Returns how many were added. Costs one ZMSCORE and one HMGET when nothing changed.
+local function add_missing(waiting, delayed, active, jobs, by_user, finish, fair, now, pending)
   if #pending == 0 then return 0 end
   local by_id, ids = {}, {}
   for _, p in ipairs(pending) do
@@ -310,7 +313,7 @@ local function add_missing(waiting, delayed, active, held, jobs, finish, fair, n
       ids[#ids + 1] = p[1]
     end
   end
-  local rest = not_queued(waiting, delayed, active, held, ids)
+  local rest = not_queued(waiting, delayed, active, ids)
   local absent = {}
   for _, job in ipairs(rest) do absent[job] = true end
   local present = {}
@@ -318,14 +321,17 @@ local function add_missing(waiting, delayed, active, held, jobs, finish, fair, n
     if not absent[job] then present[#present + 1] = job end
   end
   if #present > 0 then
-    local fences = job_fields(jobs, present, 'fence')[1]
-    local fields = {}
+    local known = job_fields(jobs, present, 'fence', 'weight', 'cap', 'prio')
+    local fields, recapped = {}, {}
     for i, job in ipairs(present) do
       local p = by_id[job]
-      if tonumber(fences[i]) == tonumber(p[3]) then
-        for _, item in ipairs({{'weight', p[4]}, {'cap', p[5]}, {'prio', p[6]}}) do
-          fields[#fields + 1] = job .. ':' .. item[1]
-          fields[#fields + 1] = item[2]
+      if tonumber(known[1][i]) == tonumber(p[3]) then
+        for k, item in ipairs({{'weight', p[4]}, {'cap', p[5]}, {'prio', p[6]}}) do
+          if tostring(known[k + 1][i] or '') ~= tostring(item[2]) then
+            fields[#fields + 1] = job .. ':' .. item[1]
+            fields[#fields + 1] = item[2]
+            if item[1] == 'cap' then recapped[p[2]] = true end
+          end
         end
       end
       if #fields >= UNPACK_MAX - 6 or (i == #present and #fields > 0) then
@@ -333,6 +339,7 @@ local function add_missing(waiting, delayed, active, held, jobs, finish, fair, n
         fields = {}
       end
     end
+    for user in pairs(recapped) do release_held(waiting, by_user, fair, active, jobs, user) end
   end
   if #rest == 0 then return 0 end
   local fences = job_fields(jobs, rest, 'fence')[1]
@@ -356,10 +363,10 @@ end
 
 -- Give the running jobs (`running`: job -> {user, fence}) their leases back, for a Redis that
 -- lost its state: each job in none of the sets and without a newer fence. Returns how many.
-local function restore_leases(waiting, delayed, active, held, jobs, running, expiry)
+local function restore_leases(waiting, delayed, active, jobs, running, expiry)
   local ids = {}
   for job in pairs(running) do ids[#ids + 1] = job end
-  local rest = not_queued(waiting, delayed, active, held, ids)
+  local rest = not_queued(waiting, delayed, active, ids)
   if #rest == 0 then return 0 end
   local fences = job_fields(jobs, rest, 'fence')[1]
   local restored = 0

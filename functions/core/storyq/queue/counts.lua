@@ -3,9 +3,9 @@
 -- KEYS[2] active   ZSET
 -- KEYS[3] delayed  ZSET
 -- KEYS[4] stats    HASH mean_seconds
--- KEYS[5] held     ZSET
+-- (held jobs are the waiting ones scored at HELD_OFFSET or more: common.lua)
 -- Returns {waiting count (held ones included), active count, delayed count, mean seconds or
 -- '', held count}.
-local held = redis.call('ZCARD', KEYS[5])
-return {redis.call('ZCARD', KEYS[1]) + held, redis.call('ZCARD', KEYS[2]),
-  redis.call('ZCARD', KEYS[3]), redis.call('HGET', KEYS[4], 'mean_seconds') or '', held}
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+  redis.call('HGET', KEYS[4], 'mean_seconds') or '',
+  redis.call('ZCOUNT', KEYS[1], fmt_int(HELD_OFFSET), '+inf')}

@@ -3,9 +3,9 @@ delayed retries, and a job's position and ETA in O(log n).
 
 Postgres is the truth; everything here can be rebuilt from its pending jobs (`sweep`,
 `rebuild`). Each operation is one Lua script, so one EVALSHA: one Upstash request (see
-`scripts`); `mark_not_ready`, `is_ready` and `active_job_ids` are one plain command each,
-`waiting_count` two. Upstash bills the EVALSHA and every command a script runs
-(`make bench-cost` counts them per story and per idle hour).
+`scripts`); `waiting_count`, `mark_not_ready`, `is_ready` and `active_job_ids` are one plain
+command each. Upstash bills the EVALSHA and every command a script runs (`make bench-cost`
+counts them per story and per idle hour).
 Time is Redis's own clock (TIME inside the scripts), never the caller's.
 
 Fencing: every job entry carries the fencing token Postgres issued for the job's next (pending)
@@ -148,7 +148,6 @@ class Dispatcher:
                 k.finish,
                 k.fair,
                 k.stats,
-                k.held,
                 k.held_by_user,
             ],
             [
@@ -172,7 +171,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.POSITION,
-            [k.waiting, k.active, k.stats, k.jobs, k.held, k.held_by_user],
+            [k.waiting, k.active, k.stats, k.jobs, k.held_by_user],
             [str(job_id)],
         )
         return self._position(reply)
@@ -184,11 +183,14 @@ class Dispatcher:
 
         Per-user running cap (the job's `max_active_per_user`): a job whose user already holds
         that many leases is held, not leased, and the next job is looked at, so a capped user
-        never blocks anyone. Held jobs go back to the waiting set at their old place, oldest
-        first, as their user's leases end (`ack`, `retry_later`, a lease the sweep removes).
-        Work-conserving: when nothing else waits, held jobs take the free slots, oldest first
-        (borrowing); a borrowed slot is not taken back from a running job, it goes to whoever
-        waits once that job ends. One claim holds at most HOLD_MAX jobs.
+        never blocks anyone. A held job waits behind every job not held (`keys.waiting`) and
+        goes back to its own place, oldest first, once its user is under the cap again: one of
+        their leases ends (`ack`, `retry_later`, a lease the sweep removes), a job of theirs
+        leaves the queue, their cap changes (a sweep), or a claim reaches a newer job of theirs
+        while they are under the cap (their oldest held job is leased first). Work-conserving:
+        when nothing else waits, held jobs take the free slots, oldest first (borrowing); a
+        borrowed slot is not taken back from a running job, it goes to whoever waits once that
+        job ends. One claim holds at most HOLD_MAX jobs.
 
         Raises QueueNotReady when Redis has not been rebuilt since it was flushed (or is new):
         a sweep's `rebuild` must run first. Raises ProviderPaused while the provider is paused
@@ -211,7 +213,6 @@ class Dispatcher:
                 k.fair,
                 k.ready,
                 k.pause,
-                k.held,
                 k.held_by_user,
             ],
             [
@@ -260,7 +261,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.HEARTBEAT,
-            [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair, k.held, k.held_by_user],
+            [k.active, k.jobs, k.waiting, k.delayed, k.finish, k.fair, k.held_by_user],
             [str(job_id), str(fence), _ms(lease_seconds), "" if user_id is None else str(user_id)],
         )
         return reply == 1
@@ -286,7 +287,6 @@ class Dispatcher:
                 k.delayed,
                 k.finish,
                 k.fair,
-                k.held,
                 k.held_by_user,
             ],
             [str(job_id), str(fence), seconds],
@@ -308,7 +308,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.RETRY_LATER,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held_by_user],
             [str(job_id), str(user_id), str(_fence(fence)), _ms(max(0.0, delay_seconds))],
         )
         return reply == 1
@@ -322,7 +322,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.REMOVE,
-            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
+            [k.waiting, k.delayed, k.active, k.jobs, k.finish, k.fair, k.held_by_user],
             [str(job_id)],
         )
         return as_int(reply) > 0
@@ -335,7 +335,7 @@ class Dispatcher:
         """
         k = self.keys
         reply = as_list(
-            await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats, k.held], [])
+            await self._run(scripts.COUNTS, [k.waiting, k.active, k.delayed, k.stats], [])
         )
         waiting, active, delayed, mean, held = reply
         return QueueCounts(
@@ -399,11 +399,10 @@ class Dispatcher:
         )
 
     async def waiting_count(self) -> int:
-        """How many jobs wait, held ones included (a free slot can take them: borrowing): two
-        ZCARDs, two billed commands (`counts` costs six)."""
+        """How many jobs wait, held ones included (a free slot can take them: borrowing): one
+        ZCARD, one billed command (`counts` costs six)."""
         async with asyncio.timeout(self._timeout):
-            waiting = as_int(await self._redis.zcard(self.keys.waiting))
-            return waiting + as_int(await self._redis.zcard(self.keys.held))
+            return as_int(await self._redis.zcard(self.keys.waiting))
 
     async def empty(self) -> list[UUID]:
         """Remove every waiting, held and delayed job (leases stay) and reset the fair-share
@@ -414,7 +413,7 @@ class Dispatcher:
         k = self.keys
         reply = await self._run(
             scripts.EMPTY,
-            [k.waiting, k.delayed, k.jobs, k.finish, k.fair, k.held, k.held_by_user],
+            [k.waiting, k.delayed, k.jobs, k.finish, k.fair, k.held_by_user],
             [],
         )
         return [UUID(str(job_id)) for job_id in as_list(reply)]
@@ -449,7 +448,7 @@ class Dispatcher:
         5. about `orphan_scan` fields of the jobs hash are walked for orphaned bookkeeping
            (resuming where the last sweep stopped);
 
-        and the ready mark is set. Costs eight billed commands idle, plus about one per step
+        and the ready mark is set. Costs seven billed commands idle, plus about one per step
         with work to do and per job put back, whatever the backlog.
 
         Script: `sweep.lua`.
@@ -475,7 +474,6 @@ class Dispatcher:
                     k.finish,
                     k.fair,
                     k.ready,
-                    k.held,
                     k.held_by_user,
                 ],
                 args,
@@ -568,8 +566,10 @@ class Dispatcher:
                 mean_seconds=as_mean(mean),
                 own_ahead=own_ahead,
                 user_cap=user_cap,
+                at_user_cap=as_int(at_cap) == 1,
             ),
-            may_be_overtaken=position >= max(0, self.max_active - as_int(active)),
+            may_be_overtaken=bool(as_int(held) or as_int(at_cap))
+            or position >= max(0, self.max_active - as_int(active)),
             held=as_int(held) == 1,
             at_user_cap=as_int(at_cap) == 1,
             own_ahead=own_ahead,

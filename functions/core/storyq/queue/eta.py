@@ -1,7 +1,8 @@
 """A waiting job's position and its estimated wait, by the formula in DESIGN.md:
 ceil((position + 1) / max_active) rounds x the rolling mean generation time, in whole minutes;
 for a user with a running cap, at least ceil((own_ahead + 1) / cap) rounds (their jobs run at
-most `cap` at a time while others wait)."""
+most `cap` at a time while others wait), one more while the user is at the cap (their running
+jobs end first)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,17 @@ def estimated_minutes(
     mean_seconds: float,
     own_ahead: int = 0,
     user_cap: int | None = None,
+    at_user_cap: bool = False,
 ) -> int:
     """Minutes until the job at 0-based `position` should be done, rounded up, at least 1:
     ceil((position + 1) / max_active) rounds of `mean_seconds`, or, when the user has a
-    running cap, ceil((own_ahead + 1) / user_cap) rounds if that is more.
+    running cap, ceil((own_ahead + 1) / user_cap) rounds (plus one while the user is at
+    the cap) if that is more.
 
     Integer arithmetic on milliseconds, so 3 rounds x 280 s is 14 minutes, not 15.
     """
     rounds = position // max_active + 1  # = ceil((position + 1) / max_active)
     if user_cap is not None and user_cap > 0:
-        rounds = max(rounds, own_ahead // user_cap + 1)
+        rounds = max(rounds, own_ahead // user_cap + 1 + int(at_user_cap))
     mean_ms = max(0, round(mean_seconds * 1000))
     return max(1, -(-rounds * mean_ms // 60_000))

@@ -10,19 +10,18 @@
 -- KEYS[4] delayed  ZSET job -> due time (ms)
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq, head, n:<user>
--- KEYS[7] held     ZSET job -> fair-share score
--- KEYS[8] held_by_user ZSET (lex) <user>:<score>:<job>
+-- KEYS[7] held_by_user ZSET (lex) <user>:<score>:<job>, the held jobs (common.lua)
 -- ARGV[1] job id
 -- ARGV[2] fence of the caller's attempt
 -- ARGV[3] new lease length from now (ms)
 -- ARGV[4] the job's user ('' if unknown)
 -- Returns 1 when the lease is held (extended or re-created), 0 when a newer fence owns the job.
-local active, jobs, waiting, delayed, finish, fair, held, by_user =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local active, jobs, waiting, delayed, finish, fair, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local job, fence = ARGV[1], tonumber(ARGV[2])
 local known = fence_of(jobs, job)
 if known and known > fence then return 0 end
-unwait(waiting, finish, fair, jobs, held, by_user, job)
+unwait(waiting, finish, fair, jobs, by_user, active, job)
 redis.call('ZREM', delayed, job)
 redis.call('ZADD', active, fmt_int(now_ms() + tonumber(ARGV[3])), job)
 if known ~= fence then

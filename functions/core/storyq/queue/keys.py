@@ -17,7 +17,8 @@ class QueueKeys:
 
     @property
     def waiting(self) -> str:
-        """ZSET job id → fair-share score (finish tag * 2^20 + arrival number)."""
+        """ZSET job id → fair-share score (finish tag * 2^20 + arrival number; + 2^52 for a job
+        held at its user's running cap, so held jobs wait behind every other)."""
         return f"{self.prefix}:waiting"
 
     @property
@@ -52,15 +53,11 @@ class QueueKeys:
         return f"{self.prefix}:fair"
 
     @property
-    def held(self) -> str:
-        """ZSET job id → the fair-share score it had while waiting: jobs a claim reached while
-        their user held as many leases as their running cap allows (see `Dispatcher.claim`)."""
-        return f"{self.prefix}:held"
-
-    @property
     def held_by_user(self) -> str:
-        """ZSET, every score 0, members `<user id>:<score, 16 digits>:<job id>`: the held jobs
-        of each user, oldest first, in lexicographic order (ZRANGEBYLEX on `<user id>:`)."""
+        """ZSET, every score 0, members `<user id>:<own score, 16 digits>:<job id>`: the held
+        jobs (a claim reached them while their user held as many leases as their running cap
+        allows; they wait at their own score + 2^52, see `Dispatcher.claim`), each user's
+        oldest first in lexicographic order (ZRANGEBYLEX on `<user id>:`)."""
         return f"{self.prefix}:held_by_user"
 
     @property

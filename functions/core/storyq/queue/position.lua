@@ -1,12 +1,10 @@
--- position: where a waiting or held job stands. Read-only, O(log n) (plus the leases when the
--- job has a running cap).
--- KEYS[1] waiting  ZSET job -> fair-share score
+-- position: where a waiting job stands (held or not). Read-only, O(log n) (plus the leases
+-- when the job has a running cap).
+-- KEYS[1] waiting  ZSET job -> fair-share score (+ HELD_OFFSET for a held job)
 -- KEYS[2] active   ZSET job -> lease expiry (ms)
 -- KEYS[3] stats    HASH mean_seconds
 -- KEYS[4] jobs     HASH <job>:user, <job>:cap
--- KEYS[5] held     ZSET job -> fair-share score
--- KEYS[6] held_by_user ZSET (lex) <user>:<score>:<job>
+-- KEYS[5] held_by_user ZSET (lex) <user>:<score>:<job>, the held jobs (common.lua)
 -- ARGV[1] job id
--- Returns nil when the job is neither waiting nor held; else the reply of position_reply
--- (common.lua).
-return position_reply(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1])
+-- Returns nil when the job is not waiting; else the reply of position_reply (common.lua).
+return position_reply(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])

@@ -9,20 +9,19 @@
 -- KEYS[4] jobs     HASH <job>:user, <job>:fence, <job>:weight, <job>:cap, <job>:prio
 -- KEYS[5] finish   ZSET user -> last finish tag
 -- KEYS[6] fair     HASH vtime, seq, head, n:<user>
--- KEYS[7] held     ZSET job -> fair-share score
--- KEYS[8] held_by_user ZSET (lex) <user>:<score>:<job>
+-- KEYS[7] held_by_user ZSET (lex) <user>:<score>:<job>, the held jobs (common.lua)
 -- ARGV[1] job id
 -- ARGV[2] user id
 -- ARGV[3] fence of the next attempt
 -- ARGV[4] delay from now (ms)
 -- Returns 1 when the job is now delayed, 0 when Redis knows a newer fence.
-local waiting, delayed, active, jobs, finish, fair, held, by_user =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local waiting, delayed, active, jobs, finish, fair, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local job, user, fence = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if newer_fence_known(jobs, job, fence) then return 0 end
 local leased = redis.call('ZREM', active, job)
-unwait(waiting, finish, fair, jobs, held, by_user, job)
+unwait(waiting, finish, fair, jobs, by_user, active, job)
 redis.call('ZADD', delayed, fmt_int(now_ms() + tonumber(ARGV[4])), job)
 redis.call('HSET', jobs, job .. ':user', user, job .. ':fence', ARGV[3])
-if leased == 1 then release_held(held, by_user, waiting, active, jobs, user) end
+if leased == 1 then release_held(waiting, by_user, fair, active, jobs, user) end
 return 1

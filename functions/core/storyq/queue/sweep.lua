@@ -1,6 +1,6 @@
 -- sweep: make Redis follow one Postgres snapshot and tidy up, in one call. Why each step
 -- exists: storyq_worker/sweep.py. Idle (nothing queued, leased or running) it runs TIME, GET,
--- ZRANGE, ZRANGEBYSCORE, HSCAN and two ZCARDs: eight billed commands with the EVALSHA.
+-- ZRANGE, ZRANGEBYSCORE, HSCAN and ZCARD: seven billed commands with the EVALSHA.
 -- KEYS[1] waiting  ZSET job -> fair-share score
 -- KEYS[2] delayed  ZSET job -> due time (ms)
 -- KEYS[3] active   ZSET job -> lease expiry (ms)
@@ -9,8 +9,7 @@
 -- KEYS[6] fair     HASH vtime, seq, head, n:<user>
 -- KEYS[7] ready    STRING: the queue mirrors Postgres (claims are refused without it); its
 --                  value is where the walk of the jobs hash for orphans goes on ('0': start)
--- KEYS[8] held     ZSET job -> fair-share score
--- KEYS[9] held_by_user ZSET (lex) <user>:<score>:<job>
+-- KEYS[8] held_by_user ZSET (lex) <user>:<score>:<job>, the held jobs (common.lua)
 -- ARGV[1] lease length from now (ms) for a lease restored or extended
 -- ARGV[2] how long a lease must have been held before it is judged (ms); '' skips the audit
 -- ARGV[3] the length a lease is taken for (ms): held since = expiry - this
@@ -28,7 +27,7 @@
 --    The reply says so (ready before: 0): the caller then puts back every pending job, from
 --    the head of the queue, with calls that only do steps 1 and 2.
 -- 2. With the ready mark there: the pending jobs Redis lacks (in none of waiting, delayed,
---    active, held; no newer fence) go in, and those it holds get their plan's figures now.
+--    active; no newer fence) go in, and those it holds get their plan's figures now.
 -- 3. The audit (unless ARGV[2] is ''): a lease whose job Postgres does not list as running,
 --    taken at least ARGV[2] ago or expired, is removed and returned (the caller asks Postgres
 --    what became of that attempt: a start that never came, a lost ack, a dead worker). An
@@ -42,8 +41,8 @@
 -- Returns {ready before (1 or 0), added, restored, promoted, forgotten, waiting,
 --          job, user, fence, job, user, fence, ...}: the counts, then the leases removed by
 -- the audit (each to exactly one caller).
-local waiting, delayed, active, jobs, finish, fair, ready, held, by_user =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local waiting, delayed, active, jobs, finish, fair, ready, by_user =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = now_ms()
 local expiry = fmt_int(now + tonumber(ARGV[1]))
 local judge_after = tonumber(ARGV[2])
@@ -62,9 +61,9 @@ end
 local mark = redis.call('GET', ready)
 local restored, added = 0, 0
 if not mark then
-  restored = restore_leases(waiting, delayed, active, held, jobs, running, expiry)
+  restored = restore_leases(waiting, delayed, active, jobs, running, expiry)
 else
-  added = add_missing(waiting, delayed, active, held, jobs, finish, fair, now, pending)
+  added = add_missing(waiting, delayed, active, jobs, by_user, finish, fair, now, pending)
 end
 
 -- 3.
@@ -88,7 +87,7 @@ if judge_after then
     local attempt = running[job]
     if not attempt then
       redis.call('ZREM', active, job)
-      release_held(held, by_user, waiting, active, jobs, users[i])
+      release_held(waiting, by_user, fair, active, jobs, users[i])
       settled[job] = true
       removed[#removed + 1] = job
       removed[#removed + 1] = users[i] or ''
@@ -111,7 +110,7 @@ if judge_after then
     for i, job in ipairs(unleased) do
       local known, attempt = tonumber(known_fences[i]), running[job]
       if known and known <= tonumber(attempt[2]) then
-        unwait(waiting, finish, fair, jobs, held, by_user, job)
+        unwait(waiting, finish, fair, jobs, by_user, active, job)
         redis.call('ZREM', delayed, job)
         redis.call('ZADD', active, expiry, job)
         if known ~= tonumber(attempt[2]) then
@@ -139,7 +138,7 @@ if tonumber(ARGV[5]) > 0 then
       ids[#ids + 1] = job
     end
   end
-  for _, job in ipairs(not_queued(waiting, delayed, active, held, ids)) do
+  for _, job in ipairs(not_queued(waiting, delayed, active, ids)) do
     forget(jobs, job)
     forgotten = forgotten + 1
   end
@@ -147,6 +146,6 @@ end
 if cursor ~= mark then redis.call('SET', ready, cursor) end
 
 local reply = {mark and 1 or 0, added, restored, promoted, forgotten,
-  redis.call('ZCARD', waiting) + redis.call('ZCARD', held)}
+  redis.call('ZCARD', waiting)}
 for _, item in ipairs(removed) do reply[#reply + 1] = item end
 return reply
