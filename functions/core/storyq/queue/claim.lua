@@ -62,8 +62,13 @@ local counts = nil
 -- at the end unless the queue drained)
 local served = {}
 
+-- the jobs leased by this call (a held job leased ahead of a newer one of its user may also
+-- be in a batch popped before that)
+local taken = {}
+
 local function lease(job, info, score)
   local user = info[1] or ''
+  taken[job] = true
   if info[1] then served[user] = (served[user] or 0) + 1 end
   redis.call('ZADD', active, expiry, job)
   if counts then counts[user] = (counts[user] or 0) + 1 end
@@ -83,12 +88,17 @@ local holds, hold_max = 0, tonumber(ARGV[7])
 while leased < n and holds < hold_max do
   local want = n - leased
   local popped = redis.call('ZPOPMIN', waiting, want)
-  local put_back = false
+  local put_back, swapped = false, false
   for i = 1, #popped, 2 do
     local job, score = popped[i], tonumber(popped[i + 1])
     local info = job_info(jobs, job)
     local user = info[1] or ''
-    if is_held(score) then
+    if taken[job] then
+      -- already leased ahead of a newer job of its user, in this round
+    elseif is_held(score) and swapped then
+      -- a job not held went back in this round: it comes first (next round)
+      redis.call('ZADD', waiting, fmt_int(score), job)
+    elseif is_held(score) then
       -- nothing that is not held waits: borrowing
       redis.call('ZREM', by_user, held_member(user, own_score(score), job))
       lease(job, info, own_score(score))
@@ -109,7 +119,7 @@ while leased < n and holds < hold_max do
           redis.call('ZREM', by_user, oldest)
           redis.call('ZREM', waiting, held_job)
           redis.call('ZADD', waiting, fmt_int(score), job)
-          put_back = true
+          put_back, swapped = true, true
           lease(held_job, job_info(jobs, held_job), tonumber(held_score))
         else
           lease(job, info, score)
