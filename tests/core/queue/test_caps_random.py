@@ -27,9 +27,15 @@ def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
 
 
+def scores(direct: redis.Redis, key: str) -> dict[UUID, float]:
+    """The members of a sorted set of job ids, with their scores."""
+    reply = direct.zrange(key, 0, -1, withscores=True)
+    return {UUID(str(item[0])): float(item[1]) for item in reply}
+
+
 def check(direct: redis.Redis, queue: Dispatcher, owner: dict[UUID, str]) -> None:
     k = queue.keys
-    waiting = {UUID(str(m)): float(s) for m, s in direct.zrange(k.waiting, 0, -1, withscores=True)}
+    waiting = scores(direct, k.waiting)
     delayed = {UUID(str(m)) for m in direct.zrange(k.delayed, 0, -1)}
     active = {UUID(str(m)) for m in direct.zrange(k.active, 0, -1)}
     assert not set(waiting) & delayed
@@ -54,8 +60,8 @@ def check_caps(
     left waiting (not held) by the claim."""
     now = Counter(owner[c.job_id] for c in running)
     waiting_after = [
-        owner[UUID(str(member))]
-        for member, score in direct.zrange(queue.keys.waiting, 0, -1, withscores=True)
+        owner[job_id]
+        for job_id, score in scores(direct, queue.keys.waiting).items()
         if score < HELD_OFFSET
     ]
     for claim in claims:
