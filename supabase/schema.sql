@@ -573,7 +573,10 @@ begin
   set ended_at = coalesce(new.finished_at, pg_catalog.clock_timestamp()),
       outcome = v_outcome,
       -- Only these outcomes set the job's error; otherwise it may be an earlier attempt's.
-      error_code = case when v_outcome in ('retrying', 'failed', 'lost') then new.error_code end
+      error_code = case when v_outcome in ('retrying', 'failed', 'lost') then new.error_code end,
+      error_message = case
+        when v_outcome in ('retrying', 'failed', 'lost') then new.error_message
+      end
   where job_id = old.id and fence = old.fence;
   return null;
 end
@@ -1190,6 +1193,53 @@ $$;
 
 
 --
+-- Name: list_all_story_jobs(text[], uuid, text, timestamp with time zone, timestamp with time zone, integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.list_all_story_jobs(p_statuses text[] DEFAULT NULL::text[], p_user_id uuid DEFAULT NULL::uuid, p_tier text DEFAULT NULL::text, p_created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, p_created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, p_limit integer DEFAULT 25, p_cursor_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_cursor_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_unknown text;
+  v_jobs jsonb;
+begin
+  select s into v_unknown from pg_catalog.unnest(p_statuses) s
+  where s is null or s not in ('pending', 'processing', 'completed', 'failed', 'cancelled')
+  limit 1;
+  if found then
+    raise exception using errcode = 'PT422', message = 'invalid_status',
+      detail = pg_catalog.format('unknown job status %L', v_unknown);
+  end if;
+  select coalesce(pg_catalog.jsonb_agg(
+           private.job_json(j) || pg_catalog.jsonb_build_object('words', s.words)
+           order by j.created_at desc, j.id desc),
+         '[]'::jsonb)
+  into v_jobs
+  from (
+    select * from public.story_jobs
+    where (coalesce(pg_catalog.cardinality(p_statuses), 0) = 0 or status = any (p_statuses))
+      and (p_user_id is null or user_id = p_user_id)
+      and (p_tier is null or tier = p_tier or (p_tier = '(none)' and tier is null))
+      and (p_created_after is null or created_at >= p_created_after)
+      and (p_created_before is null or created_at < p_created_before)
+      and (
+        p_cursor_created_at is null
+        -- A cursor without an id means "older than this instant" (the max uuid sorts last).
+        or (created_at, id) < (p_cursor_created_at,
+                               coalesce(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+      )
+    order by created_at desc, id desc
+    -- The API pages by at most 100 (it asks for one more to know whether a next page exists).
+    limit least(greatest(coalesce(p_limit, 25), 1), 1000)
+  ) j
+  left join public.stories s on s.id = j.story_id;
+  return v_jobs;
+end
+$$;
+
+
+--
 -- Name: list_story_jobs(uuid, text, integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: public
 --
 
@@ -1522,6 +1572,41 @@ $$;
 
 
 --
+-- Name: story_job_details(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.story_job_details(p_job_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_job public.story_jobs;
+  v_story public.stories;
+begin
+  select * into v_job from public.story_jobs where id = p_job_id;
+  if not found then
+    raise exception using errcode = 'PT404', message = 'job_not_found';
+  end if;
+  select * into v_story from public.stories where id = v_job.story_id;
+  return private.job_json(v_job) || pg_catalog.jsonb_build_object(
+    'prompt', v_story.prompt,
+    'genre', v_story.genre,
+    'language', v_story.language,
+    'story_status', v_story.status,
+    'content', v_story.content,
+    'words', v_story.words,
+    'attempt_history', coalesce(
+      (select pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) - 'job_id'
+                                   order by a.started_at, a.fence)
+       from public.story_job_attempts a
+       where a.job_id = v_job.id),
+      '[]'::jsonb)
+  );
+end
+$$;
+
+
+--
 -- Name: user_exists(uuid); Type: FUNCTION; Schema: public
 --
 
@@ -1710,6 +1795,7 @@ CREATE TABLE public.story_job_attempts (
     cost_usd numeric(14,8) DEFAULT 0 NOT NULL,
     usage_estimated boolean DEFAULT false NOT NULL,
     usage_recorded_at timestamp with time zone,
+    error_message text,
     CONSTRAINT story_job_attempts_completion_tokens_check CHECK ((completion_tokens >= 0)),
     CONSTRAINT story_job_attempts_cost_usd_check CHECK ((cost_usd >= (0)::numeric)),
     CONSTRAINT story_job_attempts_outcome_check CHECK (((outcome IS NULL) OR (outcome = ANY (ARRAY['completed'::text, 'retrying'::text, 'failed'::text, 'released'::text, 'cancelled'::text, 'lost'::text])))),
@@ -1806,6 +1892,13 @@ COMMENT ON COLUMN public.story_job_attempts.usage_estimated IS 'The tokens were 
 --
 
 COMMENT ON COLUMN public.story_job_attempts.usage_recorded_at IS 'When record_story_job_usage last wrote the usage; null: none recorded (its zeros then mean unknown, not free).';
+
+
+--
+-- Name: COLUMN story_job_attempts.error_message; Type: COMMENT; Schema: public
+--
+
+COMMENT ON COLUMN public.story_job_attempts.error_message IS 'The message of the error the attempt ended with (retrying, failed, lost); null otherwise, and for attempts that ended before it was recorded.';
 
 
 --
@@ -2006,6 +2099,13 @@ CREATE INDEX story_job_attempts_started_at_idx ON public.story_job_attempts USIN
 
 
 --
+-- Name: story_jobs_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_created_at_idx ON public.story_jobs USING btree (created_at DESC, id DESC);
+
+
+--
 -- Name: story_jobs_pending_next_attempt_at_idx; Type: INDEX; Schema: public
 --
 
@@ -2024,6 +2124,13 @@ CREATE INDEX story_jobs_pending_queued_at_idx ON public.story_jobs USING btree (
 --
 
 CREATE INDEX story_jobs_processing_heartbeat_at_idx ON public.story_jobs USING btree (heartbeat_at) WHERE (status = 'processing'::text);
+
+
+--
+-- Name: story_jobs_status_created_at_idx; Type: INDEX; Schema: public
+--
+
+CREATE INDEX story_jobs_status_created_at_idx ON public.story_jobs USING btree (status, created_at DESC, id DESC);
 
 
 --
@@ -2515,6 +2622,14 @@ GRANT ALL ON FUNCTION public.heartbeat_story_jobs(p_beats jsonb) TO service_role
 
 
 --
+-- Name: FUNCTION list_all_story_jobs(p_statuses text[], p_user_id uuid, p_tier text, p_created_after timestamp with time zone, p_created_before timestamp with time zone, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.list_all_story_jobs(p_statuses text[], p_user_id uuid, p_tier text, p_created_after timestamp with time zone, p_created_before timestamp with time zone, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.list_all_story_jobs(p_statuses text[], p_user_id uuid, p_tier text, p_created_after timestamp with time zone, p_created_before timestamp with time zone, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid) TO service_role;
+
+
+--
 -- Name: FUNCTION list_story_jobs(p_user_id uuid, p_status text, p_limit integer, p_cursor_created_at timestamp with time zone, p_cursor_id uuid); Type: ACL; Schema: public
 --
 
@@ -2584,6 +2699,14 @@ GRANT ALL ON FUNCTION public.stalled_story_jobs(p_stalled_for_seconds double pre
 
 REVOKE ALL ON FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.start_story_job(p_job_id uuid, p_fence bigint, p_max_active integer, p_live_seconds double precision) TO service_role;
+
+
+--
+-- Name: FUNCTION story_job_details(p_job_id uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.story_job_details(p_job_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.story_job_details(p_job_id uuid) TO service_role;
 
 
 --

@@ -38,6 +38,8 @@ def test_it_documents_the_contract() -> None:
         ("GET", "/api/jobs"),
         ("GET", "/api/health"),
         ("GET", "/api/admin/queue"),
+        ("GET", "/api/admin/jobs"),
+        ("GET", "/api/admin/job/{jobId}"),
         ("POST", "/api/admin/queue/clean"),
         ("POST", "/api/admin/queue/empty"),
         ("POST", "/api/admin/job/{jobId}/retry"),

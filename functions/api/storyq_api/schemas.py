@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from storyq.store import CancelReason, JobStatus, StoryStatus
+from storyq.store import AttemptOutcome, CancelReason, JobStatus, StoryStatus
 
 
 class _Out(BaseModel):
@@ -250,3 +250,82 @@ class CreditGrant(_In):
 class CreditBalance(_Out):
     user_id: UUID
     credits: int
+
+
+class AdminJob(_Out):
+    """A job in the operator's job browser (any user's). Every field is always there, null
+    when it does not apply."""
+
+    job_id: UUID
+    story_id: UUID
+    user_id: UUID
+    title: str | None
+    status: JobStatus
+    tier: str | None = Field(
+        description="the user's plan tier when the job was enqueued; null: enqueued before tiers"
+    )
+    priority: int = Field(description="the plan's priority at enqueue")
+    attempts: int = Field(description="attempts counted so far (claims)")
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_code: str | None = Field(description="the last failed attempt's error, if any")
+    refunded: bool
+    cancel_requested: bool = Field(description="a cancel was asked for (DELETE or an admin)")
+    cancel_reason: CancelReason | None
+    words: int | None = Field(description="words of the story so far; null before any text")
+
+
+class AdminJobList(_Out):
+    jobs: list[AdminJob]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class AttemptView(_Out):
+    """One attempt of a job, as story_job_attempts records it."""
+
+    attempt: int = Field(description="1 to maxAttempts (from 1 again after an admin retry)")
+    fence: int = Field(description="the attempt's fencing token: names it")
+    started_at: datetime
+    ended_at: datetime | None = Field(description="null while it runs")
+    outcome: AttemptOutcome | None = Field(
+        description="null while it runs; retrying: failed, the job ran again; lost: its worker "
+        "went silent; released: given back unused by its worker"
+    )
+    error_code: str | None = Field(description="retrying, failed and lost attempts only")
+    error_message: str | None = Field(
+        description="with errorCode; null for attempts that ended before messages were kept"
+    )
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float = Field(description="US dollars, at the prices the workers are configured with")
+    usage_estimated: bool = Field(
+        description="the worker counted the tokens itself: the provider sent no usage"
+    )
+    usage_recorded_at: datetime | None = Field(
+        description="when the worker recorded the usage; null: none recorded, so the zeros "
+        "mean unknown, not free"
+    )
+
+
+class AdminJobDetail(AdminJob):
+    """One job as an operator inspects it: the job, its request, its story so far and every
+    attempt."""
+
+    prompt: str
+    genre: str | None
+    language: str
+    target_words: int
+    error_message: str | None = Field(description="with errorCode")
+    heartbeat_at: datetime | None = Field(
+        description="the running attempt's last heartbeat (a stalled worker's grows old)"
+    )
+    next_attempt_at: datetime = Field(description="pending: when it may start (a retry's delay)")
+    story_status: StoryStatus
+    content: str | None = Field(
+        description="the story as its row holds it: the text so far while it is written, "
+        "null before the first text"
+    )
+    attempt_history: list[AttemptView] = Field(description="every attempt, oldest first")

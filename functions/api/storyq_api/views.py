@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import Response
 
 from storyq.queue import Position
-from storyq.store import Job, Story
+from storyq.store import Job, JobDetails, ListedJob, Story
 from storyq.store import JobResult as RecordedResult
 from storyq_api.schemas import (
+    AdminJob,
+    AdminJobDetail,
     JobError,
     JobResult,
     JobView,
@@ -129,3 +131,13 @@ def story_view(story: Story) -> StoryView:
         created_at=story.created_at,
         completed_at=story.completed_at,
     )
+
+
+def admin_job_view(job: ListedJob) -> AdminJob:
+    """A job as the operator's job browser lists it (field for field, whatever its status)."""
+    return AdminJob.model_validate(job.model_dump())
+
+
+def admin_job_detail(details: JobDetails) -> AdminJobDetail:
+    """A job with its request, story so far and attempts, as an operator inspects it."""
+    return AdminJobDetail.model_validate(details.model_dump())

@@ -28,7 +28,17 @@ from uuid import UUID
 from storyq.config import Settings
 from storyq.kick import WorkerKicker
 from storyq.queue import DEFAULT_GENERATION_SECONDS, Dispatcher, Position, ProviderPause
-from storyq.store import CleanableStatus, EnqueuedJob, EnqueueRequest, Job, Store
+from storyq.store import (
+    CleanableStatus,
+    EnqueuedJob,
+    EnqueueRequest,
+    Job,
+    JobCursor,
+    JobDetails,
+    JobFilter,
+    ListedJobPage,
+    Store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +308,20 @@ class JobOperations:
             priority=job.priority,
         )
         return JobStanding(job=job, position=position)
+
+    async def browse_jobs(
+        self, which: JobFilter, *, limit: int, cursor: JobCursor | None = None
+    ) -> ListedJobPage:
+        """A page of every user's jobs that `which` lets through, newest first, from Postgres
+        alone (Redis's queue places are per job: see `look_up`). Raises ValueError (limit
+        outside 1..MAX_PAGE_SIZE), InvalidStatus, StoreUnavailable."""
+        return await self.store.admin.list_jobs(which, limit=limit, cursor=cursor)
+
+    async def job_details(self, job_id: UUID) -> JobDetails:
+        """Any user's job with its story so far and every attempt, oldest first.
+
+        Raises JobNotFound, StoreUnavailable."""
+        return await self.store.admin.job_details(job_id)
 
     async def grant_credits(self, user_id: UUID, amount: int) -> int:
         """Add credits (a ledger entry, reason "admin grant"); the new balance.

@@ -9,9 +9,10 @@ startable; the global cap at start is tested where the whole queue is private
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -442,3 +443,19 @@ async def test_a_users_jobs_page_newest_first(store: Store, user: uuid.UUID) -> 
     assert [j.job_id for j in processing.jobs] == [created[0].job_id]
     with pytest.raises(ValueError, match="cursor"):
         JobCursor.decode("not a cursor")
+
+
+def test_a_cursors_instant_comes_back_in_utc_and_needs_an_offset() -> None:
+    # Given cursors as a client could forge them: offsets Postgres refuses, or none at all
+    job_id = uuid.uuid4()
+
+    def token(instant: str) -> str:
+        return base64.urlsafe_b64encode(f"{instant}|{job_id}".encode()).decode().rstrip("=")
+
+    # When they are decoded, Then the instant is the same one, in UTC, or the cursor is refused
+    far_east = JobCursor.decode(token("2026-12-01T23:30:00+23:30"))
+    assert far_east.created_at == datetime(2026, 12, 1, tzinfo=UTC)
+    assert far_east.created_at.utcoffset() == timedelta(0)
+    for bad in ("2026-12-01T00:00:00", "0001-01-01T00:00:00+01:00"):
+        with pytest.raises(ValueError, match="cursor"):
+            JobCursor.decode(token(bad))

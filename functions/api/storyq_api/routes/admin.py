@@ -1,4 +1,4 @@
-"""Operator endpoints: queue statistics, clean, empty, retry, cancel, credits.
+"""Operator endpoints: queue statistics, the job browser, clean, empty, retry, cancel, credits.
 
 Administrators only (app_metadata.role = admin, or the service-role key); any other valid
 token gets 403. The work itself is in `storyq.operations`, shared with the `storyq` admin verbs.
@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
+from storyq.store import MAX_PAGE_SIZE, NO_TIER, JobFilter, JobStatus
 from storyq_api.auth import current_admin
 from storyq_api.bodies import json_body, request_body
 from storyq_api.deps import ServicesDep
 from storyq_api.errors import problem_responses
 from storyq_api.paths import JobId
+from storyq_api.queries import Instant, PageCursor
 from storyq_api.schemas import (
+    AdminJobDetail,
+    AdminJobList,
     CleanRequest,
     CleanResult,
     CreditBalance,
@@ -25,7 +30,7 @@ from storyq_api.schemas import (
     JobView,
     QueueStats,
 )
-from storyq_api.views import cancel_answer, job_view
+from storyq_api.views import admin_job_detail, admin_job_view, cancel_answer, job_view
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(current_admin)])
 
@@ -41,6 +46,82 @@ _ERRORS = (401, 403, 503)
 async def queue(services: ServicesDep) -> QueueStats:
     stats = await services.operations.queue_stats()
     return QueueStats.model_validate(dataclasses.asdict(stats))
+
+
+# A plan's tier name (public.plans.tier), or the name of no tier (jobs from before tiers).
+_TIER_PATTERN = r"^([a-z0-9_-]{1,32}|\(none\))$"
+
+
+def _job_filter(
+    status: Annotated[
+        list[JobStatus] | None,
+        Query(
+            description="only jobs in one of these statuses: repeat it for several "
+            "(`?status=failed&status=cancelled`)"
+        ),
+    ] = None,
+    user_id: Annotated[UUID | None, Query(alias="userId", description="only this user's")] = None,
+    tier: Annotated[
+        str | None,
+        Query(
+            pattern=_TIER_PATTERN,
+            description=f"only jobs enqueued under this plan tier; `{NO_TIER}`: before tiers",
+        ),
+    ] = None,
+    created_after: Annotated[
+        Instant | None,
+        Query(
+            alias="createdAfter",
+            description="only jobs created at or after this instant (RFC 3339, with an offset; "
+            "send a + offset as %2B)",
+        ),
+    ] = None,
+    created_before: Annotated[
+        Instant | None,
+        Query(alias="createdBefore", description="only jobs created before this instant"),
+    ] = None,
+) -> JobFilter:
+    return JobFilter(
+        statuses=tuple(dict.fromkeys(status or ())),
+        user_id=user_id,
+        tier=tier,
+        created_after=created_after,
+        created_before=created_before,
+    )
+
+
+@router.get(
+    "/jobs",
+    response_model=AdminJobList,
+    summary="Every user's jobs, newest first: filtered by status, user, tier and time, paged",
+    responses=problem_responses(*_ERRORS, 422),
+)
+async def list_jobs(
+    which: Annotated[JobFilter, Depends(_job_filter)],
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 25,
+    cursor: PageCursor = None,
+) -> AdminJobList:
+    """Newest first (createdAt, then jobId, descending). Filters combine (all must hold);
+    a page ends with `nextCursor`, null on the last one. Paging is by keyset: jobs created
+    while a client pages do not shift the pages after its cursor (they are newer than it)."""
+    page = await services.operations.browse_jobs(which, limit=limit, cursor=cursor)
+    return AdminJobList(
+        jobs=[admin_job_view(job) for job in page.jobs],
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )
+
+
+@router.get(
+    "/job/{jobId}",
+    response_model=AdminJobDetail,
+    summary="Any user's job with its request, its story so far and every attempt",
+    responses=problem_responses(*_ERRORS, 404),
+)
+async def job_details(job_id: JobId, services: ServicesDep) -> AdminJobDetail:
+    """The job, the story as its row holds it (the text so far while it is written) and
+    every attempt with its times, outcome, error and LLM usage, oldest first."""
+    return admin_job_detail(await services.operations.job_details(job_id))
 
 
 @router.post(

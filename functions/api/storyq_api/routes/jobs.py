@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.exceptions import RequestValidationError
 
-from storyq.store import MAX_PAGE_SIZE, JobCursor, JobStatus
+from storyq.store import MAX_PAGE_SIZE, JobStatus
 from storyq_api.auth import CurrentUser, within_request_limit
 from storyq_api.deps import ServicesDep
 from storyq_api.errors import problem_responses
 from storyq_api.paths import JobId
 from storyq_api.poll_hints import retry_after_seconds
+from storyq_api.queries import PageCursor
 from storyq_api.schemas import JobList, JobView
 from storyq_api.views import cancel_answer, job_view
 
@@ -86,16 +86,6 @@ async def cancel_job(
     return cancel_answer(job, response)
 
 
-def _cursor(value: str | None) -> JobCursor | None:
-    if value is None:
-        return None
-    try:
-        return JobCursor.decode(value)
-    except ValueError as exc:
-        error = {"loc": ("query", "cursor"), "msg": "not a cursor from this API"}
-        raise RequestValidationError([{**error, "type": "value_error"}]) from exc
-
-
 @router.get(
     "/api/jobs",
     response_model=JobList,
@@ -108,12 +98,10 @@ async def list_jobs(
     services: ServicesDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="nextCursor of the previous page")
-    ] = None,
+    cursor: PageCursor = None,
 ) -> JobList:
     page = await services.store.jobs.list_for_user(
-        user.id, status=status, limit=limit, cursor=_cursor(cursor)
+        user.id, status=status, limit=limit, cursor=cursor
     )
     return JobList(
         jobs=[job_view(job) for job in page.jobs],

@@ -29,6 +29,15 @@ from storyq.store.errors import (
     StoryNotFound,
     UserNotFound,
 )
+from storyq.store.job_browser import (
+    NO_TIER,
+    AttemptOutcome,
+    JobAttempt,
+    JobDetails,
+    JobFilter,
+    ListedJob,
+    ListedJobPage,
+)
 from storyq.store.jobs import MAX_PAGE_SIZE, JobStore
 from storyq.store.models import (
     TERMINAL_STATUSES,
@@ -79,8 +88,10 @@ class Store:
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "NO_TIER",
     "TERMINAL_STATUSES",
     "AdminStore",
+    "AttemptOutcome",
     "AttemptUsage",
     "BeatReply",
     "CancelReason",
@@ -100,7 +111,10 @@ __all__ = [
     "InvalidArgument",
     "InvalidStatus",
     "Job",
+    "JobAttempt",
     "JobCursor",
+    "JobDetails",
+    "JobFilter",
     "JobNotCancellable",
     "JobNotFound",
     "JobNotRetryable",
@@ -109,6 +123,8 @@ __all__ = [
     "JobState",
     "JobStatus",
     "JobStore",
+    "ListedJob",
+    "ListedJobPage",
     "LostAttempt",
     "QueueCounts",
     "ResultUsage",

@@ -1,7 +1,7 @@
 """Typed rows of the store: what goes into the SQL functions and what comes back.
 
 Owns the Python shape of the jsonb objects the functions return (snake_case keys, as in SQL),
-the job status vocabulary and the keyset cursor of a user's job list. Models ignore keys they
+the job status vocabulary and the keyset cursor of the job lists. Models ignore keys they
 do not know, so adding a column to a function's answer never breaks an older caller.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar, Final, Literal
 from uuid import UUID
 
@@ -208,7 +208,8 @@ class RetriedJob(Job):
 
 
 class JobCursor(_Row):
-    """Keyset position in a user's job list: the (created_at, job_id) of the last job seen."""
+    """Keyset position in a job list (a user's, or the operator's job browser): the
+    (created_at, job_id) of the last job seen."""
 
     created_at: datetime
     job_id: UUID
@@ -220,12 +221,16 @@ class JobCursor(_Row):
 
     @classmethod
     def decode(cls, token: str) -> JobCursor:
-        """The cursor behind `encode`'s string; ValueError when it is not one."""
+        """The cursor behind `encode`'s string; ValueError when it is not one. Its instant
+        comes back in UTC: Postgres refuses offsets beyond 15:59, which a forged one may carry."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             created_at, _, job_id = raw.partition("|")
-            return cls(created_at=datetime.fromisoformat(created_at), job_id=UUID(job_id))
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            instant = datetime.fromisoformat(created_at)
+            if instant.tzinfo is None:
+                raise ValueError("a cursor's instant has an offset")
+            return cls(created_at=instant.astimezone(UTC), job_id=UUID(job_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
             raise ValueError("not a job list cursor") from exc
 
 
