@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * storyq-api.js: StoryqClient, the API calls (request, generate, jobs, stories, me) and the
- * watchers (watchJob and subscribe for a job, watchStory for the text of a story). Import it from storyq-client.js, the public entry point.
+ * storyq-api.js: StoryqClient, the API calls (request, generate, jobs, stories, me, and the
+ * operator's `admin*` calls) and the watchers (watchJob and subscribe for a job, watchStory for the text of a story). Import it from storyq-client.js, the public entry point.
  */
 
 import { StoryqError, parseRetryAfter, newIdempotencyKey } from './storyq-http.js';
@@ -19,6 +19,13 @@ import {
 /** @typedef {import('./storyq-client.js').Me} Me */
 /** @typedef {import('./storyq-client.js').SupabaseLike} SupabaseLike */
 /** @typedef {import('./storyq-client.js').WatchOptions} WatchOptions */
+/** @typedef {import('./storyq-client.js').QueueStats} QueueStats */
+/** @typedef {import('./storyq-client.js').AdminJobFilters} AdminJobFilters */
+/** @typedef {import('./storyq-client.js').AdminJobPage} AdminJobPage */
+/** @typedef {import('./storyq-client.js').AdminJobDetail} AdminJobDetail */
+/** @typedef {import('./storyq-client.js').EmptyResult} EmptyResult */
+/** @typedef {import('./storyq-client.js').CleanResult} CleanResult */
+/** @typedef {import('./storyq-client.js').CreditBalance} CreditBalance */
 
 /**
  * @typedef {object} ClientOptions
@@ -176,6 +183,91 @@ export class StoryqClient {
   /** GET /api/health (no token needed). */
   async health() {
     return (await this.request('GET', '/api/health', { auth: false })).data;
+  }
+
+  // The operator's endpoints: admin tokens only (any other valid token gets a 403 StoryqError).
+
+  /**
+   * GET /api/admin/queue: counts by status and tier, mean generation time, the oldest waiting
+   * job, the provider's pause, today's tokens and cost.
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<QueueStats>}
+   */
+  async adminQueue({ signal } = {}) {
+    return (await this.request('GET', '/api/admin/queue', { signal })).data;
+  }
+
+  /**
+   * GET /api/admin/jobs: every user's jobs, newest first, narrowed by `filters`; pass
+   * `nextCursor` back as `cursor` for the next page (null on the last).
+   * @param {AdminJobFilters} [filters]
+   * @returns {Promise<AdminJobPage>}
+   */
+  async adminJobs({ signal, ...filters } = {}) {
+    const qs = adminJobsQuery(filters);
+    return (await this.request('GET', `/api/admin/jobs${qs ? `?${qs}` : ''}`, { signal })).data;
+  }
+
+  /**
+   * GET /api/admin/job/{id}: any user's job with its request, its story so far and every
+   * attempt (times, outcome, error, model, tokens, cost), oldest first.
+   * @param {string} jobId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<AdminJobDetail>}
+   */
+  async adminJob(jobId, { signal } = {}) {
+    return (await this.request('GET', `/api/admin/job/${encodeURIComponent(jobId)}`, { signal })).data;
+  }
+
+  /**
+   * POST /api/admin/job/{id}/retry: a failed job back in the queue (charged nothing again);
+   * the answer is the job, pending, with its `waitTime`. 409 `job_not_retryable` unless failed.
+   * @param {string} jobId
+   * @returns {Promise<Job>}
+   */
+  async adminRetry(jobId) {
+    return (await this.request('POST', `/api/admin/job/${encodeURIComponent(jobId)}/retry`)).data;
+  }
+
+  /**
+   * POST /api/admin/job/{id}/cancel: cancel any user's job as cancel() does its own
+   * (`cancelReason: "admin"`): a waiting one comes back cancelled and refunded, a running one
+   * `processing` with `cancelRequested: true`. 409 `job_not_cancellable` once it completed or failed.
+   * @param {string} jobId
+   * @returns {Promise<Job>}
+   */
+  async adminCancel(jobId) {
+    return (await this.request('POST', `/api/admin/job/${encodeURIComponent(jobId)}/cancel`)).data;
+  }
+
+  /**
+   * POST /api/admin/queue/empty: cancel and refund every waiting job.
+   * @returns {Promise<EmptyResult>}
+   */
+  async adminEmpty() {
+    return (await this.request('POST', '/api/admin/queue/empty')).data;
+  }
+
+  /**
+   * POST /api/admin/queue/clean: delete the job rows of one finished status older than an age
+   * (their stories stay).
+   * @param {{status: 'completed' | 'failed' | 'cancelled', olderThanSeconds?: number}} body
+   * @returns {Promise<CleanResult>}
+   */
+  async adminClean({ status, olderThanSeconds = 0 }) {
+    return (await this.request('POST', '/api/admin/queue/clean', {
+      body: { status, olderThanSeconds },
+    })).data;
+  }
+
+  /**
+   * POST /api/admin/credits: grant credits to a user (1 to 1,000,000); the new balance.
+   * 404 `user_not_found` for an id that is no user.
+   * @param {{userId: string, amount: number}} body
+   * @returns {Promise<CreditBalance>}
+   */
+  async adminGrantCredits({ userId, amount }) {
+    return (await this.request('POST', '/api/admin/credits', { body: { userId, amount } })).data;
   }
 
   /**
@@ -406,6 +498,27 @@ export class StoryqClient {
       await sleep(delay, signal, realtime ? realtime.wake : null);
     }
   }
+}
+
+/**
+ * The query string of GET /api/admin/jobs: `status` repeated for several, Dates as RFC 3339
+ * (UTC, `Z`), nothing for unset or empty filters.
+ * @param {Omit<AdminJobFilters, 'signal'>} filters
+ */
+function adminJobsQuery({ status, userId, tier, createdAfter, createdBefore, limit, cursor }) {
+  const query = new URLSearchParams();
+  for (const one of Array.isArray(status) ? status : status ? [status] : []) {
+    query.append('status', one);
+  }
+  if (userId) query.set('userId', userId);
+  if (tier) query.set('tier', tier);
+  /** @param {string | Date | undefined} when */
+  const instant = (when) => (when instanceof Date ? when.toISOString() : when || '');
+  if (createdAfter) query.set('createdAfter', instant(createdAfter));
+  if (createdBefore) query.set('createdBefore', instant(createdBefore));
+  if (limit) query.set('limit', String(limit));
+  if (cursor) query.set('cursor', cursor);
+  return query.toString();
 }
 
 /** The wait between two reads of a story without Realtime, when the caller gives no pace. */

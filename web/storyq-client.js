@@ -18,6 +18,7 @@
  * job's status changes, and takes progress from the row changes, when a supabase-js client is
  * given. watchStory() follows a story's text while it is written: from Realtime's changes of
  * its row (no request), else re-read at the pace the caller gives (its job's polls).
+ * The `admin*` methods speak to the operator's endpoints (admin tokens only; 403 otherwise).
  *
  * This file is the public entry point: it holds the API's types and re-exports the code,
  * which lives in storyq-http.js (StoryqError, Retry-After, Idempotency-Key),
@@ -111,7 +112,121 @@
  */
 
 /** @typedef {{jobs: Job[], nextCursor: string | null}} JobPage */
-/** @typedef {{userId: string, credits: number, isAdmin?: boolean}} Me */
+/**
+ * @typedef {{userId: string, credits: number, isAdmin?: boolean}} Me `isAdmin`: the token may
+ *   use the admin endpoints (the `admin*` methods); absent where the API predates it
+ */
+
+/**
+ * @typedef {object} ProviderPause the provider refused work for load: no claims until `until`,
+ *   then one probe at a time until the provider answers one
+ * @property {string} until
+ * @property {string | null} since
+ * @property {number} strikes pauses in a row whose probe was refused too
+ * @property {string} reason the error code that set it (rate_limited, upstream_error)
+ * @property {boolean} probing a probe is out
+ */
+
+/**
+ * @typedef {object} TierLoad waiting and running jobs of one plan tier (the tier at enqueue)
+ * @property {string} tier
+ * @property {number} pending
+ * @property {number} processing
+ */
+
+/**
+ * @typedef {object} QueueStats GET /api/admin/queue. waiting/active/delayed are Redis's, or
+ *   Postgres's pending/processing counts when Redis cannot be reached (`source`)
+ * @property {number} waiting
+ * @property {number} active
+ * @property {number} delayed waiting for a retry's backoff
+ * @property {number} completed
+ * @property {number} failed
+ * @property {number} cancelled
+ * @property {number} maxActive
+ * @property {number} avgGenerationSeconds
+ * @property {string | null} oldestPendingAt
+ * @property {'redis' | 'postgres'} source
+ * @property {number} promptTokensToday since midnight UTC
+ * @property {number} completionTokensToday
+ * @property {number} costUsdToday US dollars, at the workers' configured prices
+ * @property {TierLoad[]} byTier
+ * @property {ProviderPause | null} providerPause
+ * @property {number} heldByUserCap waiting jobs set aside because their user is at their
+ *   plan's running cap
+ */
+
+/**
+ * @typedef {object} AdminJob a job in the operator's job browser (any user's); every field is
+ *   there, null when it does not apply
+ * @property {string} jobId
+ * @property {string} storyId
+ * @property {string} userId
+ * @property {string | null} title
+ * @property {JobStatus} status
+ * @property {string | null} tier the plan tier at enqueue; null: enqueued before tiers
+ * @property {number} priority
+ * @property {number} attempts
+ * @property {number} maxAttempts
+ * @property {string} createdAt
+ * @property {string | null} startedAt
+ * @property {string | null} finishedAt
+ * @property {string | null} errorCode the last failed attempt's error
+ * @property {boolean} refunded
+ * @property {boolean} cancelRequested
+ * @property {'user' | 'admin' | 'expired' | null} cancelReason
+ * @property {number | null} words the story's words so far
+ */
+
+/** @typedef {{jobs: AdminJob[], nextCursor: string | null}} AdminJobPage */
+
+/**
+ * @typedef {object} AdminJobFilters what GET /api/admin/jobs narrows to (all must hold)
+ * @property {JobStatus | JobStatus[]} [status] one status, or any of several
+ * @property {string} [userId]
+ * @property {string} [tier] a plan tier as at enqueue; '(none)': before tiers
+ * @property {string | Date} [createdAfter] inclusive; RFC 3339 with an offset, or a Date
+ * @property {string | Date} [createdBefore] exclusive
+ * @property {number} [limit] 1-100 (the API's default: 25)
+ * @property {string | null} [cursor] the previous page's `nextCursor`
+ * @property {AbortSignal} [signal]
+ */
+
+/**
+ * @typedef {'completed' | 'retrying' | 'failed' | 'released' | 'cancelled' | 'lost'} AttemptOutcome
+ *   retrying: it failed and the job ran again; lost: its worker went silent; released: given
+ *   back unused by its worker
+ */
+
+/**
+ * @typedef {object} Attempt one attempt of a job
+ * @property {number} attempt 1 to maxAttempts (from 1 again after an admin retry)
+ * @property {number} fence the attempt's fencing token
+ * @property {string} startedAt
+ * @property {string | null} endedAt null while it runs
+ * @property {AttemptOutcome | null} outcome null while it runs
+ * @property {string | null} errorCode
+ * @property {string | null} errorMessage
+ * @property {string | null} model
+ * @property {number} promptTokens
+ * @property {number} completionTokens
+ * @property {number} costUsd
+ * @property {boolean} usageEstimated the worker counted the tokens itself
+ * @property {string | null} usageRecordedAt null: no usage recorded (the zeros mean unknown)
+ */
+
+/**
+ * @typedef {AdminJob & {
+ *   prompt: string, genre: string | null, language: string, targetWords: number,
+ *   errorMessage: string | null, heartbeatAt: string | null, nextAttemptAt: string,
+ *   storyStatus: Story['status'], content: string | null, attemptHistory: Attempt[],
+ * }} AdminJobDetail GET /api/admin/job/{id}: the job, its request, its story so far (`content`,
+ *   also while it is written) and every attempt, oldest first
+ */
+
+/** @typedef {{cancelled: number, jobIds: string[]}} EmptyResult */
+/** @typedef {{status: 'completed' | 'failed' | 'cancelled', deleted: number}} CleanResult */
+/** @typedef {{userId: string, credits: number}} CreditBalance the user's balance after a grant */
 
 /**
  * @typedef {object} Problem RFC 9457 problem details, as the API writes them
