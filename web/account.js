@@ -1,10 +1,12 @@
 // @ts-check
 /**
  * Who is signed in: the pasted token or the Supabase session, signing in and out, the header's
- * name and credits, and fail(), since a 401 from any action ends the session.
+ * name and credits (and whether the token is an admin's), and fail(), since a 401 from any
+ * action ends the session.
  */
 
 import { StoryqClient, StoryqError } from './storyq-client.js';
+import { leaveAdmin, setAdmin, showRoute } from './admin.js';
 import { loadJobs, resetList } from './job-list.js';
 import { clearError, showError } from './messages.js';
 import { closeStory, reopenStory } from './reader.js';
@@ -87,6 +89,7 @@ async function signOut() {
   state.client = null;
   state.userId = '';
   state.credits = null;
+  leaveAdmin();
   resetList();
   closeStory();
   showSignIn();
@@ -144,6 +147,7 @@ async function enter() {
   ui.who.title = state.userId;
   try {
     await refreshCredits();
+    showRoute(); // the operator page, when the address names it
     await loadJobs(true);
     await resume();
     reopenStory();
@@ -155,6 +159,7 @@ async function enter() {
 export async function refreshCredits() {
   if (!state.client) return;
   const me = await state.client.me();
+  setAdmin(Boolean(me?.isAdmin));
   if (me === null) {
     state.credits = null;
     ui.credits.hidden = true;

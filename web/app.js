@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * The storyq page: sign in, write a prompt, Generate, watch the queue, read the story.
+ * The storyq page: sign in, write a prompt, Generate, watch the queue, read the story; for
+ * admins, the operator page (`#admin`: the queue, the job browser, a job's page, actions).
  *
  * Everything it knows about the API goes through storyq-client.js. State that must survive a
  * reload lives in localStorage: the pasted token (token sign-in only) and, per user, the jobs
@@ -14,6 +15,7 @@
  */
 
 import { bindAccount, fail, startSession } from './account.js';
+import { bindAdmin } from './admin.js';
 import { bindGenerateForm } from './generate-form.js';
 import { bindJobList } from './job-list.js';
 import { bindReader } from './reader.js';
@@ -23,6 +25,7 @@ async function main() {
   bindGenerateForm();
   bindJobList();
   bindReader();
+  bindAdmin();
   await startSession();
   document.documentElement.dataset.ready = 'true';
 }

@@ -1,5 +1,5 @@
 // @ts-check
-/** How a job and its times read on the page: its title, the line under it, clock times, ETAs. */
+/** How a job and its times read on the page: its title, the line under it, clock times, ETAs, spans and costs. */
 
 import { promptOf } from './storage.js';
 
@@ -84,4 +84,28 @@ export function detailOf(job) {
 function formatDuration(seconds) {
   if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
   return `${Math.round(seconds / 60)} min`;
+}
+
+/** A date and time to the second, for the operator's tables. @param {string | null | undefined} iso */
+export function instantOf(iso) {
+  if (!iso) return '';
+  return new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+/** A span of time, as precise as it is short: 5.2 s, 42 s, 4 min 30 s, 2 h 5 min. @param {number} seconds */
+export function spanOf(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 3600) {
+    const rest = Math.round(s % 60);
+    return `${Math.floor(s / 60)} min${rest ? ` ${rest} s` : ''}`;
+  }
+  const minutes = Math.round((s % 3600) / 60);
+  return `${Math.floor(s / 3600)} h${minutes ? ` ${minutes} min` : ''}`;
+}
+
+/** US dollars to a hundredth of a cent (LLM costs are small). @param {number} usd */
+export function dollarsOf(usd) {
+  return `$${usd.toFixed(4)}`;
 }

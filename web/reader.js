@@ -75,16 +75,7 @@ function show(story) {
   ui.reader.dataset.storyId = story.storyId;
   ui.reader.dataset.status = story.status;
   ui.storyContent.setAttribute('aria-busy', String(!isStoryFinished(story.status)));
-  /** @type {HTMLElement[]} */
-  const blocks = [];
-  for (const block of (story.content || '').split(/\n\s*\n/)) {
-    const text = block.trim();
-    if (!text) continue;
-    const heading = /^#{1,6}\s+/.exec(text);
-    const el = document.createElement(heading ? 'h3' : 'p');
-    el.textContent = heading ? text.slice(heading[0].length) : text;
-    blocks.push(el);
-  }
+  const blocks = storyBlocks(story.content);
   if (!blocks.length) {
     const p = document.createElement('p');
     p.className = 'hint';
@@ -94,6 +85,25 @@ function show(story) {
     blocks.push(p);
   }
   ui.storyContent.replaceChildren(...blocks);
+}
+
+/**
+ * A story's text as elements: a paragraph per blank-line-separated block, `#` lines as headings.
+ * @param {string | null} content
+ * @returns {HTMLElement[]}
+ */
+export function storyBlocks(content) {
+  /** @type {HTMLElement[]} */
+  const blocks = [];
+  for (const block of (content || '').split(/\n\s*\n/)) {
+    const text = block.trim();
+    if (!text) continue;
+    const heading = /^#{1,6}\s+/.exec(text);
+    const el = document.createElement(heading ? 'h3' : 'p');
+    el.textContent = heading ? text.slice(heading[0].length) : text;
+    blocks.push(el);
+  }
+  return blocks;
 }
 
 /** The line under the title. @param {Story} story */

@@ -20,6 +20,10 @@
  * @property {number} [pollMinMs] shortest wait between two polls of a job (default 2000)
  * @property {number} [pollMaxMs] longest wait between two polls of a job (default: the API's
  *   Retry-After decides, 2-30 s)
+ * @property {number} [adminRefreshMs] the operator page's queue is read again this often while
+ *   it is shown (default 10000)
+ * @property {number} [adminJobRefreshMs] an unfinished job's page is read again this often
+ *   (default 2000)
  */
 
 /** @type {StoryqConfig} */
