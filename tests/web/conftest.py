@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ try:  # a clear failure below, not a collection error, when the package is missi
         ConsoleMessage,
         Page,
         Playwright,
+        Request,
         sync_playwright,
     )
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
 
@@ -236,6 +240,45 @@ def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Pa
         with contextlib.suppress(Exception):  # the page may be gone; the failure matters more
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failed.png"), full_page=True)
     assert not errors, f"the page reported errors: {errors}"
+
+
+# Chromium fails the requests it has in flight with this when a network interface comes or
+# goes: docker's veths, as `sam local` starts a container (this run's, or another run's on the
+# same machine). A page that lost its scripts so never starts.
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
+def goto_ready(page: Page, url: str, *, timeout_ms: float = 30_000, loads: int = 3) -> None:
+    """Open `url` and wait until the page has started (`html[data-ready]`). A load whose
+    requests Chromium failed with ERR_NETWORK_CHANGED is made again, as a user would reload,
+    up to `loads` times in all; any other failure to start fails the test, naming what failed."""
+    for load in range(1, loads + 1):
+        failed: list[str] = []
+
+        def on_failed(request: Request, failed: list[str] = failed) -> None:
+            failed.append(f"{request.url}: {request.failure}")
+
+        page.on("requestfailed", on_failed)
+        try:
+            try:
+                page.goto(url)
+            except PlaywrightError as exc:
+                if NETWORK_CHANGED not in str(exc) or load == loads:
+                    raise
+                continue
+            deadline = time.monotonic() + timeout_ms / 1000
+            while time.monotonic() < deadline:
+                with contextlib.suppress(PlaywrightTimeoutError):
+                    page.wait_for_selector("html[data-ready='true']", timeout=500)
+                    return
+                if any(NETWORK_CHANGED in failure for failure in failed):
+                    break
+            else:
+                raise AssertionError(f"the page did not start; requests that failed: {failed}")
+            if load == loads:
+                raise AssertionError(f"the page did not start {loads} times: {failed}")
+        finally:
+            page.remove_listener("requestfailed", on_failed)
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -20,7 +20,7 @@ from storyq_local.stack.servers import ThreadedServer, free_port, serve_in_threa
 from tests.support.sql import Db
 from tests.support.stack import WEB_DIR, sam_stack
 from tests.support.users import sign_up
-from tests.web.conftest import WEB_TIMINGS, screenshot
+from tests.web.conftest import WEB_TIMINGS, goto_ready, screenshot
 from tests.web.test_page import FAST_POLLING, generate, row
 
 SLOW = 60_000  # ms: the first invocation of each warm container pays its cold start
@@ -62,8 +62,8 @@ def test_the_page_generates_cancels_and_reads_through_lambda(
     db = Db(on_lambda.stack.database_url)
     user = sign_up(db, credits=3)
     page.add_init_script(FAST_POLLING)
-    page.goto(f"{on_lambda.page.url}/?token={user.token}")
-    page.wait_for_selector("html[data-ready='true']")
+    # (its containers coming up may fail the first load: goto_ready loads it again then)
+    goto_ready(page, f"{on_lambda.page.url}/?token={user.token}", timeout_ms=SLOW)
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#credits")).to_have_text("3 credits", timeout=SLOW)
 
