@@ -1,6 +1,7 @@
 """The page in Chromium against the functions in Lambda's runtime emulation, as `make sam-local`
 serves them: the page from its own origin, the API from `sam local start-api` on another one
-(CORS answered by the function), the worker woken through `sam local start-lambda`.
+(CORS answered by the function), the worker woken through `sam local start-lambda`. The user's
+page, then the operator's (`#admin`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.support.sql import Db
 from tests.support.stack import WEB_DIR, sam_stack
 from tests.support.users import sign_up
 from tests.web.conftest import WEB_TIMINGS, goto_ready, screenshot
+from tests.web.test_admin_page import FAST_REFRESH, confirm, field, stat
 from tests.web.test_page import FAST_POLLING, generate, row
 
 SLOW = 60_000  # ms: the first invocation of each warm container pays its cold start
@@ -86,3 +88,57 @@ def test_the_page_generates_cancels_and_reads_through_lambda(
     assert len(page.locator("#story-content").inner_text().split()) >= 150
     screenshot(page, "lambda-2-story")
     assert db.balance(user.id) == 2
+
+
+def test_an_admin_retries_and_cancels_a_job_through_lambda(page: Page, on_lambda: OnLambda) -> None:
+    # Given a job that failed (queued and failed in Postgres, as a worker would: nothing kicks
+    # a worker, so it stays where the admin puts it)
+    db = Db(on_lambda.stack.database_url)
+    user = sign_up(db, credits=1)
+    enqueue = (
+        "select public.enqueue_story_job(%s, 'a kite that flies itself', 'The Kite', null, 'en',"
+        " 300, 1, 3)"
+    )
+    job_id = str(db.value(f"{enqueue} ->> 'job_id'", (user.id,)))
+    db.start(job_id)
+    db.fail(job_id, code="generator_error", message="the model refused")
+    failed = db.value("select count(*) from public.story_jobs where status = 'failed'")
+    admin = sign_up(db, admin=True)
+
+    # When an admin opens the operator page, served by the functions
+    page.add_init_script(FAST_REFRESH)
+    goto_ready(page, f"{on_lambda.page.url}/?token={admin.token}#admin", timeout_ms=SLOW)
+    expect(stat(page, "failed")).to_have_text(str(failed), timeout=SLOW)
+    expect(stat(page, "pause")).to_have_text("Not paused")
+    page.get_by_label("failed", exact=True).check()
+    page.get_by_role("button", name="Show jobs").click()
+    link = page.get_by_role("link", name="The Kite")
+    expect(link).to_be_visible(timeout=SLOW)
+    screenshot(page, "lambda-admin-1-queue")
+
+    # Then the job's page shows the failed attempt; Retry puts it back in the queue
+    link.click()
+    expect(field(page, "Status")).to_have_text("failed (refunded)", timeout=SLOW)
+    expect(page.locator("#attempts tbody tr td").nth(4)).to_have_text(
+        "generator_error: the model refused"
+    )
+    page.get_by_role("button", name="Retry…").click()
+    confirm(page, "Retry the job")
+    expect(page.locator("#job-action-result")).to_have_text(
+        re.compile(r"^Back in the queue"), timeout=SLOW
+    )
+    assert db.job_status(job_id) in {"pending", "processing"}
+    screenshot(page, "lambda-admin-2-retried")
+
+    # And Cancel ends it cancelled by the admin
+    page.get_by_role("button", name="Cancel job…").click()
+    confirm(page, "Cancel the job")
+    expect(page.locator("#job-action-result")).to_have_text(
+        re.compile(r"^(Cancelled|Cancel requested)"), timeout=SLOW
+    )
+    expect(field(page, "Status")).to_have_text(re.compile(r"^cancelled \(by admin"), timeout=SLOW)
+    screenshot(page, "lambda-admin-3-cancelled")
+    assert db.run(
+        "select status, cancel_reason from public.story_jobs where id = %s", (job_id,)
+    ) == [("cancelled", "admin")]
+    assert db.balance(user.id) == 1
