@@ -103,13 +103,15 @@ const plural = (n, one, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? 
 function emptyQueue() {
   const client = state.client;
   if (!client) return;
-  const waiting = lastQueueStats()?.waiting;
+  const stats = lastQueueStats();
+  // Every pending job goes, retries waiting for their backoff too; the count is as last read.
+  const pending = stats === undefined ? undefined : stats.waiting + stats.delayed;
   void confirmed({
     button: adminUi.emptyQueue,
     result: adminUi.emptyResult,
     question: {
       title: 'Empty the queue?',
-      text: `${waiting === undefined ? 'Every waiting job' : `All ${plural(waiting, 'waiting job')}`} `
+      text: `${pending === undefined ? 'Every waiting job' : `Every waiting job (about ${plural(pending, 'job')}, retries included)`} `
         + 'will be cancelled and their credits refunded. Running jobs go on.',
       confirmLabel: 'Empty the queue',
     },

@@ -17,21 +17,24 @@ import { config, state } from './state.js';
 /** @typedef {import('./storyq-client.js').Attempt} Attempt */
 /** @typedef {import('./storyq-client.js').Job} Job */
 
+/** Empty the job page: nothing of the last job shown stays in it. */
+export function clearJobPage() {
+  adminState.job = null;
+  adminUi.jobTitle.textContent = 'Loading…';
+  adminUi.jobResult.textContent = '';
+  adminUi.jobFields.replaceChildren();
+  adminUi.attempts.replaceChildren();
+  adminUi.story.replaceChildren();
+  adminUi.storyMeta.textContent = '';
+  adminUi.jobRetry.hidden = true;
+  adminUi.jobCancel.hidden = true;
+}
+
 /** Show a job's page (the address changed to it). @param {string} jobId */
 export function openJob(jobId) {
   const another = adminState.jobId !== jobId;
   adminState.jobId = jobId;
-  if (another) {
-    adminState.job = null;
-    adminUi.jobTitle.textContent = 'Loading…';
-    adminUi.jobResult.textContent = '';
-    adminUi.jobFields.replaceChildren();
-    adminUi.attempts.replaceChildren();
-    adminUi.story.replaceChildren();
-    adminUi.storyMeta.textContent = '';
-    adminUi.jobRetry.hidden = true;
-    adminUi.jobCancel.hidden = true;
-  }
+  if (another) clearJobPage();
   loadJob().then(() => {
     if (another) adminUi.jobTitle.focus();
   }, adminFail);

@@ -49,6 +49,10 @@ export function resetJobBrowser() {
   adminState.nextCursor = null;
   adminState.drawnPage = '';
   adminUi.jobRows.replaceChildren();
+  adminUi.jobsPage.textContent = '';
+  adminUi.firstPage.hidden = true;
+  adminUi.previousPage.hidden = true;
+  adminUi.nextPage.hidden = true;
 }
 
 /** Read the page the browser is on again (its cursor), with the filters last applied. */

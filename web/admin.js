@@ -16,7 +16,7 @@ import { fail } from './account.js';
 import { adminState, adminUi } from './admin-ui.js';
 import { bindQueueActions } from './admin-actions.js';
 import { bindJobBrowser, loadJobPage, resetJobBrowser } from './admin-jobs.js';
-import { bindJobPage, openJob } from './admin-job.js';
+import { bindJobPage, clearJobPage, openJob } from './admin-job.js';
 import { bindQueue, loadQueue } from './admin-queue.js';
 import { closeStory } from './reader.js';
 import { config, state, ui } from './state.js';
@@ -31,7 +31,14 @@ const TITLE = 'storyq';
 export function adminRoute(hash = window.location.hash) {
   if (hash === QUEUE_HASH || hash === `${QUEUE_HASH}/`) return { view: 'queue' };
   if (hash.startsWith(JOB_HASH) && hash.length > JOB_HASH.length) {
-    return { view: 'job', jobId: decodeURIComponent(hash.slice(JOB_HASH.length)) };
+    const raw = hash.slice(JOB_HASH.length);
+    let jobId = raw;
+    try {
+      jobId = decodeURIComponent(raw);
+    } catch {
+      // a mangled link: the API answers that no such job exists
+    }
+    return { view: 'job', jobId };
   }
   return null;
 }
@@ -100,8 +107,8 @@ export function leaveAdmin() {
   hideAdmin();
   setAdmin(false);
   resetJobBrowser();
+  clearJobPage();
   adminState.jobId = null;
-  adminState.job = null;
 }
 
 function hideAdmin() {
@@ -180,5 +187,18 @@ export function bindAdmin() {
   bindQueueActions();
   bindJobBrowser();
   bindJobPage();
-  window.addEventListener('hashchange', showRoute);
+  window.addEventListener('hashchange', () => {
+    // An anchor within the page (the "Skip to content" link's #main) is not a view.
+    const hash = window.location.hash;
+    if (hash && !adminRoute(hash) && document.getElementById(hash.slice(1))) return;
+    showRoute();
+  });
+  // "Skip to content" moves the focus and leaves the address (and so the view) as it is.
+  document.querySelector('a.skip')?.addEventListener('click', (event) => {
+    event.preventDefault();
+    const main = document.getElementById('main');
+    if (!main) return;
+    main.tabIndex = -1;
+    main.focus();
+  });
 }

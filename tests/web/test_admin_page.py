@@ -447,7 +447,8 @@ def test_empty_clean_and_grant_credits(
     empty = page.get_by_role("button", name="Empty the queue…")
     empty.click()
     expect(page.get_by_role("dialog")).to_contain_text(
-        "All 3 waiting jobs will be cancelled and their credits refunded."
+        "Every waiting job (about 3 jobs, retries included) will be cancelled and their"
+        " credits refunded."
     )
     confirm(page, "Go back")
     expect(page.locator("#empty-result")).to_have_text("Nothing was done.")
@@ -540,4 +541,33 @@ def test_a_user_who_is_not_an_admin_sees_admins_only(
         answer = api.get(path, headers=user.headers)
         assert answer.status_code == 403, (path, answer.text)
         assert answer.json()["code"] == "forbidden"
+    assert api.delete(f"/api/job/{job_id}", headers=user.headers).status_code == 200
+
+
+def test_the_skip_link_a_mangled_link_and_signing_out_keep_the_operator_page_sound(
+    page: Page, api_server: ThreadedServer, api: httpx.Client, users: Users, admin: WebUser
+) -> None:
+    # Given an admin on a job's page
+    user = users.new(credits=1)
+    job_id = queue_story(api, user)
+    open_page(page, api_server, admin, f"#admin/job/{job_id}")
+    expect(page.locator("#admin-job")).to_be_visible()
+    expect(page.locator("#admin-job-fields")).to_contain_text(str(job_id))
+
+    # When they use the "Skip to content" link, they stay on the operator page
+    page.locator("a.skip").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#admin-job")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+
+    # When a mangled job link is opened, the page still starts and says no such job is found
+    goto_ready(page, f"{api_server.url}/#admin/job/%E0%A4%A")
+    expect(page.locator("#admin-job")).to_be_visible()
+    expect(page.locator("#admin-job-fields")).not_to_contain_text(str(job_id))
+
+    # When they sign out, nothing of the last job shown stays in the page
+    open_page(page, api_server, admin, f"#admin/job/{job_id}")
+    expect(page.locator("#admin-job-fields")).to_contain_text(str(job_id))
+    page.get_by_role("button", name="Sign out").click()
+    assert str(job_id) not in (page.locator("#admin-job").text_content() or "")
     assert api.delete(f"/api/job/{job_id}", headers=user.headers).status_code == 200
