@@ -114,7 +114,7 @@ while leased < n and holds < hold_max do
         local low, high = user_range(user)
         local oldest = redis.call('ZRANGEBYLEX', by_user, low, high, 'LIMIT', 0, 1)[1]
         local held_score, held_job = nil, nil
-        if oldest then held_score, held_job = string.match(oldest, ':(%d+):(.*)$') end
+        if oldest then held_score, held_job = parse_held(oldest) end
         if held_job and tonumber(held_score) < score then
           redis.call('ZREM', by_user, oldest)
           redis.call('ZREM', waiting, held_job)

@@ -38,6 +38,11 @@ local function head_start(priority)
   return math.min(math.max(level, -PRIORITY_MAX), PRIORITY_MAX) * TAG_UNITS
 end
 
+-- Virtual-time units one job costs a user of this weight (at least 1).
+local function tag_cost(weight)
+  return math.max(1, math.floor(TAG_UNITS / weight + 0.5))
+end
+
 -- Add `job` to the waiting set with a start-time-fair-queuing score:
 -- tag = max(virtual time - head start, the user's last tag, 0) + TAG_UNITS / weight. The fair
 -- hash also counts each user's waiting jobs (`n:<user>`, held ones included), so a user whose
@@ -48,9 +53,8 @@ local function add_waiting(waiting, finish, fair, job, user, weight, priority)
   local state = redis.call('HMGET', fair, 'vtime', 'seq', 'n:' .. user, 'head')
   local vtime, seq = tonumber(state[1] or '0'), (tonumber(state[2] or '0') + 1) % SEQ_SPAN
   local last = tonumber(redis.call('ZSCORE', finish, user) or '0')
-  local cost = math.max(1, math.floor(TAG_UNITS / weight + 0.5))
   local head = head_start(priority)
-  local tag = math.max(vtime - head, last, 0) + cost
+  local tag = math.max(vtime - head, last, 0) + tag_cost(weight)
   redis.call('ZADD', waiting, fmt_int(tag * SEQ_SPAN + seq), job)
   redis.call('ZADD', finish, fmt_int(tag), user)
   if head > tonumber(state[4] or '0') then
@@ -95,6 +99,11 @@ end
 -- held job goes back to its own score when its user is under their cap again (release_held).
 local function held_member(user, score, job)
   return user .. ':' .. string.format('%016.0f', tonumber(score)) .. ':' .. job
+end
+
+-- The own score (text) and the job of a `held_by_user` member (user ids hold no ':').
+local function parse_held(member)
+  return string.match(member, ':(%d+):(.*)$')
 end
 
 local function is_held(score)
@@ -151,7 +160,7 @@ local function release_held(waiting, by_user, fair, active, jobs, user)
   local busy = (lease_counts(active, jobs)[user] or 0) + math.max(0, queued - held)
   local released = 0
   for _, member in ipairs(members) do
-    local score, job = string.match(member, ':(%d+):(.*)$')
+    local score, job = parse_held(member)
     local cap = tonumber(redis.call('HGET', jobs, job .. ':cap') or '')
     if cap and busy >= cap then break end
     redis.call('ZADD', waiting, 'XX', score, job)
@@ -231,8 +240,7 @@ local function unwait(waiting, finish, fair, jobs, by_user, active, job)
     if left_waiting(fair, user) <= 0 then
       if last > vtime then redis.call('ZADD', finish, fmt_int(vtime), user) end
     elseif tag >= last then
-      redis.call('ZADD', finish, fmt_int(last - math.max(1, math.floor(TAG_UNITS / weight + 0.5))),
-        user)
+      redis.call('ZADD', finish, fmt_int(last - tag_cost(weight)), user)
     end
   end
   if redis.call('ZCARD', waiting) == 0 then

@@ -556,6 +556,7 @@ class Dispatcher:
         position = as_int(rank)
         user_cap = None if cap in ("", None) else as_int(cap)
         own_ahead = as_int(own)
+        is_held, at_user_cap = as_int(held) == 1, as_int(at_cap) == 1
         return Position(
             position=position,
             queue_length=as_int(waiting),
@@ -566,12 +567,13 @@ class Dispatcher:
                 mean_seconds=as_mean(mean),
                 own_ahead=own_ahead,
                 user_cap=user_cap,
-                at_user_cap=as_int(at_cap) == 1,
+                at_user_cap=at_user_cap,
             ),
-            may_be_overtaken=bool(as_int(held) or as_int(at_cap))
+            may_be_overtaken=is_held
+            or at_user_cap
             or position >= max(0, self.max_active - as_int(active)),
-            held=as_int(held) == 1,
-            at_user_cap=as_int(at_cap) == 1,
+            held=is_held,
+            at_user_cap=at_user_cap,
             own_ahead=own_ahead,
         )
 
