@@ -13,6 +13,8 @@ import pytest
 
 from storyq.queue import Claim, Dispatcher, PendingJob
 from storyq_local.stack.redis_server import RedisProcess
+from tests.core.queue import helpers
+from tests.core.queue.helpers import finish, queue_jobs
 from tests.support.ids import job, user
 
 LEASE = 30.0
@@ -24,39 +26,12 @@ def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
 
 
-async def queue_jobs(
-    queue: Dispatcher,
-    who: str,
-    count: int,
-    *,
-    fence: itertools.count[int],
-    cap: int | None = None,
-    priority: int = 0,
-) -> list[str]:
-    names = [f"{who}-{n}" for n in range(count)]
-    for name in names:
-        await queue.enqueue(
-            job(name),
-            user_id=user(who),
-            fence=next(fence),
-            max_active_per_user=cap,
-            priority=priority,
-        )
-    return names
-
-
 def names_of(claims: list[Claim]) -> list[str]:
-    by_id = {job(f"{who}-{n}"): f"{who}-{n}" for who in NAMES for n in range(40)}
-    return [by_id[claim.job_id] for claim in claims]
+    return helpers.names_of(claims, NAMES, most=40)
 
 
 def owner(name: str) -> str:
     return name.rsplit("-", 1)[0]
-
-
-async def finish(queue: Dispatcher, claims: list[Claim], name: str) -> None:
-    [claim] = [c for c in claims if c.job_id == job(name)]
-    assert await queue.ack(claim.job_id, claim.fence, generation_seconds=None)
 
 
 async def test_a_user_at_their_cap_leaves_the_slots_to_others(queue: Dispatcher) -> None:

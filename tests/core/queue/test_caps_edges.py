@@ -12,6 +12,8 @@ import pytest
 
 from storyq.queue import Claim, Dispatcher, PendingJob
 from storyq_local.stack.redis_server import RedisProcess
+from tests.core.queue import helpers
+from tests.core.queue.helpers import finish, queue_jobs
 from tests.support.ids import job, user
 
 LEASE = 30.0
@@ -23,36 +25,8 @@ def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
 
 
-async def queue_jobs(
-    queue: Dispatcher,
-    who: str,
-    count: int,
-    *,
-    fence: itertools.count[int],
-    cap: int | None = None,
-    priority: int = 0,
-    start: int = 0,
-) -> list[str]:
-    names = [f"{who}-{n}" for n in range(start, start + count)]
-    for name in names:
-        await queue.enqueue(
-            job(name),
-            user_id=user(who),
-            fence=next(fence),
-            max_active_per_user=cap,
-            priority=priority,
-        )
-    return names
-
-
 def names_of(claims: list[Claim]) -> list[str]:
-    by_id = {job(f"{who}-{n}"): f"{who}-{n}" for who in NAMES for n in range(60)}
-    return [by_id[claim.job_id] for claim in claims]
-
-
-async def finish(queue: Dispatcher, claims: list[Claim], name: str) -> None:
-    [claim] = [c for c in claims if c.job_id == job(name)]
-    assert await queue.ack(claim.job_id, claim.fence, generation_seconds=None)
+    return helpers.names_of(claims, NAMES)
 
 
 async def test_held_job_goes_first_once_its_user_is_under_the_cap_after_an_unclaim(

@@ -11,7 +11,8 @@ import pytest
 
 from storyq.queue import Claim, Dispatcher
 from storyq_local.stack.redis_server import RedisProcess
-from tests.support.ids import job, user
+from tests.core.queue.helpers import queue_jobs
+from tests.support.ids import user
 
 LEASE = 30.0
 
@@ -19,25 +20,6 @@ LEASE = 30.0
 @pytest.fixture(autouse=True)
 def _empty_redis(redis_process: RedisProcess) -> None:
     redis_process.client().flushall()
-
-
-async def queue_jobs(
-    queue: Dispatcher,
-    who: str,
-    count: int,
-    *,
-    fence: itertools.count[int],
-    weight: float = 1.0,
-) -> list[str]:
-    names = [f"{who}-{n}" for n in range(count)]
-    for name in names:
-        await queue.enqueue(
-            job(name),
-            user_id=user(who),
-            fence=next(fence),
-            weight=weight,
-        )
-    return names
 
 
 def owners(claims: list[Claim]) -> Counter[str]:
